@@ -1,0 +1,27 @@
+"""User-facing errors: one line, names the file, line and field, exit code 2.
+
+Every stage raises `InputError` for bad input or bad configuration; `cli.py` catches it,
+prints the message on one line and exits with code 2. Nothing else should print tracebacks
+for a user's mistake.
+"""
+
+from __future__ import annotations
+
+EXIT_BAD_INPUT = 2
+
+
+class InputError(Exception):
+    """Bad input or configuration. The message is shown to the user as is, on one line."""
+
+    def __init__(self, message: str, *, where: str | None = None, field: str | None = None):
+        self.where = where
+        self.field = field
+        parts = [where] if where else []
+        if field:
+            parts.append(f"field '{field}'")
+        parts.append(message)
+        super().__init__(": ".join(parts))
+
+
+class StageError(Exception):
+    """A stage failed for a reason other than bad input (server unreachable, training crash)."""

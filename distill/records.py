@@ -1,0 +1,75 @@
+"""The two record types every stage shares.
+
+`Problem` is one prompt (what `generate` reads, what `eval` scores against). `Trace` is one
+teacher sample for a problem: the unit that `generate` writes, `filter` judges and `train`
+learns from. Stages add fields as the data moves along (`verdicts`, `messages`), they never
+invent a second record shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Domain = Literal["math", "code", "science", "general"]
+FinishReason = Literal["stop", "length"]
+
+
+class Problem(BaseModel):
+    """One prompt with its reference, as read from a dataset through a field mapping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    problem_id: str = Field(description="Stable id of the problem; samples of one problem share it.")
+    problem: str = Field(min_length=1, description="The user prompt text.")
+    answer: str | None = Field(default=None, description="Reference final answer, if known.")
+    domain: Domain = Field(default="math", description="math, code, science or general.")
+    tests: list[dict[str, Any]] | str | None = Field(
+        default=None,
+        description="Code tests: a list of {input, output} stdin/stdout cases or a string of asserts.",
+    )
+    language: str | None = Field(default=None, description="Target language (ISO 639-1), if known.")
+    source: dict[str, Any] | None = Field(default=None, description="Provenance: file or dataset, row.")
+
+
+class Verdict(BaseModel):
+    """One filter rule's judgement of one trace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    passed: bool
+    reason: str = ""
+    score: float | None = None
+
+
+class Trace(Problem):
+    """One teacher sample for a problem (R1 form: `<think>\\n...\\n</think>\\n\\nanswer`)."""
+
+    id: str = Field(description="Unique per sample: '{problem_id}#{sample_index}'.")
+    sample_index: int = Field(ge=0)
+    completion: str = Field(description="The teacher's whole output, reasoning included.")
+    finish_reason: FinishReason | None = None
+    completion_tokens: int | None = Field(default=None, ge=0)
+    teacher: dict[str, Any] | None = Field(
+        default=None, description="Model, backend, sampling parameters and seed that produced it."
+    )
+    verdicts: dict[str, Verdict] | None = Field(default=None, description="Filter rule -> verdict.")
+    rejected_by: str | None = Field(default=None, description="First rule that rejected it.")
+    reason: str | None = Field(default=None, description="Why it was rejected, for people.")
+    messages: list[dict[str, str]] | None = Field(default=None, description="SFT conversation.")
+
+
+def sample_id(problem_id: str, sample_index: int) -> str:
+    return f"{problem_id}#{sample_index}"
+
+
+def derive_problem_id(text: str) -> str:
+    """Content hash, used when a dataset has no id column: the same prompt keeps its id."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def to_row(record: BaseModel) -> dict[str, Any]:
+    """A record as a plain dict for writing: unset optional fields are left out."""
+    return record.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny offline models (built once per session) and the real data in ../shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Nothing may reach a hub from tests; vLLM must not phone home.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory) -> Path:
+    """A random-weight Qwen2-architecture model with a freshly trained tokenizer."""
+    from distill.tiny import build_model
+
+    return build_model(tmp_path_factory.mktemp("models") / "tiny-qwen", family="qwen")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A random-weight Llama-architecture model with a freshly trained tokenizer."""
+    from distill.tiny import build_model
+
+    return build_model(tmp_path_factory.mktemp("models") / "tiny-llama", family="llama")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real traces and benchmarks); tests that need it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not available ({SHARED_DATA} is absent)")
+    return SHARED_DATA
