@@ -1,0 +1,94 @@
+"""The quickstart's synthetic task: multi-step arithmetic with R1-style reasoning traces.
+
+Small enough that a few-million-parameter model learns it in a couple of CPU minutes, rich
+enough to show what distillation filters are for: a share of the teacher's training traces
+make an arithmetic slip (so the teacher itself answers wrongly sometimes) and a share switch
+to Chinese mid-reasoning (the R1-Zero language-mixing failure), so the teacher produces both
+and the filter has something real to remove.
+
+Everything is drawn from one seeded `random.Random`, so every machine gets the same data.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from distill.records import Problem
+
+# Sentence templates. The English and Chinese forms say the same thing, so a trace that mixes
+# languages is still a correct solution: only a language rule can tell it apart.
+FIRST = {"en": "First, {a} {op} {b} = {r}.", "zh": "首先，{a} {op} {b} = {r}。"}
+THEN = {"en": "Then, {a} {op} {b} = {r}.", "zh": "然后，{a} {op} {b} = {r}。"}
+CLOSE = {"en": "So the answer is {r}.", "zh": "所以答案是 {r}。"}
+OPEN = "We need {expr}."
+ANSWER = "The answer is \\boxed{{{r}}}."
+
+
+@dataclass(frozen=True)
+class Example:
+    problem: Problem
+    completion: str  # what follows the template's "<think>\n" prefill, R1 style
+    wrong: bool
+    mixed: bool
+
+
+def make_problem(rng: random.Random, index: int, prefix: str = "q") -> tuple[str, list[tuple[str, int]], int]:
+    """An expression of 2 or 3 operations on small numbers; intermediate values stay in 0..40."""
+    start = rng.randint(2, 20)
+    steps: list[tuple[str, int]] = []
+    value = start
+    for _ in range(rng.choice((2, 3))):
+        b = rng.randint(1, 9)
+        op = "+" if value - b < 0 or (value + b <= 40 and rng.random() < 0.5) else "-"
+        value = value + b if op == "+" else value - b
+        steps.append((op, b))
+    return str(start), steps, value
+
+
+def expression(start: str, steps: list[tuple[str, int]]) -> str:
+    return start + "".join(f" {op} {b}" for op, b in steps)
+
+
+def solve_text(start: str, steps: list[tuple[str, int]], rng: random.Random, wrong: bool, mixed: bool) -> tuple[str, int]:
+    """The reasoning and final answer; `wrong` slips once, `mixed` writes some steps in Chinese."""
+    slip_at = rng.randrange(len(steps)) if wrong else -1
+    zh_steps = set(rng.sample(range(len(steps) + 1), k=rng.randint(1, len(steps) + 1))) if mixed else set()
+    lines = [OPEN.format(expr=expression(start, steps))]
+    value = int(start)
+    for i, (op, b) in enumerate(steps):
+        result = value + b if op == "+" else value - b
+        if i == slip_at:
+            result += rng.choice((-2, -1, 1, 2))
+        template = FIRST if i == 0 else THEN
+        lines.append(template["zh" if i in zh_steps else "en"].format(a=value, op=op, b=b, r=result))
+        value = result
+    lines.append(CLOSE["zh" if len(steps) in zh_steps else "en"].format(r=value))
+    reasoning = "\n".join(lines)
+    return f"{reasoning}\n</think>\n\n{ANSWER.format(r=value)}", value
+
+
+def make_examples(count: int, seed: int, wrong_rate: float = 0.0, mixed_rate: float = 0.0,
+                  exclude: set[str] | None = None, prefix: str = "q") -> list[Example]:
+    """`count` distinct problems (none whose text is in `exclude`) with one trace each."""
+    rng = random.Random(seed)
+    seen = set(exclude or ())
+    examples: list[Example] = []
+    while len(examples) < count:
+        start, steps, answer = make_problem(rng, len(examples))
+        text = f"Compute {expression(start, steps)}."
+        if text in seen:
+            continue
+        seen.add(text)
+        wrong = rng.random() < wrong_rate
+        mixed = rng.random() < mixed_rate
+        completion, _ = solve_text(start, steps, rng, wrong, mixed)
+        problem = Problem(problem_id=f"{prefix}{len(examples):05d}", problem=text, answer=str(answer),
+                          source={"generator": "distill.quickstart.task", "seed": seed})
+        examples.append(Example(problem=problem, completion=completion, wrong=wrong, mixed=mixed))
+    return examples
+
+
+def tokenizer_corpus(examples: list[Example]) -> list[str]:
+    """Text the tiny tokenizer is trained on: the task's own prompts and traces."""
+    return [f"{e.problem.problem}\n{e.completion}" for e in examples]
