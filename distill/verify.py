@@ -41,8 +41,22 @@ class VerifyOptions(BaseModel):
 _ANSWER_PHRASE = re.compile(
     r"(?:final answer|the answer|answer)\s*(?:is|:)\s*[:\s]*(?P<value>\$[^$]+\$|\\\(.+?\\\)|[^\n.]+)", re.IGNORECASE
 )
+# "Therefore, the degree of \( f(x) \) is 3." / "The midpoint is (-1,6).": the value that ends the
+# paragraph's last sentence after "is"/"are"/"=" (an optional unit word may follow it).
+_CONCLUSION = re.compile(
+    r"(?:\bis|\bare|\bequals|=)\s+(?:equal to\s+|approximately\s+|about\s+|indeed\s+)?(?:\\?\$(?=\d))?"
+    r"(?P<value>\$[^$]+\$|\\\((?:(?!\\\)).)+\\\)|\\\[(?:(?!\\\]).)+\\\]|\([^()\n]*\)|-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)"
+    r"\s*(?:[a-zA-Z°%]+)?\s*[.!]?\s*$",
+    re.DOTALL,
+)
 _INLINE_MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$]+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+    "eighteen nineteen twenty".split())}
+# Closing remarks ("I think that's the answer.") often follow the stated answer: the fallbacks
+# look at this many last paragraphs, the last one first.
+FALLBACK_PARAGRAPHS = 3
 
 
 def final_part(completion: str, delimiters: Delimiters | None = None) -> str:
@@ -51,37 +65,66 @@ def final_part(completion: str, delimiters: Delimiters | None = None) -> str:
     return parts.answer if parts.closes else completion
 
 
+def _unwrap(value: str) -> str:
+    value = value.strip().strip("$").strip()
+    for opening, closing in (("\\(", "\\)"), ("\\[", "\\]")):
+        if value.startswith(opening) and value.endswith(closing):
+            value = value[len(opening):-len(closing)]
+    return value.strip()
+
+
+def _paragraph_answer(paragraph: str) -> str | None:
+    phrases = list(_ANSWER_PHRASE.finditer(paragraph))
+    if phrases:
+        value = _unwrap(phrases[-1].group("value"))
+        first = value.split(maxsplit=1)[0].lower().strip(",;:") if value else ""
+        if first in _NUMBER_WORDS:  # "the answer is three boxes ..."
+            return _NUMBER_WORDS[first]
+        if value:
+            return value
+    conclusion = _CONCLUSION.search(paragraph)
+    if conclusion and _unwrap(conclusion.group("value")):
+        return _unwrap(conclusion.group("value"))
+    formulas = list(_INLINE_MATH.finditer(paragraph))
+    if formulas:
+        value = next(g for g in formulas[-1].groups() if g is not None).strip()
+        if value:
+            return value
+    numbers = _NUMBER.findall(paragraph)
+    return numbers[-1] if numbers else None
+
+
 def extract_answer(text: str, delimiters: Delimiters | None = None) -> str | None:
     """The final answer of a completion, or None.
 
-    Looked for in the final part (after the reasoning), in this order:
+    Looked for in the final part (after the reasoning; the whole text when it has no closing
+    tag), in this order:
     1. the last `\\boxed{...}` (or `\\fbox{...}`);
-    2. the value after the last "final answer is" / "answer:" phrase;
-    3. the last inline formula (`$...$`, `\\(...\\)`, `\\[...\\]`);
-    4. the last number.
-    The reasoning itself is never searched: an answer the model did not state after thinking
-    is not an answer.
+    2. else in the last paragraph, then in the one before (up to `FALLBACK_PARAGRAPHS`, since
+       closing remarks such as "I think that's the answer." follow the answer), the first of:
+       a. the value after the last "final answer is" / "answer:" phrase (a leading number
+          word, "three boxes", becomes 3);
+       b. the value that ends the last sentence after "is"/"are"/"=" ("the degree of
+          \\(f(x)\\) is 3."): a number, a formula or a parenthesised tuple;
+       c. the last inline formula (`$...$`, `\\(...\\)`, `\\[...\\]`);
+       d. the last number.
+    When there is a closing tag the reasoning itself is never searched: an answer the model
+    did not state after thinking is not an answer.
     """
     final = final_part(text, delimiters)
     boxed = last_boxed(final)
     if boxed:
         return boxed
-    phrases = list(_ANSWER_PHRASE.finditer(final))
-    if phrases:
-        value = phrases[-1].group("value").strip().strip("$").strip()
-        value = value.removeprefix("\\(").removesuffix("\\)").strip()
-        if value:
-            return value
-    formulas = list(_INLINE_MATH.finditer(final))
-    if formulas:
-        value = next(g for g in formulas[-1].groups() if g is not None).strip()
-        if value:
-            return value
-    numbers = _NUMBER.findall(final)
-    return numbers[-1] if numbers else None
+    paragraphs = [p for p in re.split(r"\n\s*\n", final.strip()) if p.strip()]
+    for paragraph in reversed(paragraphs[-FALLBACK_PARAGRAPHS:]):
+        answer = _paragraph_answer(paragraph)
+        if answer:
+            return answer
+    return None
 
 
 _NORMALISE = [
+    (re.compile(r"\\\$"), ""),  # an escaped dollar sign ("\$36") is a currency mark, not math
     (re.compile(r"\\(?:left|right|displaystyle|!|,|;|:|quad|qquad)(?![a-zA-Z])"), ""),
     (re.compile(r"\\[dt]frac"), r"\\frac"),
     (re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox)\{([^{}]*)\}"), r"\1"),
@@ -104,7 +147,12 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# "A = x, \quad \text{for } y \neq 2": what follows \quad or a \text{for/if/when} is a condition.
+_CONDITION = re.compile(r"\\q?quad|\\text\{\s*(?:for|if|when|where)\b")
+
+
 def _as_math(text: str) -> str:
+    text = text.replace("\\$", "")
     if "$" in text or "\\boxed" in text or "\\(" in text or "\\[" in text:
         return text
     return f"${text}$"
@@ -112,13 +160,27 @@ def _as_math(text: str) -> str:
 
 # ---------------------------------------------------------------------------- checking
 
+_DECIMAL = re.compile(r"-?\d+\.\d+|-?\d+")
+RELATIVE_TOLERANCE = 1e-4
+
+
+def _close_decimals(reference: str, predicted: str) -> bool:
+    """4.031882 for a reference of 4.03188: a measured (non-integer) reference is matched within a
+    relative 1e-4, as graders of physics answers do; integers stay exact (math-verify)."""
+    ref, pred = normalise(reference).replace(",", ""), normalise(predicted).replace(",", "")
+    if "." not in ref or not _DECIMAL.fullmatch(ref) or not _DECIMAL.fullmatch(pred):
+        return False
+    return abs(float(pred) - float(ref)) <= RELATIVE_TOLERANCE * abs(float(ref))
+
+
 
 def check_math(reference: str, predicted: str | None, options: VerifyOptions) -> Verdict:
     """Compare an extracted answer with the reference (exact after normalisation, then math-verify)."""
     if predicted is None:
         return Verdict(passed=False, reason="no final answer found", score=0.0)
-    if normalise(predicted) == normalise(reference):
-        return Verdict(passed=True, reason=f"answer {_short(predicted)} = reference", score=1.0)
+    predicted = _CONDITION.split(predicted, 1)[0].strip().rstrip(",")
+    if normalise(predicted) == normalise(reference) or _close_decimals(reference, predicted):
+        return Verdict(passed=True, reason=f"answer {_short(predicted)} = reference {_short(reference)}", score=1.0)
     from math_verify import parse, verify
 
     # math-verify's own SIGALRM timeouts are the soft layer; the worker's kill is the hard one.

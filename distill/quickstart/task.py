@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from distill.records import Problem
 
 # Sentence templates. The English and Chinese forms say the same thing, so a trace that mixes
-# languages is still a correct solution: only a language rule can tell it apart.
-FIRST = {"en": "First, {a} {op} {b} = {r}.", "zh": "首先，{a} {op} {b} = {r}。"}
-THEN = {"en": "Then, {a} {op} {b} = {r}.", "zh": "然后，{a} {op} {b} = {r}。"}
+# languages is still a correct solution: only a language rule can tell it apart. Each Chinese
+# sentence has at least 4 Han characters: the language rule ignores fewer than 3 foreign words
+# (a quoted term), and a real language switch is more than a word.
+FIRST = {"en": "First, {a}{op}{b}={r}.", "zh": "首先计算 {a}{op}{b}={r}。"}
+THEN = {"en": "Then, {a}{op}{b}={r}.", "zh": "然后计算 {a}{op}{b}={r}。"}
 CLOSE = {"en": "So the answer is {r}.", "zh": "所以答案是 {r}。"}
-OPEN = "We need {expr}."
 ANSWER = "The answer is \\boxed{{{r}}}."
 
 
@@ -33,37 +34,45 @@ class Example:
     mixed: bool
 
 
-def make_problem(rng: random.Random, index: int, prefix: str = "q") -> tuple[str, list[tuple[str, int]], int]:
-    """An expression of 2 or 3 operations on small numbers; intermediate values stay in 0..40."""
-    start = rng.randint(2, 20)
+def make_problem(rng: random.Random) -> tuple[str, list[tuple[str, int]], int]:
+    """2 or 3 additions/subtractions of one-digit numbers; every intermediate value stays in 0..9.
+
+    One-digit values are single tokens, so each step is a lookup a tiny model learns in a
+    few hundred CPU steps; carries would take it far longer for no gain in what the
+    quickstart shows.
+    """
+    value = rng.randint(1, 9)
+    start = str(value)
     steps: list[tuple[str, int]] = []
-    value = start
     for _ in range(rng.choice((2, 3))):
-        b = rng.randint(1, 9)
-        op = "+" if value - b < 0 or (value + b <= 40 and rng.random() < 0.5) else "-"
+        op = "-" if value == 9 else "+" if value == 0 else rng.choice("+-")
+        b = rng.randint(1, 9 - value) if op == "+" else rng.randint(1, value)
         value = value + b if op == "+" else value - b
         steps.append((op, b))
-    return str(start), steps, value
+    return start, steps, value
 
 
 def expression(start: str, steps: list[tuple[str, int]]) -> str:
-    return start + "".join(f" {op} {b}" for op, b in steps)
+    return start + "".join(f"{op}{b}" for op, b in steps)
 
 
 def solve_text(start: str, steps: list[tuple[str, int]], rng: random.Random, wrong: bool, mixed: bool) -> tuple[str, int]:
-    """The reasoning and final answer; `wrong` slips once, `mixed` writes some steps in Chinese."""
+    """The reasoning and final answer; `wrong` slips once, `mixed` drifts into Chinese.
+
+    The drift is R1-Zero's: from some sentence on, the reasoning continues in Chinese to its end.
+    """
     slip_at = rng.randrange(len(steps)) if wrong else -1
-    zh_steps = set(rng.sample(range(len(steps) + 1), k=rng.randint(1, len(steps) + 1))) if mixed else set()
-    lines = [OPEN.format(expr=expression(start, steps))]
+    chinese_from = rng.randint(0, len(steps)) if mixed else len(steps) + 1  # index len(steps) = closing sentence
+    lines: list[str] = []
     value = int(start)
     for i, (op, b) in enumerate(steps):
         result = value + b if op == "+" else value - b
         if i == slip_at:
-            result += rng.choice((-2, -1, 1, 2))
+            result = 1 if result == 0 else 8 if result == 9 else result + rng.choice((-1, 1))  # off by one, still a digit
         template = FIRST if i == 0 else THEN
-        lines.append(template["zh" if i in zh_steps else "en"].format(a=value, op=op, b=b, r=result))
+        lines.append(template["zh" if i >= chinese_from else "en"].format(a=value, op=op, b=b, r=result))
         value = result
-    lines.append(CLOSE["zh" if len(steps) in zh_steps else "en"].format(r=value))
+    lines.append(CLOSE["zh" if len(steps) >= chinese_from else "en"].format(r=value))
     reasoning = "\n".join(lines)
     return f"{reasoning}\n</think>\n\n{ANSWER.format(r=value)}", value
 
@@ -75,7 +84,7 @@ def make_examples(count: int, seed: int, wrong_rate: float = 0.0, mixed_rate: fl
     seen = set(exclude or ())
     examples: list[Example] = []
     while len(examples) < count:
-        start, steps, answer = make_problem(rng, len(examples))
+        start, steps, answer = make_problem(rng)
         text = f"Compute {expression(start, steps)}."
         if text in seen:
             continue

@@ -1,0 +1,109 @@
+"""The filter report: counts per rule and domain, length statistics before and after."""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distill.filters.chunks import Judged
+
+
+class LengthStats:
+    """Completion lengths in characters (and tokens where records carry them), compactly."""
+
+    def __init__(self) -> None:
+        self.chars = array("l")
+        self.tokens = array("l")
+
+    def add(self, chars: int, tokens: int | None) -> None:
+        self.chars.append(chars)
+        if tokens is not None:
+            self.tokens.append(tokens)
+
+    @staticmethod
+    def _summary(values: array) -> dict[str, float] | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+        return {"mean": round(sum(ordered) / len(ordered), 1), "p50": pick(0.5), "p90": pick(0.9), "max": ordered[-1]}
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"chars": self._summary(self.chars)}
+        if self.tokens:
+            out["tokens"] = self._summary(self.tokens)
+        return out
+
+
+class Report:
+    def __init__(self, rules: list[str]):
+        self.rules = rules
+        self.records_in = 0
+        self.kept = 0
+        self.rejected_by: Counter = Counter({rule: 0 for rule in rules})
+        self.failed: Counter = Counter()  # every rule's rejections (differs from rejected_by with all_verdicts)
+        self.domain_in: Counter = Counter()
+        self.domain_kept: Counter = Counter()
+        self.before = LengthStats()
+        self.after = LengthStats()
+
+    def add(self, judged: Judged, verdicts: dict[str, dict[str, Any]], rejected_by: str | None) -> None:
+        """One judged record (see distill.filters.chunks), its merged verdicts and the rule charged."""
+        self.records_in += 1
+        self.domain_in[judged.domain] += 1
+        self.before.add(judged.chars, judged.tokens)
+        for name, verdict in verdicts.items():
+            if not verdict["passed"]:
+                self.failed[name] += 1
+        if rejected_by is None:
+            self.kept += 1
+            self.domain_kept[judged.domain] += 1
+            self.after.add(judged.chars, judged.tokens)
+        else:
+            self.rejected_by[rejected_by] += 1
+
+    def as_dict(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "records_in": self.records_in,
+            "kept": self.kept,
+            "rejected": self.records_in - self.kept,
+            "kept_fraction": round(self.kept / self.records_in, 4) if self.records_in else 0.0,
+            "rejected_by": dict(self.rejected_by),
+            "failed_by_rule": dict(self.failed),
+            "domains": {
+                domain: {"in": n, "kept": self.domain_kept[domain], "kept_fraction": round(self.domain_kept[domain] / n, 4)}
+                for domain, n in sorted(self.domain_in.items())
+            },
+            "length_before": self.before.summary(),
+            "length_after": self.after.summary(),
+            **extra,
+        }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    table = Table(title=f"filter: {report['kept']} of {report['records_in']} kept ({100 * report['kept_fraction']:.1f}%)")
+    table.add_column("rule")
+    table.add_column("rejected (first)", justify="right")
+    table.add_column("failed (any)", justify="right")
+    for rule, count in report["rejected_by"].items():
+        table.add_row(rule, str(count), str(report["failed_by_rule"].get(rule, 0)))
+    console.print(table)
+    domains = Table(title="by domain")
+    for column in ("domain", "in", "kept", "kept %"):
+        domains.add_column(column, justify="left" if column == "domain" else "right")
+    for domain, row in report["domains"].items():
+        domains.add_row(domain, str(row["in"]), str(row["kept"]), f"{100 * row['kept_fraction']:.1f}")
+    console.print(domains)
+    lengths = Table(title="completion length (chars)")
+    for column in ("", "mean", "p50", "p90", "max"):
+        lengths.add_column(column, justify="right")
+    for label in ("before", "after"):
+        stats = (report[f"length_{label}"] or {}).get("chars")
+        lengths.add_row(label, *([str(stats[k]) for k in ("mean", "p50", "p90", "max")] if stats else ["-"] * 4))
+    console.print(lengths)

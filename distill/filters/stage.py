@@ -1,0 +1,169 @@
+"""The `filter` stage: stream raw records to worker processes in chunks; write results in input order.
+
+The parent does as little as possible, so that throughput scales with `workers`: it reads raw
+JSONL lines (rows, for other formats), ships them in chunks, and for each record merges the
+`dedup` verdict (the one rule that needs the records before it) into the verdicts the worker
+computed, then writes the line the worker already serialised. Workers parse, run every other
+rule, and are killable and memory-capped (see distill.workers: a hung verification costs one
+record, never the rest of its chunk). Output order and bytes are the same whatever the worker
+count. Kept and rejected files are written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from distill.data import RecordWriter, atomic_path, input_kind, iter_rows
+from distill.errors import InputError, StageError
+from distill.filters.chunks import Judged, judge_chunk
+from distill.filters.config import FilterConfig
+from distill.filters.contamination import Dedup
+from distill.filters.majority import tally
+from distill.filters.report import Report
+from distill.workers import WorkerPool
+
+CHUNK_RECORDS = 16  # records per chunk: large enough to amortise IPC, small enough to balance workers
+CHUNK_BYTES = 1 << 20
+
+
+def raw_chunks(source: str) -> Iterator[list[tuple[str, Any]]]:
+    """(location, raw JSONL line as bytes | row dict) in chunks; the workers parse them."""
+    if input_kind(source) != "jsonl":  # Parquet, JSON, datasets: rows are read here, validated there
+        rows = iter_rows(source)
+    else:
+        rows = _raw_lines(Path(source))
+    chunk: list[tuple[str, Any]] = []
+    size = 0
+    for where, raw in rows:
+        chunk.append((where, raw))
+        size += len(raw) if isinstance(raw, bytes) else 0
+        if len(chunk) >= CHUNK_RECORDS or size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _raw_lines(path: Path) -> Iterator[tuple[str, bytes]]:
+    seen_any = False
+    try:
+        with open(path, "rb") as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                if raw.strip():
+                    seen_any = True
+                    yield f"{path}:{lineno}", raw
+    except PermissionError as exc:
+        raise InputError(f"cannot read ({exc.strerror.lower()})", where=str(path)) from None
+    if not seen_any:
+        raise InputError("empty file (no records)", where=str(path))
+
+
+class Output:
+    """Kept or rejected records: JSONL lines as the workers wrote them, or Parquet rows; atomic."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.jsonl = not path.endswith(".parquet")
+
+    def __enter__(self) -> Output:
+        if self.jsonl:
+            self._atomic = atomic_path(self.path)
+            self._handle = open(self._atomic.__enter__(), "w", encoding="utf-8")
+        else:
+            self._writer = RecordWriter(self.path).__enter__()
+        return self
+
+    def write(self, line: str) -> None:
+        if self.jsonl:
+            self._handle.write(line + "\n")
+        else:
+            self._writer.write(json.loads(line))
+
+    def __exit__(self, *exc_info) -> None:
+        if self.jsonl:
+            self._handle.close()
+            self._atomic.__exit__(*exc_info)
+        else:
+            self._writer.__exit__(*exc_info)
+
+
+def finish(judged: Judged, config: FilterConfig, dedup: Dedup | None) -> tuple[str, dict[str, dict], str | None]:
+    """Merge the dedup verdict in rule order, charge the first rejection: (JSON line, verdicts, rejected_by)."""
+    merged: dict[str, dict[str, Any]] = {}
+    rejected_by = None
+    for name in config.rules:
+        if name == "dedup":
+            verdict = dedup.check(judged.problem_id, judged.dedup_key).model_dump(mode="json", exclude_none=True)
+        else:
+            verdict = judged.verdicts.get(name)
+        if verdict is None:  # the worker stopped at an earlier rejection
+            break
+        merged[name] = verdict
+        if not verdict["passed"] and rejected_by is None:
+            rejected_by = name
+            if not config.all_verdicts:
+                break
+    # Trace's field order: ..., verdicts, rejected_by, reason, messages (as RecordWriter writes it).
+    if rejected_by is None:
+        if dedup is not None:
+            dedup.remember(judged.problem_id, judged.dedup_key)
+        tail = json.dumps({"verdicts": merged}, ensure_ascii=False)[1:-1] + ', "messages": ' + (judged.messages or "[]")
+    else:
+        tail = json.dumps({"verdicts": merged, "rejected_by": rejected_by, "reason": merged[rejected_by]["reason"]}, ensure_ascii=False)[1:-1]
+    return f"{judged.head}, {tail}}}", merged, rejected_by
+
+
+def _check_outputs(config: FilterConfig) -> None:
+    for path in (config.output, config.rejected):
+        if path is not None and not path.endswith((".jsonl", ".parquet")):
+            raise InputError("output must end in .jsonl or .parquet", where=path)
+
+
+def run(config: FilterConfig) -> dict[str, Any]:
+    """Filter `config.input` into `config.output` (and `config.rejected`); returns the report."""
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    start = time.perf_counter()
+    _check_outputs(config)
+    dedup = Dedup(config.dedup) if "dedup" in config.rules else None
+    report = Report(config.rules)
+    columns = [SpinnerColumn(), TextColumn("filter"), MofNCompleteColumn(), TextColumn("kept {task.fields[kept]}"), TimeElapsedColumn()]
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(WorkerPool(config.workers, memory_mb=config.correctness.memory_mb))
+        votes_path = None
+        if config.correctness.no_reference == "majority" and "correctness" in config.rules:
+            votes_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="distill-votes-"))) / "votes.json"
+            tally(config, pool, raw_chunks(config.input), votes_path)
+        kept_out = stack.enter_context(Output(config.output))
+        rejected_out = stack.enter_context(Output(config.rejected)) if config.rejected else None
+        progress = stack.enter_context(Progress(*columns, transient=True))
+        bar = progress.add_task("filter", total=None, kept=0)
+        task = functools.partial(judge_chunk, config, str(votes_path) if votes_path else None)
+        for results in pool.imap_chunks(task, raw_chunks(config.input)):
+            for judged in results:
+                if not isinstance(judged, Judged):  # the chunk function itself failed twice on a record
+                    raise StageError(f"a filter worker failed: {judged.detail}")
+                if judged.error is not None:
+                    raise InputError(judged.error)
+                line, verdicts, rejected_by = finish(judged, config, dedup)
+                report.add(judged, verdicts, rejected_by)
+                if rejected_by is None:
+                    kept_out.write(line)
+                elif rejected_out is not None:
+                    rejected_out.write(line)
+            progress.update(bar, advance=len(results), kept=report.kept)
+        summary = report.as_dict(
+            rules=config.rules, workers=config.workers, seconds=round(time.perf_counter() - start, 2),
+            input=config.input, output=config.output, rejected_file=config.rejected,
+        )
+        if config.report:
+            with atomic_path(config.report) as tmp:
+                tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary

@@ -1,0 +1,332 @@
+"""`distill run RECIPE.yaml`: the stages of one recipe, chained inside one run directory.
+
+Each stage writes into RUN_DIR/<stage>/ and records there, when it completes, `stage.json`: a
+fingerprint of its resolved configuration and of its inputs (the fingerprints of the stages
+that produced them, or size and mtime of external files), its summary and its timing. A
+re-run skips a stage whose fingerprint is unchanged; any change re-runs it and, through the
+chained fingerprints, every stage after it. `--from STAGE` redoes a stage and what follows,
+`--until STAGE` stops after one. A failed stage leaves earlier stages' outputs intact and the
+error says how to continue.
+
+The registry of stages and their wiring is `distill.pipeline_stages.STAGES`; per-stage logs and
+the tables are in `distill.pipeline_log`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from distill.config import load_yaml, validate
+from distill.errors import InputError, StageError
+from distill.pipeline_stages import STAGES, Context, load
+from distill.quickstart.config import QuickstartConfig
+
+DEFAULT_STAGES = ["generate", "filter", "train", "publish", "eval"]
+
+
+class RunSettings(BaseModel):
+    """The recipe's `run` section: which stages run, and settings of the run itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES), description="Stages to run, in order.")
+    output_dir: str | None = Field(default=None, description="Run directory when -o is not given (default: runs/<recipe name>).")
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads for in-process stages (tiny models run fastest on one)."
+    )
+    quickstart: QuickstartConfig | None = Field(default=None, description="Settings of the quickstart's own stages (teacher, compare).")
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+@dataclass
+class Planned:
+    name: str
+    config: BaseModel
+    fingerprint: str
+    state: str  # "done" (complete and unchanged), "changed", "new", "stale" (an input stage re-runs), "redo" (--from)
+
+
+def load_recipe(recipe: str | os.PathLike, overrides: list[str] | None = None) -> tuple[dict[str, Any], RunSettings]:
+    """The recipe document with `--set section.key=value` overrides applied, and its run settings."""
+    from distill.config import RECIPE_SECTIONS
+
+    doc = load_yaml(recipe)
+    for name in doc:
+        if name not in RECIPE_SECTIONS:
+            import difflib
+
+            close = difflib.get_close_matches(str(name), RECIPE_SECTIONS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise InputError(f"unknown section{hint}", where=str(recipe), field=str(name))
+    for item in overrides or []:
+        _apply_override(doc, item)
+    settings = validate(RunSettings, dict(doc.get("run") or {}), where=str(recipe), yaml_path=recipe, prefix=("run",))
+    for name in settings.stages:
+        if name not in STAGES:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(STAGES), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (stages are {', '.join(STAGES)})"
+            raise InputError(f"unknown stage '{name}'{hint}", where=str(recipe), field="run.stages")
+    if len(set(settings.stages)) != len(settings.stages):
+        raise InputError("a stage is listed twice", where=str(recipe), field="run.stages")
+    return doc, settings
+
+
+def _apply_override(doc: dict[str, Any], item: str) -> None:
+    import yaml
+
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) < 2 or not all(parts):
+        raise InputError(f"--set expects SECTION.KEY=VALUE, got '{item}'", field="--set")
+    target = doc
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise InputError(f"'{part}' is not a section", field=key)
+    target[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def stage_config(name: str, ctx: Context) -> BaseModel:
+    """The stage's configuration: its recipe section, with the run's paths wired in, validated."""
+    stage = STAGES[name]
+    if name in ("teacher",):
+        values = (ctx.settings.quickstart or QuickstartConfig()).model_dump()
+        if ctx.settings.quickstart is None:
+            raise InputError("the teacher stage needs a run.quickstart section", where=str(ctx.recipe), field="run.quickstart")
+    else:
+        values = dict(ctx.doc.get(stage.section) or {})
+    values = stage.wire(values, ctx)
+    model = load(stage.config)
+    where = str(ctx.recipe) if ctx.recipe else "recipe"
+    return validate(model, values, where=where, yaml_path=ctx.recipe, prefix=(stage.section,))
+
+
+def fingerprint(name: str, config: BaseModel, ctx: Context, upstream: dict[str, str]) -> str:
+    """Hash of the resolved config, the upstream stages' fingerprints and external inputs' stats."""
+    # Operational settings (concurrency, retries, workers) do not change what a stage produces:
+    # changing them must not throw away hours of teacher samples.
+    data = config.model_dump(mode="json", exclude=set(STAGES[name].volatile))
+    own = str(ctx.dir(name))
+    externals = {}
+    for value in _strings(data):
+        if value.startswith(str(ctx.run_dir)) or value.startswith(own):
+            continue
+        path = Path(value)
+        if path.exists():
+            externals[value] = _stat(path)
+    text = json.dumps({"stage": name, "config": data, "upstream": upstream, "inputs": externals}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _strings(data: Any):
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _strings(value)
+
+
+def _stat(path: Path) -> list[Any]:
+    # size + mtime, not a content hash: inputs can be tens of GB of traces.
+    if path.is_file():
+        stat = path.stat()
+        return [stat.st_size, stat.st_mtime_ns]
+    files = sorted(p for p in path.rglob("*") if p.is_file())[:10000]
+    return [[str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def read_state(stage_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((stage_dir / "stage.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, start: str | None = None,
+         until: str | None = None, overrides: list[str] | None = None) -> tuple[Context, list[Planned]]:
+    """Validate every stage's settings and decide which stages run; loads no model."""
+    doc, settings = load_recipe(recipe, overrides)
+    name = doc.get("name") or Path(recipe).stem
+    out = Path(run_dir or settings.output_dir or Path("runs") / str(name)).resolve()
+    ctx = Context(run_dir=out, stages=list(settings.stages), doc=doc, recipe=Path(recipe), settings=settings)
+    for flag, value in (("--from", start), ("--until", until)):
+        if value is not None and value not in ctx.stages:
+            raise InputError(f"'{value}' is not a stage of this recipe (stages: {', '.join(ctx.stages)})", field=flag)
+    planned: list[Planned] = []
+    fingerprints: dict[str, str] = {}
+    running: set[str] = set()
+    redo = False
+    for stage_name in ctx.stages:
+        config = stage_config(stage_name, ctx)
+        upstream = {d: fingerprints[d] for d in STAGES[stage_name].after if d in fingerprints}
+        print_ = fingerprint(stage_name, config, ctx, upstream)
+        fingerprints[stage_name] = print_
+        redo = redo or stage_name == start
+        state = read_state(ctx.dir(stage_name))
+        if redo:
+            status = "redo"
+        elif state is None:
+            status = "new"
+        elif state.get("fingerprint") == print_ and state.get("status") == "complete":
+            # Complete and unchanged, unless a stage it reads from runs again now (outputs
+            # missing or removed): then its inputs are being rewritten under it.
+            status = "stale" if any(d in running for d in STAGES[stage_name].after) else "done"
+        else:
+            status = "changed"
+        if status != "done":
+            running.add(stage_name)
+        planned.append(Planned(stage_name, config, print_, status))
+        if stage_name == until:
+            break
+    return ctx, planned
+
+
+def describe(ctx: Context, planned: list[Planned]) -> list[dict[str, Any]]:
+    """What each stage reads and writes, and inputs that do not exist yet (for --dry-run)."""
+    rows = []
+    for item in planned:
+        stage = STAGES[item.name]
+        data = item.config.model_dump(mode="json")
+        reads, missing = [], []
+        for name in stage.reads:
+            value = data.get(name)
+            values = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
+            for entry in values:
+                if not isinstance(entry, str):
+                    continue
+                reads.append(_short(entry, ctx))
+                produced = entry.startswith(str(ctx.run_dir))
+                if not produced and not Path(entry).exists() and not _looks_remote(entry, name, data):
+                    missing.append(entry)
+        rows.append({"stage": item.name, "action": {"done": "skip (up to date)", "new": "run", "changed": "run (changed)",
+                                                    "redo": "run (--from)", "stale": "run (input re-made)"}[item.state],
+                     "reads": reads, "writes": _short(str(ctx.dir(item.name)), ctx), "missing": missing})
+        if stage.check:
+            load(stage.check)(item.config)
+    return rows
+
+
+def _looks_remote(value: str, field_name: str, data: dict[str, Any]) -> bool:
+    """Hub ids, served model names and known benchmark names are not local files."""
+    if value.startswith(("hf:", "http://", "https://")):
+        return True
+    if field_name == "teacher" and data.get("backend") == "openai":
+        return True
+    if field_name == "benchmarks":
+        from distill.evaluate import KNOWN_BENCHMARKS
+
+        if value in KNOWN_BENCHMARKS:
+            return True
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value)) and not Path(value).suffix
+
+
+def _short(path: str, ctx: Context) -> str:
+    try:
+        return str(Path(path).relative_to(ctx.run_dir))
+    except ValueError:
+        return path
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def execute(ctx: Context, planned: list[Planned], recipe_text: str | None = None, console: Any = None) -> dict[str, Any]:
+    """Run the planned stages that are not done; returns {stage: summary}."""
+    from distill.pipeline_log import stage_log
+
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    if recipe_text is not None:
+        (ctx.run_dir / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+    if ctx.settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(ctx.settings.torch_threads)
+    results: dict[str, Any] = {}
+    for item in planned:
+        stage_dir = ctx.dir(item.name)
+        if item.state == "done":
+            results[item.name] = {"skipped": True, **(read_state(stage_dir) or {}).get("summary", {})}
+            _say(console, f"[dim]{item.name}: up to date, skipped[/dim]")
+            continue
+        _prepare_dir(stage_dir, item, STAGES[item.name].resumable)
+        (stage_dir / "config.yaml").write_text(_dump(item.config), encoding="utf-8")
+        _say(console, f"[bold]== {item.name}[/bold] -> {stage_dir}")
+        started = time.time()
+        try:
+            with stage_log(stage_dir / "log.txt"):
+                summary = load(STAGES[item.name].run)(item.config)
+        except InputError as exc:
+            raise InputError(f"stage '{item.name}' failed: {exc}. {_how_to_continue(ctx, item.name)}") from exc
+        except Exception as exc:  # a crash inside a stage: keep what earlier stages wrote
+            raise StageError(f"stage '{item.name}' failed: {type(exc).__name__}: {exc} "
+                             f"(log: {stage_dir / 'log.txt'}). {_how_to_continue(ctx, item.name)}") from exc
+        seconds = round(time.time() - started, 1)
+        summary = json.loads(json.dumps(summary or {}, default=str))
+        state = {"stage": item.name, "status": "complete", "fingerprint": item.fingerprint, "seconds": seconds, "summary": summary}
+        _write_json(stage_dir / "stage.json", state)
+        results[item.name] = {"seconds": seconds, **summary}
+    _write_json(ctx.run_dir / "run.json", {"stages": [p.name for p in planned], "results": results})
+    return results
+
+
+def _prepare_dir(stage_dir: Path, item: Planned, resumable: bool) -> None:
+    """A stage starts clean unless it can resume the same work it was interrupted in."""
+    started = stage_dir / "started.json"
+    same_work = False
+    if started.exists():
+        try:
+            same_work = json.loads(started.read_text(encoding="utf-8")).get("fingerprint") == item.fingerprint
+        except (OSError, json.JSONDecodeError):
+            same_work = False
+    if stage_dir.exists() and not (resumable and same_work and item.state == "new"):
+        if resumable and any(stage_dir.glob("*.jsonl")):
+            # Samples can cost real money (an R1 endpoint): set them aside, never delete them.
+            aside = stage_dir.with_name(f"{stage_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+            stage_dir.rename(aside)
+        else:
+            shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "stage.json").unlink(missing_ok=True)
+    _write_json(started, {"fingerprint": item.fingerprint, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def _how_to_continue(ctx: Context, name: str) -> str:
+    recipe = ctx.recipe or "RECIPE"
+    return (f"Earlier stages are kept; fix the cause and run `distill run {recipe} -o {ctx.run_dir}` "
+            f"to continue from '{name}'")
+
+
+def _dump(config: BaseModel) -> str:
+    from distill.config import dump
+
+    return dump(config)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from distill.data import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _say(console: Any, text: str) -> None:
+    if console is not None:
+        console.print(text)

@@ -1,0 +1,51 @@
+"""Settings of the quickstart's own stages: `teacher` (task + tiny teacher) and `compare` (the table)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from distill.evaluate import EvalConfig
+from distill.filters.config import LanguageOptions
+from distill.quickstart.teacher import TeacherSettings
+
+
+class StudentShape(BaseModel):
+    """The untrained student: a smaller model of the same family as the teacher."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden_size: int = Field(default=128, description="Width (head_dim = hidden_size / heads must be >= 64 for vLLM on CPU).")
+    layers: int = Field(default=2, description="Transformer blocks.")
+    heads: int = Field(default=2, description="Attention heads.")
+    seed: int = Field(default=1, description="Seed of its random initial weights.")
+
+
+class QuickstartConfig(BaseModel):
+    """The synthetic task and the tiny teacher (the recipe's `run.quickstart` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(default=0, description="Seed of the task generator (teacher data, prompts and held-out problems).")
+    teacher_problems: int = Field(default=3000, ge=10, description="Problems (one trace each) the teacher is trained on.")
+    prompts: int = Field(default=1000, ge=1, description="Fresh problems the teacher is sampled on for distillation.")
+    heldout: int = Field(default=200, ge=1, description="Held-out problems every model is evaluated on.")
+    wrong_rate: float = Field(default=0.15, ge=0, le=1, description="Share of teacher training traces with an arithmetic slip.")
+    mixed_rate: float = Field(default=0.3, ge=0, le=1, description="Share of teacher training traces with Chinese sentences.")
+    teacher: TeacherSettings = Field(default_factory=TeacherSettings, description="Tiny teacher size and training.")
+    student: StudentShape = Field(default_factory=StudentShape, description="Untrained student size.")
+
+
+class TeacherStageConfig(QuickstartConfig):
+    output_dir: str = Field(description="Where task files, the teacher (model/) and the untrained student (student-base/) go.")
+
+
+class CompareConfig(BaseModel):
+    """The quickstart's final comparison: every model on the held-out problems, one table and chart."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, str] = Field(description="Label -> model folder, in table order.")
+    eval: EvalConfig = Field(description="Evaluation settings applied to every model (model and output_dir are set per model).")
+    filter_report: str | None = Field(default=None, description="Filter report JSON (kept/rejected counts for the table's notes).")
+    language: LanguageOptions = Field(default_factory=LanguageOptions, description="Language rule that defines 'mixes languages'.")
+    output_dir: str = Field(description="Folder for per-model evaluations, results.json, table.md and chart.png.")

@@ -1,0 +1,119 @@
+"""The quickstart's result: one table (Markdown + terminal) and one PNG chart, with honest verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from distill.answers import split_completion
+from distill.filters.config import FilterConfig, LanguageOptions
+from distill.records import Trace
+
+
+def mixing_rate(samples: list[Trace], options: LanguageOptions) -> float:
+    """Share of samples the filter's language rule rejects (the same definition the filter uses)."""
+    from distill.filters.language import check_language
+
+    if not samples:
+        return 0.0
+    config = FilterConfig(input="-", output="-", language=options)
+    mixed = sum(not check_language(t, split_completion(t.completion), config).passed for t in samples)
+    return mixed / len(samples)
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    """Plain sentences on what the table shows, including when filtering did not help."""
+    by = {r["model"]: r for r in rows}
+    base, filtered = by.get("student before training"), by.get("student, filtered traces")
+    unfiltered = by.get("student, unfiltered traces")
+    lines = []
+    if base and filtered:
+        lift = filtered["accuracy"] - base["accuracy"]
+        lines.append(f"Distillation lifted the student from {_pct(base['accuracy'])} to {_pct(filtered['accuracy'])} "
+                     f"({'+' if lift >= 0 else ''}{100 * lift:.1f} points).")
+    if filtered and unfiltered:
+        diff = filtered["accuracy"] - unfiltered["accuracy"]
+        noise = 2 * (filtered["accuracy_stderr"] ** 2 + unfiltered["accuracy_stderr"] ** 2) ** 0.5
+        if abs(diff) <= noise:
+            lines.append(f"Filtering did not measurably change accuracy ({_pct(filtered['accuracy'])} filtered vs "
+                         f"{_pct(unfiltered['accuracy'])} unfiltered; the difference is within noise, ±{100 * noise:.1f}).")
+        elif diff > 0:
+            lines.append(f"Filtering raised accuracy: {_pct(filtered['accuracy'])} vs {_pct(unfiltered['accuracy'])} "
+                         f"on the same number of traces.")
+        else:
+            lines.append(f"Filtering LOWERED accuracy: {_pct(filtered['accuracy'])} vs {_pct(unfiltered['accuracy'])}.")
+        better = filtered["mixing"] < unfiltered["mixing"]
+        lines.append(f"Language mixing: {_pct(filtered['mixing'])} of the filtered student's answers vs "
+                     f"{_pct(unfiltered['mixing'])} of the unfiltered student's"
+                     f"{'' if better else ' (filtering did NOT reduce mixing)'}.")
+    return lines
+
+
+def write_report(rows: list[dict[str, Any]], out: Path, filter_report: dict[str, Any] | None) -> dict[str, Any]:
+    lines = verdicts(rows)
+    header = "| model | held-out problems | accuracy (pass@1) | mixes languages | no answer |"
+    table = [header, "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        table.append(f"| {r['model']} | {r['problems']} | {_pct(r['accuracy'])} ± {100 * r['accuracy_stderr']:.1f} | "
+                     f"{_pct(r['mixing'])} | {_pct(r['no_answer'])} |")
+    notes = []
+    if filter_report:
+        kept = filter_report.get("kept")
+        total = filter_report.get("records_in")
+        if kept is not None and total is not None:
+            notes.append(f"Both students were trained on {kept} traces: the {kept} the filter kept out of {total}, "
+                         f"or {kept} drawn at random from all {total}.")
+        rejected = filter_report.get("rejected_by") or {}
+        if rejected:
+            notes.append("The filter rejected: " + ", ".join(f"{n} by {rule}" for rule, n in rejected.items()) + ".")
+    markdown = "\n".join(table) + "\n\n" + "\n".join(f"- {line}" for line in notes + lines) + "\n"
+    (out / "table.md").write_text(markdown, encoding="utf-8")
+    chart(rows, out / "chart.png")
+    result = {"rows": rows, "verdicts": lines, "notes": notes, "table": str(out / "table.md"), "chart": str(out / "chart.png")}
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    show(rows, notes + lines)
+    return result
+
+
+def chart(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [r["model"].replace(", ", ",\n") for r in rows]
+    colours = ["#4c72b0", "#999999", "#55a868", "#c44e52"][: len(rows)] + ["#8172b2"] * max(0, len(rows) - 4)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, title in ((axes[0], "accuracy", "Accuracy on held-out problems"), (axes[1], "mixing", "Answers that mix languages")):
+        values = [100 * r[key] for r in rows]
+        errors = [100 * r["accuracy_stderr"] for r in rows] if key == "accuracy" else None
+        bars = ax.bar(range(len(rows)), values, yerr=errors, color=colours, capsize=4)
+        ax.bar_label(bars, labels=[f"{v:.0f}%" for v in values], padding=2)
+        ax.set_xticks(range(len(rows)), labels, fontsize=8)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("%")
+        ax.set_title(title)
+    figure.suptitle("distill quickstart: tiny teacher -> smaller student")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def show(rows: list[dict[str, Any]], lines: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Quickstart: held-out arithmetic problems")
+    for column in ("model", "accuracy", "mixes languages", "no answer"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for r in rows:
+        table.add_row(r["model"], f"{_pct(r['accuracy'])} ± {100 * r['accuracy_stderr']:.1f}", _pct(r["mixing"]), _pct(r["no_answer"]))
+    console = Console()
+    console.print(table)
+    for line in lines:
+        console.print(f"- {line}")
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"

@@ -1,0 +1,97 @@
+"""`TrainConfig`: everything `distill train` needs, as one validated model.
+
+Unset hyperparameters (None) fall back to the student preset (students/presets.py), so a
+recipe only names what it changes. `resolved()` gives the values actually used.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from students.presets import STUDENTS, StudentPreset
+from students.templates import TEMPLATES
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    student: str = Field(description=f"Student preset: {', '.join(STUDENTS)}.")
+    # Optional here so that `distill train --student NAME --plan` works without data; run()
+    # requires both before doing anything else.
+    data: str | None = Field(default=None, description="Kept traces (JSONL/Parquet/dataset) with `messages` or problem + completion.")
+    output_dir: str | None = Field(default=None, description="Run directory: final/, train.json, checkpoints/.")
+    method: Literal["full", "lora", "qlora"] = Field(default="full", description="full fine-tuning, LoRA or QLoRA (4-bit NF4).")
+    base_model: str | None = Field(default=None, description="Path or hub id overriding the preset's base model.")
+    template: str | None = Field(default=None, description=f"Training chat template ({', '.join(TEMPLATES)}); default: the family's.")
+
+    max_length: int | None = Field(default=None, ge=16, description="Longest sequence in tokens; longer samples are dropped and counted.")
+    learning_rate: float | None = Field(default=None, gt=0, description="Peak learning rate (default: preset).")
+    epochs: float | None = Field(default=None, gt=0, description="Training epochs (default: preset).")
+    max_steps: int | None = Field(default=None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
+    batch_size: int = Field(default=1, ge=1, description="Packed sequences (or padded samples) per GPU per micro-step.")
+    grad_accum: int | None = Field(default=None, ge=1, description="Gradient accumulation steps (default: reach the preset's global batch).")
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Fraction of steps with linear warmup.")
+    lr_scheduler: str = Field(default="cosine", description="transformers scheduler name (cosine, linear, constant_with_warmup, ...).")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(default=1.0, gt=0, description="Gradient clipping norm.")
+    packing: bool = Field(default=True, description="Padding-free best-fit packing; off = padded batches.")
+    gradient_checkpointing: bool = Field(default=True, description="Recompute activations in backward to save memory.")
+    bf16: bool | None = Field(default=None, description="bf16 mixed precision (default: on where the GPU supports it).")
+    attn_implementation: str | None = Field(
+        default=None,
+        description="flash_attention_2, sdpa_varlen (causal sdpa per packed sample, no dense mask), sdpa or eager "
+        "(default: flash_attention_2 if installed on a GPU, else sdpa_varlen).",
+    )
+
+    lora_r: int = Field(default=64, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(default=128, ge=1, description="LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout.")
+    lora_targets: list[str] | str = Field(default="all-linear", description="Modules LoRA wraps ('all-linear' or a list of names).")
+
+    extend_context: bool = Field(default=True, description="Raise rope_theta when max_length exceeds the base's native window (presets.py).")
+    rope_theta: float | None = Field(default=None, gt=0, description="Explicit rope_theta (overrides extend_context).")
+
+    eval_fraction: float = Field(default=0.02, ge=0, lt=1, description="Share of problems held out for the eval loss (0: none).")
+    eval_data: str | None = Field(default=None, description="Separate eval file (instead of eval_fraction).")
+    eval_steps: int | None = Field(default=None, ge=1, description="Evaluate every N steps (default: at each save and at the end).")
+    save_steps: int = Field(default=200, ge=1, description="Checkpoint every N optimizer steps.")
+    save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept.")
+    logging_steps: int = Field(default=5, ge=1, description="Log the loss every N steps.")
+    report_to: Literal["none", "tensorboard", "wandb"] = Field(default="none", description="Experiment tracker.")
+    seed: int = Field(default=42, description="Seed for initialisation, data order and dropout.")
+    resume: bool = Field(default=False, description="Continue from the newest checkpoint in output_dir/checkpoints.")
+    overwrite: bool = Field(default=False, description="Replace a finished run in output_dir.")
+
+    gpus: int | None = Field(default=None, ge=1, description="GPUs for the planner (default: visible GPUs or the preset's).")
+    gpu_memory_gib: float | None = Field(default=None, gt=0, description="Memory per GPU for the planner (default: detected, else 80).")
+    sharding: Literal["none", "zero2", "zero3", "zero3-offload", "fsdp"] | None = Field(
+        default=None, description="How states are sharded over GPUs, for the planner (default: from the preset)."
+    )
+
+    @field_validator("student")
+    @classmethod
+    def _known_student(cls, name: str) -> str:
+        if name not in STUDENTS:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(STUDENTS), n=1)
+            raise ValueError(f"unknown student '{name}'" + (f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(STUDENTS)})"))
+        return name
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, name: str | None) -> str | None:
+        if name is not None and name not in TEMPLATES:
+            raise ValueError(f"unknown template '{name}' (known: {', '.join(TEMPLATES)})")
+        return name
+
+    @property
+    def preset(self) -> StudentPreset:
+        return STUDENTS[self.student]
+
+    def value(self, name: str):
+        """A hyperparameter with the preset's default filled in."""
+        own = getattr(self, name)
+        return own if own is not None else getattr(self.preset, name)

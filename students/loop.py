@@ -1,0 +1,178 @@
+"""Model loading (full / LoRA / QLoRA), TrainingArguments and the Trainer for train.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback  # this module is imported lazily, after the cheap checks
+
+from students.config import TrainConfig
+
+
+def load_model(config: TrainConfig, base: str, overrides: dict[str, Any], use_bf16: bool):
+    """The student, ready for the chosen method (adapters attached for LoRA/QLoRA)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model_config = AutoConfig.from_pretrained(base)
+    if "rope_theta" in overrides:
+        rope = dict(getattr(model_config, "rope_parameters", None) or {"rope_type": "default"})
+        rope["rope_theta"] = overrides["rope_theta"]
+        model_config.rope_parameters = rope
+        model_config.max_position_embeddings = overrides["max_position_embeddings"]
+    # A KV cache during training hides the packed-sample boundaries from the mask builder
+    # (masking_utils only derives them when there is no cache): keep it off.
+    model_config.use_cache = False
+    dtype = torch.bfloat16 if use_bf16 else torch.float32
+    kwargs: dict[str, Any] = {"config": model_config, "dtype": dtype, "attn_implementation": _attention(config)}
+    if config.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_quant_storage=dtype,  # lets ZeRO-3/FSDP shard the 4-bit weights like the others
+        )
+        kwargs["device_map"] = {"": _local_device()}
+    model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    if config.method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if config.method == "qlora":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_targets,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def _attention(config: TrainConfig) -> str:
+    """flash_attention_2 on GPUs that have it (its varlen kernel takes the packed samples'
+    cu_seqlens from the position ids); elsewhere our `sdpa_varlen` (students/attention.py),
+    which runs causal sdpa per packed sample instead of the dense block-diagonal mask that
+    stock "sdpa" builds from position ids (3x slower than padding on CPU)."""
+    from students.attention import register
+
+    register()  # a registered name is needed even when chosen explicitly
+    if config.attn_implementation:
+        return config.attn_implementation
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa_varlen"
+
+
+def _local_device():
+    import os
+
+    import torch
+
+    return int(os.environ.get("LOCAL_RANK", "0")) if torch.cuda.is_available() else "cpu"
+
+
+def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set, collator, overrides, use_bf16: bool,
+                  grad_accum: int, callbacks: list):
+    import torch
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    model = load_model(config, base, overrides, use_bf16)
+    run_dir = Path(config.output_dir)
+    save_steps = config.save_steps
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=config.value("learning_rate"),
+        num_train_epochs=float(config.value("epochs")),
+        max_steps=config.max_steps or -1,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=config.save_total_limit,
+        eval_strategy="steps" if eval_set is not None else "no",
+        eval_steps=config.eval_steps or save_steps,
+        bf16=use_bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        report_to=[] if config.report_to == "none" else [config.report_to],
+        seed=config.seed,
+        data_seed=config.seed,
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=[RichProgress(), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the progress bar shows the loss
+    return trainer
+
+
+class RichProgress(TrainerCallback):
+    """A rich progress bar with the latest loss, on the main process only."""
+
+    def __init__(self):
+        self.progress = None
+        self.task = None
+        self.loss = ""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, loss="")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step, loss=self.loss)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is not None and logs:
+            if "loss" in logs:
+                self.loss = f"loss {logs['loss']:.4f}"
+            if "eval_loss" in logs:
+                self.loss += f" eval {logs['eval_loss']:.4f}"
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -1,0 +1,175 @@
+"""Memory planner: predicted peak memory per GPU for full / LoRA / QLoRA before loading anything.
+
+Reads the architecture from the preset (or the base's config.json, which is a few KB), so it
+answers in milliseconds. The model, per GPU, for T tokens per micro-step:
+
+- weights, gradients, optimizer (P parameters, N GPUs; AdamW keeps two moments):
+  plain/DDP (HF Trainer, model loaded in bf16): 2 + 2 + 4 bytes/param, all on every GPU;
+  ZeRO-2: bf16 weights whole, grads + fp32 master + moments (2 + 12 bytes) / N;
+  ZeRO-3 and FSDP2: everything / N (16 bytes/param); ZeRO-3 offload: optimizer on the CPU.
+  LoRA: frozen base at 2 bytes/param plus the adapter at 16 bytes/param (fp32 adapters).
+  QLoRA: linear layers of the blocks in NF4 with double quantisation (~0.52 bytes/param),
+  embeddings and head in bf16, plus the adapter.
+- activations: with gradient checkpointing one hidden state per layer is kept (L*T*h) plus
+  one layer's full activations while it is recomputed; without it every layer's.
+- logits: the head's output and the fp32 copies the loss makes (T * vocab).
+- on a GPU a fixed ~1 GiB for the CUDA context and allocator slack.
+
+Checked against measured peaks by bench/bench_train.py (see the README for the figures).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+GIB = 1024**3
+CUDA_OVERHEAD = 1.0 * GIB
+# Elements one decoder layer keeps for backward per token, in units of (hidden, kv width,
+# intermediate): norms' inputs and fp32 copies, q/k/v/o inputs and outputs, rotary q/k,
+# attention output, and the MLP's gate, up, activation and product. Calibrated on the tiny
+# model by bench/bench_train.py.
+LAYER_H, LAYER_KV, LAYER_I = 14, 6, 5
+LOGIT_FP32_COPIES = 3  # fp32 upcast, log-softmax, its gradient
+QLORA_BYTES = 0.52  # NF4 (0.5) + double-quantised absmax constants
+
+
+@dataclass(frozen=True)
+class Arch:
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    vocab: int
+    tied: bool
+
+    @property
+    def kv_width(self) -> int:
+        return self.kv_heads * (self.hidden // self.heads)
+
+    @property
+    def block_linear_params(self) -> int:
+        h, kv, i = self.hidden, self.kv_width, self.intermediate
+        return self.layers * (2 * h * h + 2 * h * kv + 3 * h * i)
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied else 2)
+
+    @property
+    def params(self) -> int:
+        return self.block_linear_params + self.embedding_params + self.layers * 2 * self.hidden + self.hidden
+
+    def lora_params(self, rank: int) -> int:
+        h, kv, i = self.hidden, self.kv_width, self.intermediate
+        per_layer = (h + h) + 2 * (h + kv) + (h + h) + 2 * (h + i) + (i + h)
+        return self.layers * rank * per_layer
+
+
+def arch_from_config(config: dict) -> Arch:
+    text = config.get("text_config", config)
+    return Arch(
+        hidden=text["hidden_size"],
+        layers=text["num_hidden_layers"],
+        heads=text["num_attention_heads"],
+        kv_heads=text.get("num_key_value_heads") or text["num_attention_heads"],
+        intermediate=text["intermediate_size"],
+        vocab=text["vocab_size"],
+        tied=bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False))),
+    )
+
+
+def arch_of(base_model: str | None, preset) -> Arch:
+    """From a local base's config.json when there is one, else from the preset."""
+    if base_model and (Path(base_model) / "config.json").is_file():
+        return arch_from_config(json.loads((Path(base_model) / "config.json").read_text()))
+    return arch_from_config(preset.arch)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    method: str
+    weights: float
+    grads: float
+    optimizer: float
+    activations: float
+    logits: float
+    overhead: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.grads + self.optimizer + self.activations + self.logits + self.overhead
+
+
+def estimate(
+    arch: Arch,
+    method: str,
+    tokens: int,
+    gpus: int = 1,
+    sharding: str = "none",
+    precision: str = "bf16",
+    checkpointing: bool = True,
+    lora_rank: int = 64,
+    device: str = "cuda",
+) -> Estimate:
+    """Predicted peak bytes per device for one micro-step of `tokens` tokens."""
+    n = gpus if sharding in ("zero3", "zero3-offload", "fsdp") else 1
+    w = 2 if precision == "bf16" else 4
+    p = arch.params
+    if method == "full":
+        if sharding == "none" or gpus == 1 and sharding == "zero2":
+            weights, grads, optimizer = p * w, p * w, 2 * p * w
+        elif sharding == "zero2":
+            weights, grads, optimizer = p * w, p * w / gpus, 12 * p / gpus
+        else:
+            weights, grads, optimizer = p * w / n, p * w / n, 12 * p / n
+            if precision == "fp32":
+                optimizer = 8 * p / n
+        if sharding == "zero3-offload":
+            optimizer = 0.0
+    else:
+        frozen = arch.block_linear_params * QLORA_BYTES + (p - arch.block_linear_params) * w if method == "qlora" else p * w
+        adapter = arch.lora_params(lora_rank)
+        weights = frozen / n + adapter * 4
+        grads, optimizer = adapter * 4, adapter * 8
+    a = w  # activations are kept in the compute dtype
+    layer = tokens * (LAYER_H * arch.hidden + LAYER_KV * arch.kv_width + LAYER_I * arch.intermediate) * a
+    if checkpointing:
+        activations = arch.layers * tokens * arch.hidden * a + 2 * layer
+    else:
+        activations = arch.layers * layer + tokens * arch.hidden * a
+    logits = tokens * arch.vocab * (a + 4 * LOGIT_FP32_COPIES)
+    overhead = CUDA_OVERHEAD if device == "cuda" else 0.0
+    return Estimate(method, weights, grads, optimizer, activations, logits, overhead)
+
+
+def plan(
+    arch: Arch,
+    tokens: int,
+    gpus: int,
+    gpu_memory_gib: float,
+    sharding: str,
+    checkpointing: bool = True,
+    lora_rank: int = 64,
+) -> list[tuple[Estimate, bool]]:
+    """Every method with whether it fits (10% headroom for fragmentation)."""
+    rows = []
+    for method in ("full", "lora", "qlora"):
+        found = estimate(arch, method, tokens, gpus, sharding, "bf16", checkpointing, lora_rank)
+        rows.append((found, found.total * 1.1 <= gpu_memory_gib * GIB))
+    return rows
+
+
+def plan_table(rows: list[tuple[Estimate, bool]], title: str):
+    """GiB per GPU for each method (narrow enough for an 80-column terminal)."""
+    from rich.table import Table
+
+    table = Table(title=title, caption="GiB per GPU; fits = total + 10% headroom <= GPU memory")
+    for column in ("method", "weights", "grads", "optimizer", "activations", "logits", "other", "total", "fits"):
+        table.add_column(column, justify="right" if column not in ("method", "fits") else "left")
+    for found, fits in rows:
+        cells = [found.weights, found.grads, found.optimizer, found.activations, found.logits, found.overhead, found.total]
+        table.add_row(found.method, *(f"{value / GIB:.1f}" for value in cells), "yes" if fits else "[red]no[/red]")
+    return table

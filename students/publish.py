@@ -1,0 +1,350 @@
+"""`distill publish`: turn a training run directory into a folder people can load and share.
+
+Reads RUN_DIR/final (full weights or a PEFT adapter) and RUN_DIR/train.json, and writes:
+safetensors shards (adapters merged into the base when asked), the tokenizer with an
+inference chat template (R1-distill style: the assistant turn opens with "<think>\\n" and
+earlier turns' reasoning is dropped), generation_config.json with the recommended sampling,
+and a model card. The folder is built beside OUTPUT and renamed into place at the end, so a
+failure never leaves a half-written or half-replaced output.
+
+QLoRA merge: the adapter was trained against the 4-bit (NF4) weights, not the bf16 originals.
+Adding it to the originals gives a model that differs from the one trained (the difference
+between the two bases is the whole quantization error, which the adapter partly learned to
+compensate). We therefore quantize the base exactly as training did, dequantize it, and merge
+into that; `qlora_merge: original` is kept for comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from distill.errors import InputError, StageError
+
+RECOMMENDED_SAMPLING = {"do_sample": True, "temperature": 0.6, "top_p": 0.95}
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY")
+
+
+class PublishConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: Path = Field(description="Training run directory (holds final/ and train.json).")
+    output: Path = Field(description="Folder to write the publishable model into.")
+    merge: bool = Field(default=False, description="Merge a LoRA/QLoRA adapter into the base weights (full-weight runs ignore it).")
+    qlora_merge: Literal["dequantized", "original"] = Field(
+        default="dequantized",
+        description="QLoRA only: merge into the dequantized 4-bit base the adapter was trained with, or the original weights.",
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(default="auto", description="Saved weight dtype (auto: the base's).")
+    max_shard_size: str = Field(default="5GB", description="Largest safetensors shard.")
+    push: str | None = Field(default=None, description="Upload to this Hugging Face repo id (token from HF_TOKEN or `hf auth login`).")
+    private: bool = Field(default=False, description="Create the pushed repo as private.")
+    overwrite: bool = Field(default=False, description="Replace an existing non-empty output folder.")
+    model_name: str | None = Field(default=None, description="Title of the model card (default: repo id or folder name).")
+    license: str | None = Field(default=None, description="License id for the card (default: the student preset's, else 'other').")
+    datasets: list[str] = Field(default_factory=list, description="Hub ids of the training data, for the card's metadata.")
+    recipe_file: Path | None = Field(default=None, description="Recipe YAML to show in the card (default: RUN_DIR/recipe.yaml if present).")
+    filter_report: Path | None = Field(default=None, description="Filter report JSON whose figures go into the card.")
+    eval: list[Path] = Field(default_factory=list, description="`distill eval` summary.json files whose table goes into the card.")
+
+
+# ---------------------------------------------------------------------------- run directory
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], Path, bool]:
+    """(train.json, final/ path, whether final/ is a PEFT adapter); InputError when the layout is wrong."""
+    final = run_dir / "final"
+    if not run_dir.is_dir():
+        raise InputError("no such run directory", where=str(run_dir))
+    if not final.is_dir():
+        raise InputError("not a finished training run (no final/ folder)", where=str(run_dir))
+    train_json = run_dir / "train.json"
+    try:
+        info = json.loads(train_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no train.json in the run directory", where=str(run_dir)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=f"{train_json}:{exc.lineno}") from None
+    if not isinstance(info, dict):
+        raise InputError("expected a JSON object", where=str(train_json))
+    is_adapter = (final / "adapter_config.json").exists()
+    if is_adapter and not info.get("base_model"):
+        adapter = json.loads((final / "adapter_config.json").read_text(encoding="utf-8"))
+        info["base_model"] = adapter.get("base_model_name_or_path")
+    if is_adapter and not info.get("base_model"):
+        raise InputError("adapter run without a base model", where=str(train_json), field="base_model")
+    return info, final, is_adapter
+
+
+def bnb_config(quantization: dict[str, Any] | None):
+    """The BitsAndBytesConfig training used (train.json 'quantization'; QLoRA defaults otherwise)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    q = dict(quantization or {})
+
+    def pick(*names: str, default: Any) -> Any:
+        return next((q[n] for n in names if q.get(n) is not None), default)
+
+    compute = pick("bnb_4bit_compute_dtype", "compute_dtype", default="bfloat16")
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=pick("bnb_4bit_quant_type", "quant_type", default="nf4"),
+        bnb_4bit_use_double_quant=bool(pick("bnb_4bit_use_double_quant", "double_quant", "use_double_quant", default=True)),
+        bnb_4bit_compute_dtype=getattr(torch, str(compute).removeprefix("torch.")),
+    )
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+def base_config(info: dict[str, Any]):
+    """The base's config with the training run's changes (rope_theta for long context, see presets.py).
+
+    An adapter holds no config: merging onto the unchanged base would publish a model whose
+    positions differ from the ones it was trained with.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(info["base_model"]))
+    overrides = info.get("config_overrides") or {}
+    if "rope_theta" in overrides:
+        rope = dict(getattr(config, "rope_parameters", None) or {"rope_type": "default"})
+        rope["rope_theta"] = overrides["rope_theta"]
+        config.rope_parameters = rope
+    if "max_position_embeddings" in overrides:
+        config.max_position_embeddings = overrides["max_position_embeddings"]
+    return config
+
+
+def load_dequantized_base(info: dict[str, Any], dtype: str):
+    """The base model as QLoRA training saw it: quantized to 4 bits, then dequantized to `dtype`."""
+    import bitsandbytes as bnb
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    base = str(info["base_model"])
+    model = AutoModelForCausalLM.from_pretrained(base, config=base_config(info), dtype=_torch_dtype(dtype))
+    # Quantize from the dtype training loaded the weights in (NF4 block scales depend on it).
+    source = {True: torch.bfloat16, False: torch.float32}.get(info.get("bf16"), model.dtype)
+    device = {"": 0} if torch.cuda.is_available() else None  # bnb quantizes on the GPU where there is one
+    quantized = AutoModelForCausalLM.from_pretrained(base, quantization_config=bnb_config(info.get("quantization")), dtype=source, device_map=device)
+    count = 0
+    for name, module in quantized.named_modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            weight = bnb.functional.dequantize_4bit(module.weight.data, module.weight.quant_state)
+            target = model.get_submodule(name).weight
+            target.data.copy_(weight.to(device=target.device, dtype=target.dtype))
+            count += 1
+    del quantized
+    if count == 0:
+        raise StageError(f"no 4-bit layers found when quantizing {base}; cannot rebuild the QLoRA base")
+    return model
+
+
+def load_merged(info: dict[str, Any], final: Path, config: PublishConfig):
+    """Base (dequantized for QLoRA) + adapter, merged into plain weights."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    if info.get("method") == "qlora" and config.qlora_merge == "dequantized":
+        model = load_dequantized_base(info, config.dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(info["base_model"]), config=base_config(info), dtype=_torch_dtype(config.dtype))
+    return PeftModel.from_pretrained(model, str(final)).merge_and_unload()
+
+
+# ---------------------------------------------------------------------------- chat template
+
+# Inference templates in each format the training template may use. All three drop the
+# reasoning of earlier assistant turns (the R1 distills never see old reasoning) and open
+# the new assistant turn with "<think>\n" so the model always starts by reasoning.
+_DROP_REASONING = "{% set content = message['content'] %}{% if '</think>' in content %}{% set content = content.split('</think>')[-1].lstrip() %}{% endif %}"
+INFERENCE_TEMPLATES = {
+    "chatml": (
+        "{% for message in messages %}"
+        "{% if message['role'] == 'assistant' %}" + _DROP_REASONING + "<|im_start|>assistant\n{{ content }}<|im_end|>\n"
+        "{% else %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
+    ),
+    "llama3": (
+        "{{ bos_token }}{% for message in messages %}"
+        "{% if message['role'] == 'assistant' %}" + _DROP_REASONING + "<|start_header_id|>assistant<|end_header_id|>\n\n{{ content }}<|eot_id|>"
+        "{% else %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n{{ message['content'] }}<|eot_id|>{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n<think>\n{% endif %}"
+    ),
+    "r1": (
+        "{% if bos_token %}{{ bos_token }}{% endif %}{% for message in messages %}"
+        "{% if message['role'] == 'system' %}{{ message['content'] }}"
+        "{% elif message['role'] == 'user' %}<｜User｜>{{ message['content'] }}"
+        "{% elif message['role'] == 'assistant' %}" + _DROP_REASONING + "<｜Assistant｜>{{ content }}<｜end▁of▁sentence｜>{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}<｜Assistant｜><think>\n{% endif %}"
+    ),
+}
+END_OF_TURN = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "r1": "<｜end▁of▁sentence｜>"}
+
+
+def template_format(tokenizer) -> str:
+    """Which turn format the student was trained in: read from the training template, else the vocabulary."""
+    text = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    vocab = tokenizer.get_vocab()
+    for name, marker in (("r1", "<｜Assistant｜>"), ("chatml", "<|im_start|>"), ("llama3", "<|start_header_id|>")):
+        if marker in text:
+            return name
+    for name, marker in (("chatml", "<|im_start|>"), ("llama3", "<|start_header_id|>"), ("r1", "<｜Assistant｜>")):
+        if marker in vocab:
+            return name
+    raise StageError("cannot tell the student's chat format (no ChatML, Llama-3 or R1 markers in its tokenizer)")
+
+
+def generation_config(model_dir: Path, tokenizer, fmt: str, extra_stops: list[int] | None = None):
+    """Recommended R1 sampling, stopping at end of text and at the end-of-turn marker."""
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(model_dir)
+    except OSError:
+        config = GenerationConfig()
+    stops = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    turn_end = tokenizer.get_vocab().get(END_OF_TURN[fmt])
+    stops = [*stops, tokenizer.eos_token_id, turn_end, *(extra_stops or [])]
+    config.eos_token_id = list(dict.fromkeys(s for s in stops if s is not None))  # ordered, no repeats
+    if config.pad_token_id is None:
+        config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.eos_token_id[0]
+    config.update(**RECOMMENDED_SAMPLING)
+    return config
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def run(config: PublishConfig, api=None) -> dict[str, Any]:
+    """Write the publishable folder (and push it if asked); returns a summary.
+
+    `api` is the huggingface_hub client for --push (default: a new `HfApi()`).
+    """
+    from rich.console import Console
+
+    from students.model_card import plot_loss, render_card
+
+    console = Console(stderr=True)
+    info, final, is_adapter = read_run(config.run_dir)
+    output = config.output
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not config.overwrite:
+        raise InputError("output exists and is not empty (use --overwrite to replace it)", where=str(output))
+    card_inputs = _card_inputs(config)  # read (and validate) everything before the slow part
+
+    staging = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        kind = _write_weights(config, info, final, is_adapter, staging, console)
+        fmt = _write_tokenizer_and_generation(final, info, staging, is_adapter)
+        plot = "training_loss.png" if plot_loss(info, staging / "training_loss.png") else None
+        card = render_card(config, info, kind=kind, chat_format=fmt, loss_plot=plot, **card_inputs)
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        assert_no_secrets(staging)
+        _replace(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    files = sorted(p.name for p in output.iterdir())
+    summary: dict[str, Any] = {"output": str(output), "kind": kind, "chat_format": fmt, "files": files}
+    if config.push:
+        summary["url"] = push(output, config.push, config.private, api=api)
+    return summary
+
+
+def _card_inputs(config: PublishConfig) -> dict[str, Any]:
+    recipe = config.recipe_file or (config.run_dir / "recipe.yaml")
+    recipe_text = None
+    if config.recipe_file or recipe.exists():
+        try:
+            recipe_text = recipe.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read recipe ({exc.strerror})", where=str(recipe)) from None
+    filter_report = _read_json(config.filter_report) if config.filter_report else None
+    evals = [_read_json(path) for path in config.eval]
+    return {"recipe_text": recipe_text, "filter_report": filter_report, "evals": evals}
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such file", where=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=f"{path}:{exc.lineno}") from None
+
+
+def _write_weights(config: PublishConfig, info: dict[str, Any], final: Path, is_adapter: bool, out: Path, console) -> str:
+    from transformers import AutoModelForCausalLM
+
+    if is_adapter and not config.merge:
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            if not (final / name).exists():
+                raise InputError(f"adapter run without {name} (save adapters as safetensors)", where=str(final))
+            shutil.copy2(final / name, out / name)
+        return "adapter"
+    with console.status("merging the adapter into the base weights" if is_adapter else "re-saving the weights"):
+        model = load_merged(info, final, config) if is_adapter else AutoModelForCausalLM.from_pretrained(final, dtype=_torch_dtype(config.dtype))
+        model.config.use_cache = True  # training turns the KV cache off; inference wants it
+        model.save_pretrained(out, max_shard_size=config.max_shard_size)
+    return "merged" if is_adapter else "full"
+
+
+def _write_tokenizer_and_generation(final: Path, info: dict[str, Any], out: Path, is_adapter: bool) -> str:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    fmt = info["template"] if info.get("template") in INFERENCE_TEMPLATES else template_format(tokenizer)
+    tokenizer.chat_template = INFERENCE_TEMPLATES[fmt]
+    tokenizer.save_pretrained(out)
+    # Training saves the stop ids into final/; an adapter run from a local base may lack them.
+    source = final
+    if not (final / "generation_config.json").exists() and is_adapter and Path(str(info["base_model"])).is_dir():
+        source = Path(info["base_model"])
+    generation_config(source, tokenizer, fmt, info.get("stop_token_ids")).save_pretrained(out)
+    return fmt
+
+
+def _replace(staging: Path, output: Path) -> None:
+    """Move the finished folder into place; an old output is removed only once the new one is complete."""
+    old = output.with_name(f".{output.name}.old-{os.getpid()}")
+    if output.exists():
+        os.replace(output, old)
+    os.replace(staging, output)
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def assert_no_secrets(folder: Path) -> None:
+    """Refuse to publish a folder that contains the value of a token in the environment."""
+    secrets = [os.environ[name].encode() for name in SECRET_ENV if len(os.environ.get(name, "")) >= 8]
+    if not secrets:
+        return
+    for path in folder.rglob("*"):
+        if path.is_file() and any(secret in path.read_bytes() for secret in secrets):
+            raise StageError(f"refusing to publish: {path.name} contains a token from the environment")
+
+
+def push(folder: Path, repo_id: str, private: bool, api=None) -> str:
+    """Upload with huggingface_hub. The token comes from HF_TOKEN or the saved login, never from us."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = api or HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message="Upload with distill publish")
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise StageError(f"upload to {repo_id} failed: {str(exc).splitlines()[0]}") from None
+    return str(getattr(commit, "commit_url", None) or f"{api.endpoint}/{repo_id}")

@@ -1,0 +1,84 @@
+"""What `distill students`, `distill train --plan` and a finished run print (rich tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from students.config import TrainConfig
+from students.planner import GIB, estimate, plan_table
+from students.presets import STUDENTS
+
+
+def students_table() -> Table:
+    table = Table(title="Student presets (distill train --student NAME)")
+    for column in ("name", "base model", "template", "max len", "lr", "epochs", "batch", "method", "GPUs (80 GB)", "accelerate"):
+        table.add_column(column)
+    for preset in STUDENTS.values():
+        table.add_row(
+            preset.name, preset.model_id, preset.template, str(preset.max_length), f"{preset.learning_rate:g}",
+            str(preset.epochs), str(preset.global_batch), preset.method, str(preset.gpus), preset.accelerate,
+        )
+    return table
+
+
+def plan_report(config: TrainConfig, console: Console | None = None) -> dict[str, Any]:
+    """Print the planner's table for this config (nothing heavy is loaded); returns the figures."""
+    from students.train import plan_inputs
+
+    console = console or Console()
+    inputs = plan_inputs(config)
+    arch = inputs["arch"]
+    rows = []
+    for method in ("full", "lora", "qlora"):
+        found = estimate(arch, method, inputs["tokens"], inputs["gpus"], inputs["sharding"],
+                         checkpointing=config.gradient_checkpointing, lora_rank=config.lora_r)
+        rows.append((found, found.total * 1.1 <= inputs["gpu_memory_gib"] * GIB))
+    title = (
+        f"{config.student} ({arch.params / 1e9:.2f}B params): {inputs['tokens']} tokens/micro-step, "
+        f"{inputs['gpus']} GPU(s) x {inputs['gpu_memory_gib']:.0f} GiB, sharding {inputs['sharding']}, "
+        f"checkpointing {'on' if config.gradient_checkpointing else 'off'}"
+    )
+    console.print(plan_table(rows, title))
+    chosen = next(fits for found, fits in rows if found.method == config.method)
+    if not chosen:
+        console.print(f"[yellow]warning:[/yellow] {config.method} does not fit; "
+                      "try more GPUs with --sharding zero3, --qlora, or a shorter --max-length / --batch-size")
+    return {
+        "params": arch.params,
+        "gpus": inputs["gpus"],
+        "gpu_memory_gib": inputs["gpu_memory_gib"],
+        "sharding": inputs["sharding"],
+        "tokens": inputs["tokens"],
+        "methods": {found.method: {"total_gib": round(found.total / GIB, 2), "fits": fits} for found, fits in rows},
+    }
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    metrics = summary["metrics"]
+    table = Table(title=f"distill train: {summary['student']} ({summary['method']})", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    rows = [
+        ("base model", summary["base_model"]),
+        ("rows read / usable", f"{metrics['rows']} / {metrics['examples']}"),
+        ("dropped (longer than max_length)", f"{metrics['dropped_too_long']} (max_length {summary['max_length']})"),
+        ("packed sequences", str(metrics["sequences"])),
+        ("optimizer steps", str(metrics["steps"])),
+        ("train loss (first -> last)", _first_last(metrics["train_loss_curve"])),
+        ("eval loss", "-" if metrics["eval_loss"] is None else f"{metrics['eval_loss']:.4f}"),
+        ("tokens/s", f"{metrics['tokens_per_s']:.0f}" if metrics["tokens_per_s"] else "-"),
+        ("runtime", f"{metrics['train_runtime_s']:.0f} s"),
+        ("output", "final/ and train.json"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _first_last(curve: list[list[float]]) -> str:
+    if not curve:
+        return "-"
+    return f"{curve[0][1]:.4f} -> {curve[-1][1]:.4f}"

@@ -1,0 +1,294 @@
+"""`distill train`: supervised fine-tuning of a student on kept traces.
+
+Built on transformers' `Trainer` with our own data pipeline (students/dataset.py) rather than
+TRL's `SFTTrainer`. Read against trl 1.16, SFTTrainer would give us less control where
+distillation needs it:
+- its "bfd" packing truncates sequences longer than max_length (or splits them with
+  "bfd_split"); a truncated chain of thought loses its answer and eos, so we drop and count
+  them instead;
+- `assistant_only_loss` re-renders through the tokenizer's template and needs {% generation %}
+  markers anyway; we compute the mask from our own templates in one place and test it;
+- its padding-free collator rewrites labels at every position id 0 and relies on the model
+  to derive sample boundaries; we build the same padding-free layout (one flattened row,
+  position ids restarting per sample, no attention mask) and test the isolation directly.
+What Trainer gives us is kept: token-level loss normalisation across gradient accumulation
+(`num_items_in_batch`), cosine schedule with warmup, gradient checkpointing, bf16, seeded
+data order restored on `--resume`, checkpoints, eval loss, accelerate/DeepSpeed/FSDP launch
+and tensorboard/wandb reporting.
+
+Run directory (contract with students/publish.py):
+  RUN_DIR/final/        full weights, or the PEFT adapter; tokenizer with the training
+                        template, eos = end of assistant turn, pad != eos; generation_config
+  RUN_DIR/train.json    student, base_model, method, quantization, max_length, lr, epochs,
+                        config_overrides (rope changes publish must apply to the base), metrics
+  RUN_DIR/checkpoints/checkpoint-N/   resumable with --resume
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from distill.data import atomic_path
+from distill.errors import InputError, StageError
+from students.config import TrainConfig
+from students.dataset import (
+    LoadStats,
+    PackedDataset,
+    PaddedCollator,
+    PaddedDataset,
+    collate_packed,
+    load_conversations,
+    split_eval,
+    tokenize_all,
+)
+from students.planner import GIB, arch_of, estimate
+from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+# ---------------------------------------------------------------------------- cheap checks
+
+
+def check_base_model(base: str) -> dict[str, Any]:
+    """The base's config.json as a dict; InputError when `base` is not a model."""
+    path = Path(base)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise InputError("not a model directory (no config.json)", where=base, field="base_model")
+        try:
+            return json.loads((path / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"unreadable config.json ({exc})", where=base, field="base_model") from None
+    if base.startswith((".", "/", "~")) or not _HUB_ID.match(base):
+        raise InputError("no such model directory", where=base, field="base_model")
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(base).to_dict()
+    except Exception as exc:  # hub/offline errors come in many types; all mean "no model here"
+        raise InputError(f"cannot load the model config ({type(exc).__name__}: {str(exc).splitlines()[0]})", where=base, field="base_model") from None
+
+
+def load_tokenizer(base: str, config: TrainConfig):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    except Exception as exc:
+        raise InputError(f"cannot load the tokenizer ({type(exc).__name__}: {str(exc).splitlines()[0]})", where=base, field="base_model") from None
+    template = TEMPLATES[config.template or config.preset.template]
+    return prepare_tokenizer(tokenizer, template, config.preset.pad_token, where=base), template
+
+
+def _check_run_dir(config: TrainConfig) -> Path:
+    run_dir = Path(config.output_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError("exists and is not a directory", where=str(run_dir), field="output_dir")
+    if (run_dir / "train.json").exists() and not (config.resume or config.overwrite):
+        raise InputError("already holds a finished run (use --resume to continue it or --overwrite)", where=str(run_dir), field="output_dir")
+    return run_dir
+
+
+def context_overrides(config: TrainConfig, base_config: dict[str, Any], max_length: int) -> dict[str, Any]:
+    """Config changes for training past the base's window (see presets.py for the decision)."""
+    native = base_config.get("max_position_embeddings") or config.preset.native_context
+    theta = config.rope_theta
+    if theta is None and config.extend_context and max_length > native:
+        theta = config.preset.long_rope_theta
+    if theta is None:
+        return {}
+    return {"rope_theta": float(theta), "max_position_embeddings": max(max_length, native, 32768)}
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def plan_inputs(config: TrainConfig, base_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GPUs, memory and sharding the planner assumes for this config."""
+    import torch  # cheap next to a model load; needed for device facts
+
+    cuda = torch.cuda.is_available()
+    gpus = config.gpus or (max(world_size(), torch.cuda.device_count()) if cuda else config.preset.gpus)
+    memory = config.gpu_memory_gib or (torch.cuda.get_device_properties(0).total_memory / GIB if cuda else 80.0)
+    sharding = config.sharding or {"ddp": "none"}.get(config.preset.accelerate, config.preset.accelerate)
+    if gpus == 1 and sharding != "zero3-offload":
+        sharding = "none"
+    arch = arch_of(config.base_model, config.preset) if base_config is None else _arch(base_config)
+    tokens = config.batch_size * config.value("max_length")
+    return {"arch": arch, "gpus": gpus, "gpu_memory_gib": memory, "sharding": sharding, "tokens": tokens}
+
+
+def _arch(base_config: dict[str, Any]):
+    from students.planner import arch_from_config
+
+    return arch_from_config(base_config)
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
+    """Train, save RUN_DIR/final and RUN_DIR/train.json; returns the train.json contents."""
+    for name, flag in (("data", "--data"), ("output_dir", "--output")):
+        if getattr(config, name) is None:
+            raise InputError(f"required for training ({flag}); only --plan works without it", field=name)
+    run_dir = _check_run_dir(config)
+    preset = config.preset
+    base = config.base_model or preset.model_id
+    base_config = check_base_model(base)
+    tokenizer, template = load_tokenizer(base, config)
+    max_length = config.value("max_length")
+
+    stats = LoadStats()
+    conversations = load_conversations(config.data, stats)
+    if config.eval_data:
+        train_conversations, eval_conversations = conversations, load_conversations(config.eval_data)
+    else:
+        train_conversations, eval_conversations = split_eval(conversations, config.eval_fraction, config.seed)
+    train_examples = tokenize_all(tokenizer, train_conversations, max_length, stats)
+    eval_examples = tokenize_all(tokenizer, eval_conversations, max_length, LoadStats()) if eval_conversations else []
+    if not train_examples:
+        raise InputError(
+            f"no usable rows: all {stats.dropped_too_long} training samples are longer than max_length {max_length}",
+            where=config.data,
+        )
+
+    inputs = plan_inputs(config, base_config)
+    predicted = estimate(inputs["arch"], config.method, inputs["tokens"], inputs["gpus"], inputs["sharding"],
+                         checkpointing=config.gradient_checkpointing, lora_rank=config.lora_r)
+    warnings = []
+    if predicted.total * 1.1 > inputs["gpu_memory_gib"] * GIB:
+        warnings.append(
+            f"predicted peak {predicted.total / GIB:.1f} GiB per GPU exceeds {inputs['gpu_memory_gib']:.0f} GiB "
+            f"({config.method}, {inputs['gpus']} GPU(s), {inputs['sharding']}): see `distill train --plan`"
+        )
+        _warn(warnings[-1])
+
+    import torch
+
+    from students.loop import build_trainer
+
+    overrides = context_overrides(config, base_config, max_length)
+    use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if config.packing:
+        train_set, collator = PackedDataset(train_examples, max_length), collate_packed
+        eval_set = PackedDataset(eval_examples, max_length) if eval_examples else None
+    else:
+        train_set, collator = PaddedDataset(train_examples), PaddedCollator(tokenizer.pad_token_id)
+        eval_set = PaddedDataset(eval_examples) if eval_examples else None
+    grad_accum = config.grad_accum or max(1, preset.global_batch // (config.batch_size * world_size()))
+
+    trainer = build_trainer(config, base, tokenizer, train_set, eval_set, collator, overrides, use_bf16, grad_accum, callbacks or [])
+    resume_from = None
+    if config.resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        checkpoints = run_dir / "checkpoints"
+        resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        if resume_from is None:
+            raise InputError("nothing to resume (no checkpoint-N under checkpoints/)", where=str(run_dir), field="resume")
+
+    started = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    except torch.OutOfMemoryError as exc:
+        raise StageError(f"out of memory ({str(exc).splitlines()[0]}); see `distill train --plan`") from None
+    elapsed = time.perf_counter() - started
+    eval_loss = trainer.evaluate()["eval_loss"] if eval_set is not None else None
+
+    summary = _summary(config, base, template, tokenizer, base_config, overrides, use_bf16, grad_accum, stats,
+                       train_set, trainer, result, eval_loss, elapsed, warnings)
+    _save_final(trainer, tokenizer, run_dir, summary)
+    return summary
+
+
+def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16, grad_accum, stats, train_set,
+             trainer, result, eval_loss, elapsed, warnings) -> dict[str, Any]:
+    state = trainer.state
+    curve = [[entry["step"], round(entry["loss"], 6)] for entry in state.log_history if "loss" in entry]
+    eval_curve = [[entry["step"], round(entry["eval_loss"], 6)] for entry in state.log_history if "eval_loss" in entry]
+    seen = state.num_input_tokens_seen or 0
+    return {
+        "student": config.student,
+        "base_model": base,
+        "model_id": config.preset.model_id,
+        "family": config.preset.family,
+        "method": config.method,
+        "template": template.name,
+        "eos_token": tokenizer.eos_token,
+        "pad_token": tokenizer.pad_token,
+        "stop_token_ids": stop_token_ids(tokenizer, template, base_config.get("eos_token_id")),
+        "quantization": {"load_in_4bit": True, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16"}
+        if config.method == "qlora" else None,
+        "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout, "targets": config.lora_targets}
+        if config.method != "full" else None,
+        "config_overrides": overrides,
+        "max_length": config.value("max_length"),
+        "lr": config.value("learning_rate"),
+        "epochs": config.value("epochs"),
+        "max_steps": config.max_steps,
+        "batch_size": config.batch_size,
+        "grad_accum": grad_accum,
+        "world_size": world_size(),
+        "bf16": use_bf16,
+        "packing": config.packing,
+        "data": str(config.data),
+        "eval_data": config.eval_data,
+        "warnings": warnings,
+        "metrics": {
+            "steps": state.global_step,
+            "train_loss": round(result.training_loss, 6),
+            "train_loss_curve": curve,
+            "eval_loss": round(eval_loss, 6) if eval_loss is not None else None,
+            "eval_loss_curve": eval_curve,
+            "tokens_per_s": round(seen / elapsed, 1) if elapsed > 0 else None,
+            "tokens_seen": seen,
+            "train_runtime_s": round(elapsed, 2),
+            "rows": stats.rows,
+            "rejected_skipped": stats.rejected_skipped,
+            "dropped_too_long": stats.dropped_too_long,
+            "examples": stats.examples,
+            "sequences": len(train_set),
+            "label_tokens": stats.label_tokens,
+        },
+        "config": config.model_dump(mode="json"),
+    }
+
+
+def _save_final(trainer, tokenizer, run_dir: Path, summary: dict[str, Any]) -> None:
+    """final/ and train.json appear whole or not at all (written aside, then renamed)."""
+    tmp = run_dir / ".final.tmp"
+    if trainer.is_world_process_zero() and tmp.exists():
+        shutil.rmtree(tmp)
+    trainer.save_model(str(tmp))  # collective under ZeRO-3/FSDP: every rank calls it
+    if not trainer.is_world_process_zero():
+        return
+    tokenizer.save_pretrained(tmp)
+    generation = trainer.model.generation_config if hasattr(trainer.model, "generation_config") else None
+    if generation is not None:
+        generation.eos_token_id = summary["stop_token_ids"]
+        generation.pad_token_id = tokenizer.pad_token_id
+        generation.save_pretrained(tmp)
+    final = run_dir / "final"
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    with atomic_path(run_dir / "train.json") as path:
+        path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+
+
+def _warn(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]warning:[/yellow] {message}")

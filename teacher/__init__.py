@@ -1,0 +1,1 @@
+"""Teacher sampling: `distill generate` (vLLM engine or OpenAI-compatible endpoints)."""

