@@ -150,6 +150,7 @@ def publish_command(
     push: str = typer.Option(None, "--push", help="Upload to this Hugging Face repo id (token from HF_TOKEN or `hf auth login`)."),
     private: bool = typer.Option(None, "--private", help="Create the pushed repo as private."),
     overwrite: bool = typer.Option(None, "--overwrite", help="Replace an existing non-empty output folder."),
+    card_only: bool = typer.Option(None, "--card-only", help="Only rewrite the model card of an existing output (e.g. to add --eval)."),
     model_name: str = typer.Option(None, "--name", help="Title of the model card."),
     license: str = typer.Option(None, "--license", help="License id for the card metadata."),
     datasets: list[str] = typer.Option(None, "--dataset", help="Hub id of the training data (repeatable)."),
@@ -164,7 +165,7 @@ def publish_command(
 
     config = resolved(
         PublishConfig, recipe, "publish", print_config, run_dir=run_dir, output=output, merge=merge, qlora_merge=qlora_merge,
-        dtype=dtype, max_shard_size=max_shard_size, push=push, private=private, overwrite=overwrite, model_name=model_name,
+        dtype=dtype, max_shard_size=max_shard_size, push=push, private=private, overwrite=overwrite, card_only=card_only, model_name=model_name,
         license=license, datasets=datasets or None, recipe_file=recipe_file, filter_report=filter_report, eval=eval_summaries or None,
     )
     summary = run(config)

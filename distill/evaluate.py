@@ -52,6 +52,7 @@ class EvalConfig(BaseModel):
     seed: int = Field(default=0, description="Sampling seed.")
     workers: int = Field(default=max(1, (os.cpu_count() or 2) - 1), ge=1, description="Answer-checking worker processes.")
     timeout: float = Field(default=10.0, gt=0, description="Seconds one answer check may take.")
+    delimiters: Literal["r1", "sky-t1"] = Field(default="r1", description="Reasoning/answer tags of the completions (r1: <think>...</think>).")
     generate: dict[str, Any] = Field(default_factory=dict, description="Extra settings passed to the generate stage (engine options).")
 
 
@@ -83,12 +84,14 @@ def load_benchmark(spec: str, fields: FieldMap, limit: int | None = None) -> lis
 # ---------------------------------------------------------------------------- scoring
 
 
-def score_problem(samples: list[Trace], k: int) -> dict[str, Any]:
+def score_problem(samples: list[Trace], k: int, delimiters: str = "r1") -> dict[str, Any]:
     """One problem's row: its samples' answers and verdicts, pass@1, cons@k, pass@k."""
+    from distill.answers import DELIMITER_PRESETS
     from distill.metrics import Sample, majority_vote, pass_at_1, pass_at_k
     from distill.verify import extract_answer
 
-    graded = [Sample(extract_answer(t.completion), bool(t.verdicts and t.verdicts["correctness"].passed)) for t in samples]
+    tags = DELIMITER_PRESETS[delimiters]
+    graded = [Sample(extract_answer(t.completion, tags), bool(t.verdicts and t.verdicts["correctness"].passed)) for t in samples]
     vote = majority_vote(graded)
     first = samples[0]
     tokens = [t.completion_tokens for t in samples if t.completion_tokens is not None]
@@ -155,8 +158,11 @@ def markdown_table(summaries: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------- run
 
 
-def run(config: EvalConfig) -> dict[str, Any]:
-    """Sample, grade, score; writes the result files and returns the summary."""
+def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
+    """Sample, grade, score; writes the result files and returns the summary.
+
+    keep_engine: leave the vLLM engine loaded afterwards (see `teacher.generate.run`).
+    """
     from distill.data import write_records
 
     benches = {benchmark_name(spec): load_benchmark(spec, config.fields, config.limit) for spec in config.benchmarks}
@@ -173,7 +179,7 @@ def run(config: EvalConfig) -> dict[str, Any]:
     write_records(prompts, rows, model=Problem)
     raw = out / f".samples-{_settings_hash(config)}.jsonl"
     try:
-        _sample(config, prompts, raw)
+        _sample(config, prompts, raw, keep_engine)
     finally:
         prompts.unlink(missing_ok=True)
     traces = list(read_records(raw, Trace))
@@ -189,7 +195,7 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -
     from distill.verify import grade
 
     graded: dict[str, list[Trace]] = {name: [] for name in names}
-    for trace, verdict in _progress(grade(traces, workers=config.workers, timeout=config.timeout), len(traces), "grading"):
+    for trace, verdict in _progress(grade(traces, workers=config.workers, timeout=config.timeout, delimiters=config.delimiters), len(traces), "grading"):
         name, problem_id = trace.problem_id.split("/", 1)
         graded[name].append(trace.model_copy(update={"problem_id": problem_id, "id": sample_id(problem_id, trace.sample_index), "verdicts": {"correctness": verdict}}))
 
@@ -208,7 +214,7 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -
         by_problem: dict[str, list[Trace]] = {}
         for trace in samples:
             by_problem.setdefault(trace.problem_id, []).append(trace)
-        problem_rows = [score_problem(sorted(s, key=lambda t: t.sample_index), config.k) for s in by_problem.values()]
+        problem_rows = [score_problem(sorted(s, key=lambda t: t.sample_index), config.k, config.delimiters) for s in by_problem.values()]
         write_records(out / f"{name}.samples.jsonl", samples)
         with atomic_path(out / f"{name}.jsonl") as tmp:
             tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in problem_rows), encoding="utf-8")
@@ -220,7 +226,7 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -
     return summary
 
 
-def _sample(config: EvalConfig, prompts: Path, output: Path) -> None:
+def _sample(config: EvalConfig, prompts: Path, output: Path, keep_engine: bool = False) -> None:
     """k samples per problem with the generate stage (vLLM engine or endpoint)."""
     from teacher.config import GenerateConfig
     from teacher.generate import run as generate
@@ -241,7 +247,7 @@ def _sample(config: EvalConfig, prompts: Path, output: Path) -> None:
     if config.base_url:
         settings["base_url"] = config.base_url
     settings.update(config.generate)
-    generate(GenerateConfig.model_validate(settings))
+    generate(GenerateConfig.model_validate(settings), keep_engine=keep_engine)
 
 
 def _settings_hash(config: EvalConfig) -> str:

@@ -102,16 +102,19 @@ def _apply_override(doc: dict[str, Any], item: str) -> None:
 def stage_config(name: str, ctx: Context) -> BaseModel:
     """The stage's configuration: its recipe section, with the run's paths wired in, validated."""
     stage = STAGES[name]
-    if name in ("teacher",):
-        values = (ctx.settings.quickstart or QuickstartConfig()).model_dump()
+    prefix: tuple[str, ...] = (stage.section,)
+    if name == "teacher":  # the quickstart's own stage: settings under run.quickstart
         if ctx.settings.quickstart is None:
             raise InputError("the teacher stage needs a run.quickstart section", where=str(ctx.recipe), field="run.quickstart")
+        values, prefix = ctx.settings.quickstart.model_dump(), ("run", "quickstart")
     else:
         values = dict(ctx.doc.get(stage.section) or {})
+        if name == "compare":  # wraps the eval section as its `eval` field: error paths already read eval.KEY
+            prefix = ()
     values = stage.wire(values, ctx)
     model = load(stage.config)
     where = str(ctx.recipe) if ctx.recipe else "recipe"
-    return validate(model, values, where=where, yaml_path=ctx.recipe, prefix=(stage.section,))
+    return validate(model, values, where=where, yaml_path=ctx.recipe, prefix=prefix)
 
 
 def fingerprint(name: str, config: BaseModel, ctx: Context, upstream: dict[str, str]) -> str:

@@ -53,9 +53,12 @@ def _flat_figures(doc: Any, prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
+_ESCAPE_PIPE = {ord("|"): "\\|"}  # a '|' in a value would split its table cell
+
+
 def _table(rows: list[tuple[str, str]], header: tuple[str, str] = ("", "")) -> str:
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in rows]
+    lines += [f"| {k} | {v.translate(_ESCAPE_PIPE)} |" for k, v in rows]
     return "\n".join(lines)
 
 
@@ -163,9 +166,10 @@ def _training_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
 def _eval_notes(evals: list[dict[str, Any]]) -> str:
     first = evals[0]
     k = first.get("k")
+    r1 = " (the DeepSeek-R1 protocol)" if (first.get("temperature"), first.get("top_p"), first.get("max_tokens")) == (0.6, 0.95, 32768) else ""
     return (
         f"{k} samples per problem at temperature {first.get('temperature')}, top_p {first.get('top_p')}, up to "
-        f"{first.get('max_tokens')} new tokens (the DeepSeek-R1 protocol). pass@1 is the mean correctness over the "
+        f"{first.get('max_tokens')} new tokens{r1}. pass@1 is the mean correctness over the "
         f"{k} samples, averaged over problems; cons@{k} is the majority-vote answer's correctness."
     )
 

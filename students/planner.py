@@ -10,12 +10,16 @@ answers in milliseconds. The model, per GPU, for T tokens per micro-step:
   LoRA: frozen base at 2 bytes/param plus the adapter at 16 bytes/param (fp32 adapters).
   QLoRA: linear layers of the blocks in NF4 with double quantisation (~0.52 bytes/param),
   embeddings and head in bf16, plus the adapter.
-- activations: with gradient checkpointing one hidden state per layer is kept (L*T*h) plus
-  one layer's full activations while it is recomputed; without it every layer's.
-- logits: the head's output and the fp32 copies the loss makes (T * vocab).
-- on a GPU a fixed ~1 GiB for the CUDA context and allocator slack.
+- activations: what autograd keeps per token per decoder layer, counted on the real Qwen2 /
+  Llama modules with torch.autograd.graph.saved_tensors_hooks (see LAYER_* below). With
+  gradient checkpointing only each layer's input is kept, plus one layer recomputed in full
+  and its gradients while backward runs through it.
+- logits: the head's output and the fp32 copies the loss makes (T x vocab): at 16k tokens and
+  a 152k vocabulary this alone is ~35 GB, the reason the 32B/70B presets train at 8k.
+- other: the CUDA context (~1 GiB on a GPU), QLoRA's dequantised bf16 weight temporaries, and
+  allocator slack (fragmentation, transient buffers) as a share of the activations + logits.
 
-Checked against measured peaks by bench/bench_train.py (see the README for the figures).
+Checked against measured peaks by bench/bench_train.py (figures in the README).
 """
 
 from __future__ import annotations
@@ -25,14 +29,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GIB = 1024**3
-CUDA_OVERHEAD = 1.0 * GIB
-# Elements one decoder layer keeps for backward per token, in units of (hidden, kv width,
-# intermediate): norms' inputs and fp32 copies, q/k/v/o inputs and outputs, rotary q/k,
-# attention output, and the MLP's gate, up, activation and product. Calibrated on the tiny
-# model by bench/bench_train.py.
-LAYER_H, LAYER_KV, LAYER_I = 14, 6, 5
-LOGIT_FP32_COPIES = 3  # fp32 upcast, log-softmax, its gradient
+CUDA_CONTEXT = 1.0 * GIB
+# Per token per decoder layer, in elements, what autograd saves for backward (measured with
+# saved_tensors_hooks on transformers 5.19 Qwen2/Llama layers):
+# - residual stream: full fine-tuning keeps ~7 hidden-size tensors (layer input, the two
+#   RMSNorms' input and normalised output, the inputs of q/k/v (shared), o_proj and the MLP);
+#   with a frozen base the linears need no input for a weight gradient, ~4.25 remain.
+LAYER_STREAM_FULL, LAYER_STREAM_FROZEN = 7.0, 4.25
+# - attention: rotated q and the output (hidden each), k and v (kv width each; sdpa_varlen on
+#   CPU repeats them to the full head count), plus the softmax statistics (small).
+# - MLP: gate, up, act(gate) and act(gate) * up, each of the intermediate size.
+LAYER_MLP = 4
+# - LoRA: each adapted linear keeps its rank-r intermediate (x @ A) for B's gradient; 7
+#   linears per layer with all-linear targets.
+LORA_TARGETS_PER_LAYER = 7
+# - outside the layers: embedding output and the final norm's tensors.
+OUTSIDE_LAYERS = 3
+# Loss on the logits: the head output (compute dtype), HF's fp32 upcast, cross-entropy's saved
+# log-softmax and, in backward, the fp32 gradient: 3 fp32 copies besides the logits.
+LOGIT_FP32_COPIES = 3
 QLORA_BYTES = 0.52  # NF4 (0.5) + double-quantised absmax constants
+# Allocator slack and transient buffers (matmul outputs before they are saved, the gradient
+# of the layer being back-propagated) as a share of activations + logits; calibrated by
+# bench/bench_train.py on the tiny models.
+ALLOCATOR_SLACK = 0.10
 
 
 @dataclass(frozen=True)
@@ -135,13 +155,23 @@ def estimate(
         weights = frozen / n + adapter * 4
         grads, optimizer = adapter * 4, adapter * 8
     a = w  # activations are kept in the compute dtype
-    layer = tokens * (LAYER_H * arch.hidden + LAYER_KV * arch.kv_width + LAYER_I * arch.intermediate) * a
-    if checkpointing:
-        activations = arch.layers * tokens * arch.hidden * a + 2 * layer
+    h, i, t = arch.hidden, arch.intermediate, tokens
+    # sdpa_varlen (no flash-attention: CPU) repeats k/v to every query head before attention
+    kv = arch.hidden if device == "cpu" else arch.kv_width
+    stream = LAYER_STREAM_FULL if method == "full" else LAYER_STREAM_FROZEN
+    adapters = 0 if method == "full" else LORA_TARGETS_PER_LAYER * lora_rank
+    layer = t * (stream * h + 2 * h + 2 * kv + LAYER_MLP * i + adapters) * a
+    if checkpointing:  # every layer's input, plus one layer recomputed and its activation grads
+        activations = arch.layers * t * h * a + 2 * layer
     else:
-        activations = arch.layers * layer + tokens * arch.hidden * a
-    logits = tokens * arch.vocab * (a + 4 * LOGIT_FP32_COPIES)
-    overhead = CUDA_OVERHEAD if device == "cuda" else 0.0
+        activations = arch.layers * layer
+    activations += OUTSIDE_LAYERS * t * h * a
+    logits = t * arch.vocab * (a + 4 * LOGIT_FP32_COPIES)
+    overhead = ALLOCATOR_SLACK * (activations + logits)
+    if method == "qlora":  # the bf16 copy of the largest weight bnb dequantises, in forward and backward
+        overhead += 2 * max(h * i, h * h) * 2
+    if device == "cuda":
+        overhead += CUDA_CONTEXT
     return Estimate(method, weights, grads, optimizer, activations, logits, overhead)
 
 

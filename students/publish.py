@@ -25,8 +25,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from distill.errors import InputError, StageError
+from students.inference import INFERENCE_TEMPLATES, generation_config, template_format
 
-RECOMMENDED_SAMPLING = {"do_sample": True, "temperature": 0.6, "top_p": 0.95}
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY")
 
 
@@ -45,6 +45,9 @@ class PublishConfig(BaseModel):
     push: str | None = Field(default=None, description="Upload to this Hugging Face repo id (token from HF_TOKEN or `hf auth login`).")
     private: bool = Field(default=False, description="Create the pushed repo as private.")
     overwrite: bool = Field(default=False, description="Replace an existing non-empty output folder.")
+    card_only: bool = Field(
+        default=False, description="Only rewrite README.md (and the loss plot) of an existing output, e.g. to add an eval table."
+    )
     model_name: str | None = Field(default=None, description="Title of the model card (default: repo id or folder name).")
     license: str | None = Field(default=None, description="License id for the card (default: the student preset's, else 'other').")
     datasets: list[str] = Field(default_factory=list, description="Hub ids of the training data, for the card's metadata.")
@@ -162,67 +165,6 @@ def load_merged(info: dict[str, Any], final: Path, config: PublishConfig):
     return PeftModel.from_pretrained(model, str(final)).merge_and_unload()
 
 
-# ---------------------------------------------------------------------------- chat template
-
-# Inference templates in each format the training template may use. All three drop the
-# reasoning of earlier assistant turns (the R1 distills never see old reasoning) and open
-# the new assistant turn with "<think>\n" so the model always starts by reasoning.
-_DROP_REASONING = "{% set content = message['content'] %}{% if '</think>' in content %}{% set content = content.split('</think>')[-1].lstrip() %}{% endif %}"
-INFERENCE_TEMPLATES = {
-    "chatml": (
-        "{% for message in messages %}"
-        "{% if message['role'] == 'assistant' %}" + _DROP_REASONING + "<|im_start|>assistant\n{{ content }}<|im_end|>\n"
-        "{% else %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endif %}"
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
-    ),
-    "llama3": (
-        "{{ bos_token }}{% for message in messages %}"
-        "{% if message['role'] == 'assistant' %}" + _DROP_REASONING + "<|start_header_id|>assistant<|end_header_id|>\n\n{{ content }}<|eot_id|>"
-        "{% else %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n{{ message['content'] }}<|eot_id|>{% endif %}"
-        "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n<think>\n{% endif %}"
-    ),
-    "r1": (
-        "{% if bos_token %}{{ bos_token }}{% endif %}{% for message in messages %}"
-        "{% if message['role'] == 'system' %}{{ message['content'] }}"
-        "{% elif message['role'] == 'user' %}<｜User｜>{{ message['content'] }}"
-        "{% elif message['role'] == 'assistant' %}" + _DROP_REASONING + "<｜Assistant｜>{{ content }}<｜end▁of▁sentence｜>{% endif %}"
-        "{% endfor %}{% if add_generation_prompt %}<｜Assistant｜><think>\n{% endif %}"
-    ),
-}
-END_OF_TURN = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "r1": "<｜end▁of▁sentence｜>"}
-
-
-def template_format(tokenizer) -> str:
-    """Which turn format the student was trained in: read from the training template, else the vocabulary."""
-    text = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
-    vocab = tokenizer.get_vocab()
-    for name, marker in (("r1", "<｜Assistant｜>"), ("chatml", "<|im_start|>"), ("llama3", "<|start_header_id|>")):
-        if marker in text:
-            return name
-    for name, marker in (("chatml", "<|im_start|>"), ("llama3", "<|start_header_id|>"), ("r1", "<｜Assistant｜>")):
-        if marker in vocab:
-            return name
-    raise StageError("cannot tell the student's chat format (no ChatML, Llama-3 or R1 markers in its tokenizer)")
-
-
-def generation_config(model_dir: Path, tokenizer, fmt: str, extra_stops: list[int] | None = None):
-    """Recommended R1 sampling, stopping at end of text and at the end-of-turn marker."""
-    from transformers import GenerationConfig
-
-    try:
-        config = GenerationConfig.from_pretrained(model_dir)
-    except OSError:
-        config = GenerationConfig()
-    stops = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
-    turn_end = tokenizer.get_vocab().get(END_OF_TURN[fmt])
-    stops = [*stops, tokenizer.eos_token_id, turn_end, *(extra_stops or [])]
-    config.eos_token_id = list(dict.fromkeys(s for s in stops if s is not None))  # ordered, no repeats
-    if config.pad_token_id is None:
-        config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.eos_token_id[0]
-    config.update(**RECOMMENDED_SAMPLING)
-    return config
-
-
 # ---------------------------------------------------------------------------- run
 
 
@@ -238,6 +180,9 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
     console = Console(stderr=True)
     info, final, is_adapter = read_run(config.run_dir)
     output = config.output
+    if config.card_only:
+        kind, fmt = _refresh_card(config, info, is_adapter, _card_inputs(config))
+        return _finish(config, kind, fmt, api)
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not config.overwrite:
         raise InputError("output exists and is not empty (use --overwrite to replace it)", where=str(output))
     card_inputs = _card_inputs(config)  # read (and validate) everything before the slow part
@@ -256,11 +201,40 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-    files = sorted(p.name for p in output.iterdir())
-    summary: dict[str, Any] = {"output": str(output), "kind": kind, "chat_format": fmt, "files": files}
+    return _finish(config, kind, fmt, api)
+
+
+def _finish(config: PublishConfig, kind: str, fmt: str, api) -> dict[str, Any]:
+    files = sorted(p.name for p in config.output.iterdir())
+    summary: dict[str, Any] = {"output": str(config.output), "kind": kind, "chat_format": fmt, "files": files}
     if config.push:
-        summary["url"] = push(output, config.push, config.private, api=api)
+        summary["url"] = push(config.output, config.push, config.private, api=api)
     return summary
+
+
+def _refresh_card(config: PublishConfig, info: dict[str, Any], is_adapter: bool, card_inputs: dict[str, Any]) -> tuple[str, str]:
+    """Rewrite the card of a folder published earlier; weights and tokenizer stay as they are."""
+    from transformers import AutoTokenizer
+
+    from students.model_card import plot_loss, render_card
+
+    output = config.output
+    if not (output / "config.json").exists() and not (output / "adapter_config.json").exists():
+        raise InputError("not a published model folder (no config.json or adapter_config.json); publish it first", where=str(output))
+    kind = "adapter" if (output / "adapter_config.json").exists() else "merged" if is_adapter else "full"
+    fmt = info["template"] if info.get("template") in INFERENCE_TEMPLATES else template_format(AutoTokenizer.from_pretrained(output))
+    staging = output / f".card.tmp-{os.getpid()}"
+    staging.mkdir(exist_ok=True)
+    try:
+        plot = "training_loss.png" if plot_loss(info, staging / "training_loss.png") else None
+        card = render_card(config, info, kind=kind, chat_format=fmt, loss_plot=plot, **card_inputs)
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        assert_no_secrets(staging)
+        for path in staging.iterdir():
+            os.replace(path, output / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return kind, fmt
 
 
 def _card_inputs(config: PublishConfig) -> dict[str, Any]:

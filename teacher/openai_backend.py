@@ -17,7 +17,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from distill.errors import StageError
+from distill.errors import InputError, StageError
 from teacher.config import GenerateConfig
 from teacher.progress import Job, Sink
 from teacher.prompts import messages_for, render, stitch
@@ -57,6 +57,15 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def prepare(config: GenerateConfig) -> None:
+    """Load what the run needs before anything is shown or written (bad names fail here)."""
+    if config.api == "completions":
+        _local_tokenizer(config)
 
 
 def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
@@ -198,4 +207,11 @@ async def _preflight(client, config: GenerateConfig, sink: Sink) -> None:
 def _local_tokenizer(config: GenerateConfig):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(config.tokenizer or config.teacher, trust_remote_code=config.trust_remote_code)
+    name = config.tokenizer or config.teacher
+    if name in _TOKENIZERS:
+        return _TOKENIZERS[name]
+    try:
+        _TOKENIZERS[name] = AutoTokenizer.from_pretrained(name, trust_remote_code=config.trust_remote_code)
+        return _TOKENIZERS[name]
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--api completions renders prompts here and cannot load tokenizer '{name}' ({type(exc).__name__}); set --tokenizer", field="tokenizer") from None

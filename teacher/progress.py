@@ -52,6 +52,7 @@ class Sink:
     _left: dict[str, int] = field(default_factory=dict)
     _skipped_ids: set[str] = field(default_factory=set)
     _start: float = field(default_factory=time.monotonic)
+    _end: float | None = None
 
     def __post_init__(self) -> None:
         self.progress = Progress(
@@ -64,6 +65,7 @@ class Sink:
             TimeRemainingColumn(compact=True),
             console=self.console,
             transient=False,
+            refresh_per_second=2,  # enough for people; the redraw thread competes with the engine loop for the GIL
         )
         self._task = self.progress.add_task(
             "generate", total=self.total_samples, prompts=0, total_prompts=self.total_prompts, rate="0", retries=0, errors=0
@@ -75,6 +77,7 @@ class Sink:
         self.progress.start()
 
     def stop(self) -> None:
+        self._end = time.monotonic()  # engine shutdown after this is not part of the run's speed
         self._refresh()
         self.progress.stop()
 
@@ -134,7 +137,7 @@ class Sink:
         )
 
     def elapsed(self) -> float:
-        return time.monotonic() - self._start
+        return (self._end or time.monotonic()) - self._start
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

@@ -62,15 +62,17 @@ class AppendWriter:
     """Appends trace lines; each record reaches the file whole or not at all."""
 
     def __init__(self, path: Path, fsync_every: float = 5.0):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd: int | None = None  # opened at the first record: a run that fails early leaves no file
         self._fsync_every = fsync_every
         self._last_sync = time.monotonic()
         self.count = 0
 
     def write(self, records: Iterable[Trace]) -> None:
         data = "".join(json.dumps(to_row(record), ensure_ascii=False) + "\n" for record in records).encode("utf-8")
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         view = memoryview(data)
         while view:  # os.write may write less than asked
             written = os.write(self._fd, view)
@@ -81,8 +83,10 @@ class AppendWriter:
             self._last_sync = time.monotonic()
 
     def close(self) -> None:
-        os.fsync(self._fd)
-        os.close(self._fd)
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> AppendWriter:
         return self

@@ -19,6 +19,10 @@ from teacher.progress import Job, Sink
 from teacher.prompts import render, restore_prefill
 
 _ENGINES: dict[str, Any] = {}
+# Prompts rendered and added between two engine steps: the first step starts after a few
+# milliseconds of tokenizing instead of after the whole shard, and the backlog still grows
+# far past what the scheduler can run at once.
+_PROMPTS_PER_STEP = 64
 
 ENGINE_FIELDS = (
     "tokenizer", "tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend", "max_model_len",
@@ -87,7 +91,8 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
             )
         return params_cache[key]
 
-    def top_up() -> None:
+    def top_up(limit: int) -> None:
+        added = 0
         for job in queue:
             prompt_ids = tokenizer.encode(render(job.problem, config, tokenizer), add_special_tokens=False)
             room = context - len(prompt_ids)
@@ -102,11 +107,12 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
                 sink.skip(job.problem, f"rejected by vLLM: {str(exc).splitlines()[0][:120]}", len(job.indices))
                 continue
             pending[request_id] = job
-            if len(pending) >= config.max_pending:
+            added += 1
+            if len(pending) >= config.max_pending or added >= limit:
                 return
 
-    top_up()
     try:
+        top_up(_PROMPTS_PER_STEP)
         while pending:
             for output in engine.step():
                 job = pending.pop(output.request_id, None) if output.finished else None
@@ -119,8 +125,8 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
                         for choice in output.outputs
                     ],
                 )
-            if len(pending) < config.max_pending // 2 + 1:
-                top_up()
+            if len(pending) < config.max_pending:
+                top_up(_PROMPTS_PER_STEP)
     finally:
         if pending:  # interrupted: the cached engine must not carry these into the next run
             engine.abort_request(list(pending))

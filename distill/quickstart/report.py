@@ -30,8 +30,9 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     if base and filtered:
         lift = filtered["accuracy"] - base["accuracy"]
-        lines.append(f"Distillation lifted the student from {_pct(base['accuracy'])} to {_pct(filtered['accuracy'])} "
-                     f"({'+' if lift >= 0 else ''}{100 * lift:.1f} points).")
+        verb = "lifted" if lift > 0 else "did NOT lift"
+        lines.append(f"Distillation {verb} the student: {_pct(base['accuracy'])} before training, "
+                     f"{_pct(filtered['accuracy'])} after ({'+' if lift >= 0 else ''}{100 * lift:.1f} points).")
     if filtered and unfiltered:
         diff = filtered["accuracy"] - unfiltered["accuracy"]
         noise = 2 * (filtered["accuracy_stderr"] ** 2 + unfiltered["accuracy_stderr"] ** 2) ** 0.5
@@ -58,6 +59,9 @@ def write_report(rows: list[dict[str, Any]], out: Path, filter_report: dict[str,
         table.append(f"| {r['model']} | {r['problems']} | {_pct(r['accuracy'])} ± {100 * r['accuracy_stderr']:.1f} | "
                      f"{_pct(r['mixing'])} | {_pct(r['no_answer'])} |")
     notes = []
+    if any(r["model"] == "student before training" for r in rows):
+        notes.append("The student before training has random weights: it writes random tokens, so its accuracy is "
+                     "chance and its language 'mixing' is noise.")
     if filter_report:
         kept = filter_report.get("kept")
         total = filter_report.get("records_in")

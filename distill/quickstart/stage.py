@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,9 @@ def run_teacher(config: TeacherStageConfig) -> dict[str, Any]:
         task = bar.add_task("teacher", total=config.teacher.steps, loss="-")
         metrics = train_teacher(teaching, out / "model", config.teacher,
                                 progress=lambda step, loss: bar.update(task, completed=step, loss=f"{loss:.3f}"))
+    print(f"teacher: {metrics['parameters']:,} parameters, {metrics['steps']} steps on {len(teaching)} traces "
+          f"({sum(e.wrong for e in teaching)} wrong, {sum(e.mixed for e in teaching)} drifting into Chinese), "
+          f"final loss {metrics['final_loss']}, {metrics['seconds']} s", flush=True)
     shape = config.student
     build_model(out / "student-base", family="qwen", corpus=tokenizer_corpus(teaching), vocab_size=config.teacher.vocab_size,
                 hidden_size=shape.hidden_size, layers=shape.layers, heads=shape.heads, kv_heads=max(1, shape.heads // 2),
@@ -93,7 +97,7 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for index, (label, model) in enumerate(config.models.items()):
-        folder = out / f"{index}-{label.split(',')[0].replace(' ', '-')}"
+        folder = out / f"{index}-{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')}"
         settings = config.eval.model_copy(update={"model": model, "output_dir": folder})
         summary = evaluate(settings)
         for bench, figures in summary["benchmarks"].items():

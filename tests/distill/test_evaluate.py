@@ -4,6 +4,7 @@ and an end-to-end run of a tiny model with the real vLLM engine."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,16 +124,41 @@ def small_benchmark(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def published_tiny(tiny_qwen, tmp_path_factory) -> Path:
+    """The tiny model as `distill publish` writes it (sharded safetensors, inference template, generation config)."""
+    from transformers import AutoTokenizer
+
+    from students.publish import PublishConfig
+    from students.publish import run as publish
+    from students.templates import TEMPLATES, prepare_tokenizer
+
+    root = tmp_path_factory.mktemp("published")
+    final = root / "run" / "final"
+    shutil.copytree(tiny_qwen, final)
+    prepare_tokenizer(AutoTokenizer.from_pretrained(final), TEMPLATES["chatml"], "<|endoftext|>").save_pretrained(final)
+    (root / "run" / "train.json").write_text(json.dumps({"student": "qwen-1.5b", "base_model": str(tiny_qwen), "method": "full", "template": "chatml"}))
+    publish(PublishConfig(run_dir=root / "run", output=root / "model", max_shard_size="200KB"))
+    assert len(list((root / "model").glob("*.safetensors"))) > 1
+    return root / "model"
+
+
 @pytest.mark.slow
-def test_end_to_end_eval_with_vllm(tiny_qwen, small_benchmark, tmp_path):
+def test_end_to_end_eval_with_vllm(published_tiny, small_benchmark, tmp_path):
+    """A published model, evaluated with the real vLLM engine: also proves vLLM loads what publish writes."""
+    from teacher.vllm_backend import _ENGINES, release_engines
+
     config = EvalConfig(
-        model=str(tiny_qwen), benchmarks=[str(small_benchmark)], output_dir=tmp_path / "eval", k=3, max_tokens=24, workers=1,
+        model=str(published_tiny), benchmarks=[str(small_benchmark)], output_dir=tmp_path / "eval", k=3, max_tokens=24, workers=1,
         generate={"kv_cache_memory_bytes": 256 * 1024**2, "max_model_len": 1024},
     )
-    from teacher.vllm_backend import release_engines
-
     try:
-        summary = run(config)
+        summary = run(config, keep_engine=True)
+        engine = next(iter(_ENGINES.values()))
+        defaults = engine.get_default_sampling_params()  # read by vLLM from the published generation_config.json
+        assert defaults.temperature == pytest.approx(0.6) and defaults.top_p == pytest.approx(0.95)
+        prompt = engine.get_tokenizer().apply_chat_template([{"role": "user", "content": "2+2?"}], add_generation_prompt=True, tokenize=False)
+        assert prompt.endswith("<|im_start|>assistant\n<think>\n")
     finally:
         release_engines()  # shut the engine down now, not at interpreter exit
     out = tmp_path / "eval"

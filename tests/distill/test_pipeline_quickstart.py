@@ -20,10 +20,13 @@ from distill.records import Trace
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"
 REDUCED = [
-    "run.quickstart.teacher_problems=300",
+    "run.quickstart.teacher_problems=600",
     "run.quickstart.prompts=12",
     "run.quickstart.heldout=6",
-    "run.quickstart.teacher.steps=40",
+    "run.quickstart.teacher.steps=120",
+    # A teacher trained for seconds rarely gets an answer right: keep the rules it can pass, so
+    # the students have data; the full rule set is exercised by the quickstart itself.
+    "filter.rules=[format, language]",
     "generate.n=2",
     "train.epochs=1",
     "eval.k=1",
@@ -59,7 +62,7 @@ def test_verdicts_say_when_filtering_did_not_help():
     rows = [_row("student before training", 0.05, 0.8), _row("student, filtered traces", 0.60, 0.10),
             _row("student, unfiltered traces", 0.61, 0.05)]
     lines = verdicts(rows)
-    assert lines[0].startswith("Distillation lifted the student from 5.0% to 60.0%")
+    assert lines[0] == "Distillation lifted the student: 5.0% before training, 60.0% after (+55.0 points)."
     assert "did not measurably change accuracy" in lines[1]
     assert "filtering did NOT reduce mixing" in lines[2]
     better = verdicts([rows[0], _row("student, filtered traces", 0.8, 0.0), _row("student, unfiltered traces", 0.6, 0.2)])
@@ -82,10 +85,10 @@ def test_reduced_quickstart_runs_end_to_end(tmp_path):
     traces = list(read_records(out / "generate" / "traces.jsonl"))
     assert len(traces) == 12 * 2 and all(t.teacher["model"] == str(teacher / "model") for t in traces)
     report = json.loads((out / "filter" / "report.json").read_text())
-    assert report["records_in"] == 24
+    assert report["records_in"] == 24 and report["kept"] > 0
     # The control arm trains on exactly as many (unfiltered) traces as the filter kept.
     control = list(read_records(out / "train-unfiltered" / "traces.jsonl"))
-    assert len(control) == report["kept"] or (report["kept"] == 0 and not control)
+    assert len(control) == report["kept"]
     assert (out / "train" / "final").is_dir() and (out / "train-unfiltered" / "final").is_dir()
     assert (out / "publish" / "model" / "config.json").exists()
 
@@ -94,7 +97,7 @@ def test_reduced_quickstart_runs_end_to_end(tmp_path):
     assert [r["model"] for r in rows] == ["teacher", "student before training", "student, filtered traces", "student, unfiltered traces"]
     assert all(r["problems"] == 6 and 0 <= r["accuracy"] <= 1 and 0 <= r["mixing"] <= 1 for r in rows)
     table = (compare / "table.md").read_text()
-    assert "| teacher |" in table and "Distillation lifted the student" in table or "Distillation" in table
+    assert "| teacher |" in table and "Distillation" in table and "Language mixing" in table
     assert (compare / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for stage in results:
         assert json.loads((out / stage / "stage.json").read_text())["status"] == "complete"

@@ -91,10 +91,13 @@ def test_best_fit_packs_are_complete_within_capacity_and_tight():
 
 
 @pytest.mark.parametrize("fixture", ["tiny_qwen", "tiny_llama"])
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ["sdpa_varlen", "sdpa", "eager"])
 def test_packed_sample_logits_equal_its_logits_alone(request, fixture, attention):
     from transformers import AutoModelForCausalLM
 
+    from students.attention import register
+
+    register()
     path = request.getfixturevalue(fixture)
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=attention, dtype=torch.float32).eval()
     model.config.use_cache = False
@@ -113,3 +116,37 @@ def test_packed_sample_logits_equal_its_logits_alone(request, fixture, attention
         # Control: the same row read as one sequence differs, so the test can fail.
         merged = model(input_ids=packed["input_ids"]).logits[0]
         assert not torch.allclose(merged[37:57], together[37:57], atol=1e-3)
+
+
+def test_sdpa_varlen_builds_no_mask_and_matches_sdpa_on_padded_batches(tiny_qwen):
+    """The packed path never materialises an L x L mask; padded batches (2D attention mask) and
+    the backward pass give what stock sdpa gives."""
+    from transformers import AutoModelForCausalLM
+    from transformers.masking_utils import create_causal_mask
+
+    from students.attention import register
+
+    models = {name: AutoModelForCausalLM.from_pretrained(tiny_qwen, attn_implementation=name, dtype=torch.float32)
+              for name in (register(), "sdpa")}
+    varlen, sdpa = models["sdpa_varlen"], models["sdpa"]
+    for model in models.values():
+        model.config.use_cache = False  # as in training: a cache hides the packing from stock sdpa
+    positions = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
+    embeds = torch.zeros(1, 9, varlen.config.hidden_size)
+    assert create_causal_mask(varlen.config, embeds, None, None, position_ids=positions) is None
+    assert create_causal_mask(sdpa.config, embeds, None, None, position_ids=positions).shape == (1, 1, 9, 9)
+
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [11, 12, 13, 0, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    with torch.no_grad():
+        padded = [model(input_ids=ids, attention_mask=mask).logits for model in (varlen, sdpa)]
+    assert torch.allclose(padded[0][mask.bool()], padded[1][mask.bool()], atol=1e-5)
+
+    packed = collate_packed([{"input_ids": s, "labels": s, "position_ids": list(range(len(s)))}
+                             for s in ([5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15, 16])])
+    grads = []
+    for model in (varlen, sdpa):
+        model.zero_grad()
+        model(**packed).loss.backward()
+        grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)

@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from students.publish import INFERENCE_TEMPLATES, PublishConfig, base_config, run
+from students.inference import INFERENCE_TEMPLATES
+from students.publish import PublishConfig, base_config, run
 from students.templates import TEMPLATES
 
 from .conftest import tiny_config, write_kept
@@ -184,6 +185,19 @@ def test_model_card(published):
     assert "sk-do-not-show" not in text
 
 
+def test_card_only_refresh_adds_eval_table(runs, tmp_path):
+    out = tmp_path / "model"
+    run(PublishConfig(run_dir=runs["lora"], output=out))
+    weights = (out / "adapter_model.safetensors").read_bytes()
+    assert "## Evaluation" not in (out / "README.md").read_text()
+    summary = {"model": str(out), "k": 2, "temperature": 0.6, "top_p": 0.95, "max_tokens": 512,
+               "benchmarks": {"mini": {"problems": 3, "pass@1": 0.5, "pass@1_stderr": 0.1, "cons@2": 0.5, "pass@2": 1.0, "mean_tokens": 50.0}}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    run(PublishConfig(run_dir=runs["lora"], output=out, card_only=True, eval=[tmp_path / "summary.json"]))
+    assert "| mini | 3 | 50.0 ± 10.0 | 50.0 | 100.0 | 50 |" in (out / "README.md").read_text()
+    assert (out / "adapter_model.safetensors").read_bytes() == weights and not any(p.name.startswith(".") for p in out.iterdir())
+
+
 def test_model_card_metadata_for_hub_base(tmp_path):
     from students.model_card import render_card
 
@@ -193,26 +207,11 @@ def test_model_card_metadata_for_hub_base(tmp_path):
     front = yaml.safe_load(text.split("---")[1])
     assert front["base_model"] == "meta-llama/Llama-3.1-8B" and front["license"] == "llama3.1" and "qlora" in front["tags"]
     assert "# me/r1-llama" in text and "dequantized" in text  # the QLoRA merge choice is documented in the card
-    assert "12345" in text and "<|eot_id|>" in text and "sk-secret-value" not in text
+    assert "12345" in text and "\\|eot_id\\|" in text and "sk-secret-value" not in text
 
 
-@pytest.mark.slow
-def test_vllm_loads_published_folder(published):
-    """vLLM (CPU build here) serves the folder as it is: sharded weights, tokenizer, generation config."""
-    script = f"""
-import vllm
-llm = vllm.LLM({str(published)!r}, kv_cache_memory_bytes=256 * 1024**2, max_model_len=512, seed=0)
-tok = llm.get_tokenizer()
-prompt = tok.apply_chat_template([{{"role": "user", "content": "What is 2+2?"}}], add_generation_prompt=True, tokenize=False)
-assert prompt.endswith("<think>\\n"), prompt
-defaults = llm.get_default_sampling_params()
-assert abs(defaults.temperature - 0.6) < 1e-6 and abs(defaults.top_p - 0.95) < 1e-6, defaults
-out = llm.generate([prompt], vllm.SamplingParams(max_tokens=8, temperature=0))
-assert len(out[0].outputs[0].token_ids) > 0
-print("VLLM_OK")
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=400, cwd=ROOT)
-    assert "VLLM_OK" in result.stdout, result.stderr[-3000:]
+# Loading the published folder with vLLM is tested in tests/distill/test_evaluate.py: the
+# end-to-end eval samples from a published (sharded) tiny model, so one engine load covers both.
 
 
 def test_adapter_only_publish(runs, tmp_path):

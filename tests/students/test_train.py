@@ -171,3 +171,31 @@ def test_finished_run_is_not_overwritten(runs):
     config, _ = runs("tiny_qwen", "full")
     with pytest.raises(InputError, match="already holds a finished run"):
         run(config)
+
+
+def test_plan_works_for_every_preset_without_data_or_heavy_imports():
+    """`distill train --student NAME --plan` needs no data, no run dir, and imports no transformers."""
+    from students.presets import STUDENTS
+
+    script = (
+        "import json, sys\n"
+        "from rich.console import Console\n"
+        "from students.config import TrainConfig\n"
+        "from students.report import plan_report\n"
+        "out = {}\n"
+        "for name in sys.argv[1:]:\n"
+        "    out[name] = plan_report(TrainConfig(student=name), Console(width=120, file=open('/dev/null', 'w')))\n"
+        "print(json.dumps({'plans': out, 'transformers': 'transformers' in sys.modules}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, *STUDENTS], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not answer["transformers"]
+    for name, preset in STUDENTS.items():
+        plan = answer["plans"][name]
+        assert plan["tokens"] == preset.max_length and plan["gpus"] == preset.gpus
+        assert plan["methods"][preset.method]["fits"], (name, plan)  # each preset's own method fits its GPUs
+    cli = _cli("train", "--student", "qwen-7b", "--plan")
+    assert cli.returncode == 0 and "qlora" in cli.stdout, cli.stderr
+    missing = _cli("train", "--student", "qwen-7b", "-o", "x")
+    assert missing.returncode == 2 and "field 'data': required for training" in missing.stderr

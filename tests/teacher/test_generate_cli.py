@@ -75,6 +75,16 @@ def test_unreachable_server_fails_clearly_after_bounded_retries(prompts, existin
     assert "failed: cannot reach http://127.0.0.1:" in done.stderr and "after 2 retries" in done.stderr
     assert "Traceback" not in done.stderr
     assert existing.read_bytes() == before
+    fresh = existing.with_name("fresh.jsonl")
+    done = distill("generate", str(prompts), "-o", str(fresh), "--teacher", "tiny", "--backend", "openai",
+                   "--base-url", f"http://127.0.0.1:{closed_port()}", "--max-retries", "0")
+    assert done.returncode == 1 and not fresh.exists()  # nothing written, not even an empty file
+
+
+def test_completions_api_without_a_loadable_tokenizer(prompts, tmp_path):
+    done = distill("generate", str(prompts), "-o", str(tmp_path / "o.jsonl"), "--teacher", "deepseek-reasoner",
+                   "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--api", "completions")
+    assert done.returncode == 2 and "set --tokenizer" in done.stderr and not (tmp_path / "o.jsonl").exists()
 
 
 def test_merge_command(tmp_path, existing):
