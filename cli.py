@@ -375,8 +375,8 @@ def run_command(
     from rich.console import Console
 
     from distill.config import dump
-    from distill.pipeline import describe, execute, plan
-    from distill.pipeline_log import plan_table, summary_table
+    from distill.pipeline import execute, plan
+    from distill.pipeline_log import describe, plan_table, summary_table
 
     ctx, planned = plan(recipe, output, start, until, sets)
     console = Console(stderr=True)
@@ -393,6 +393,9 @@ def run_command(
                 typer.echo(f"note: {row['stage']} reads {path}, which is not found yet (needed when the stage runs)")
         typer.echo(f"settings valid for {len(rows)} stage(s) of {recipe}; dry run: nothing loaded, nothing written")
         return
+    for row in rows:  # fail before any stage runs, not hours into the run
+        if row["missing"] and not row["action"].startswith("skip"):
+            raise InputError(f"stage '{row['stage']}' reads {row['missing'][0]}, which does not exist", where=str(recipe))
     results = execute(ctx, planned, recipe.read_text(encoding="utf-8"), console)
     console.print(summary_table(ctx, results))
 

@@ -200,68 +200,37 @@ def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, st
     return ctx, planned
 
 
-def describe(ctx: Context, planned: list[Planned]) -> list[dict[str, Any]]:
-    """What each stage reads and writes, and inputs that do not exist yet (for --dry-run)."""
-    rows = []
-    for item in planned:
-        stage = STAGES[item.name]
-        data = item.config.model_dump(mode="json")
-        reads, missing = [], []
-        for name in stage.reads:
-            value = data.get(name)
-            values = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
-            for entry in values:
-                if not isinstance(entry, str):
-                    continue
-                reads.append(_short(entry, ctx))
-                produced = entry.startswith(str(ctx.run_dir))
-                if not produced and not Path(entry).exists() and not _looks_remote(entry, name, data):
-                    missing.append(entry)
-        rows.append({"stage": item.name, "action": {"done": "skip (up to date)", "new": "run", "changed": "run (changed)",
-                                                    "redo": "run (--from)", "stale": "run (input re-made)"}[item.state],
-                     "reads": reads, "writes": _short(str(ctx.dir(item.name)), ctx), "missing": missing})
-        if stage.check:
-            load(stage.check)(item.config)
-    return rows
-
-
-def _looks_remote(value: str, field_name: str, data: dict[str, Any]) -> bool:
-    """Hub ids, served model names and known benchmark names are not local files."""
-    if value.startswith(("hf:", "http://", "https://")):
-        return True
-    if field_name == "teacher" and data.get("backend") == "openai":
-        return True
-    if field_name == "benchmarks":
-        from distill.evaluate import KNOWN_BENCHMARKS
-
-        if value in KNOWN_BENCHMARKS:
-            return True
-    import re
-
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value)) and not Path(value).suffix
-
-
-def _short(path: str, ctx: Context) -> str:
-    try:
-        return str(Path(path).relative_to(ctx.run_dir))
-    except ValueError:
-        return path
-
-
 # ---------------------------------------------------------------------------- running
 
 
 def execute(ctx: Context, planned: list[Planned], recipe_text: str | None = None, console: Any = None) -> dict[str, Any]:
     """Run the planned stages that are not done; returns {stage: summary}."""
-    from distill.pipeline_log import stage_log
-
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     if recipe_text is not None:
         (ctx.run_dir / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
-    if ctx.settings.torch_threads:
-        import torch
+    threads = _set_torch_threads(ctx.settings.torch_threads)
+    try:
+        results = _execute(ctx, planned, console)
+    finally:
+        _set_torch_threads(threads)
+    _write_json(ctx.run_dir / "run.json", {"stages": [p.name for p in planned], "results": results})
+    return results
 
-        torch.set_num_threads(ctx.settings.torch_threads)
+
+def _set_torch_threads(count: int | None) -> int | None:
+    """Set torch's CPU threads (None: leave them); returns the previous count."""
+    if not count:
+        return None
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    return previous
+
+
+def _execute(ctx: Context, planned: list[Planned], console: Any) -> dict[str, Any]:
+    from distill.pipeline_log import stage_log
+
     results: dict[str, Any] = {}
     for item in planned:
         stage_dir = ctx.dir(item.name)
@@ -286,7 +255,6 @@ def execute(ctx: Context, planned: list[Planned], recipe_text: str | None = None
         state = {"stage": item.name, "status": "complete", "fingerprint": item.fingerprint, "seconds": seconds, "summary": summary}
         _write_json(stage_dir / "stage.json", state)
         results[item.name] = {"seconds": seconds, **summary}
-    _write_json(ctx.run_dir / "run.json", {"stages": [p.name for p in planned], "results": results})
     return results
 
 

@@ -1,4 +1,4 @@
-"""Per-stage logs and the tables of `distill run`.
+"""Per-stage logs, the plan description (--dry-run) and the tables of `distill run`.
 
 Everything a stage prints goes to the terminal and to its log.
 
@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from distill.pipeline_stages import STAGES, Context, load
 
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 _REDRAW = re.compile(rb"\x1b\[(?:\d*[AK]|\?25[lh])")  # cursor-up / erase-line / cursor show-hide: a live display
@@ -58,11 +60,16 @@ def stage_log(path: Path) -> Iterator[None]:
     os.dup2(write_fd, 1)
     os.dup2(write_fd, 2)
     os.close(write_fd)
+    # sys.stdout may not write to fd 1 (pytest, notebooks replace it): point both at the fds.
+    streams = (sys.stdout, sys.stderr)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)  # noqa: SIM115
     try:
         yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         # The pipe's writer ends are now closed in this process; child processes that are
@@ -72,6 +79,57 @@ def stage_log(path: Path) -> Iterator[None]:
             os.close(fd)
         if forced:
             os.environ.pop(forced, None)
+
+
+# ---------------------------------------------------------------------------- plan description
+
+
+def describe(ctx, planned) -> list[dict[str, Any]]:
+    """What each stage reads and writes, and inputs that do not exist yet (for --dry-run)."""
+    rows = []
+    for item in planned:
+        stage = STAGES[item.name]
+        data = item.config.model_dump(mode="json")
+        reads, missing = [], []
+        for name in stage.reads:
+            value = data.get(name)
+            values = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
+            for entry in values:
+                if not isinstance(entry, str):
+                    continue
+                reads.append(_short(entry, ctx))
+                produced = entry.startswith(str(ctx.run_dir))
+                if not produced and not Path(entry).exists() and not _looks_remote(entry, name, data):
+                    missing.append(entry)
+        rows.append({"stage": item.name, "action": {"done": "skip (up to date)", "new": "run", "changed": "run (changed)",
+                                                    "redo": "run (--from)", "stale": "run (input re-made)"}[item.state],
+                     "reads": reads, "writes": _short(str(ctx.dir(item.name)), ctx), "missing": missing})
+        if stage.check:
+            load(stage.check)(item.config)
+    return rows
+
+
+def _looks_remote(value: str, field_name: str, data: dict[str, Any]) -> bool:
+    """Hub ids, served model names and known benchmark names are not local files."""
+    if value.startswith(("hf:", "http://", "https://")):
+        return True
+    if field_name == "teacher" and data.get("backend") == "openai":
+        return True
+    if field_name == "benchmarks":
+        from distill.evaluate import KNOWN_BENCHMARKS
+
+        if value in KNOWN_BENCHMARKS:
+            return True
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value)) and not Path(value).suffix
+
+
+def _short(path: str, ctx: Context) -> str:
+    try:
+        return str(Path(path).relative_to(ctx.run_dir))
+    except ValueError:
+        return path
 
 
 # ---------------------------------------------------------------------------- tables

@@ -15,7 +15,7 @@ from distill.errors import InputError
 from distill.records import Problem, sample_id
 from teacher.config import GenerateConfig
 from teacher.progress import Job, Sink
-from teacher.store import AppendWriter, scan_output
+from teacher.store import AppendWriter, drop_torn_tail, scan_output
 
 BACKENDS = {
     "vllm": "teacher.vllm_backend",
@@ -74,7 +74,7 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
 
     check(config)
     problems, duplicates = load_problems(config)  # bad input fails here, before OUT is touched
-    done, existing_teacher, torn = scan_output(config.output)
+    done, existing_teacher, torn = scan_output(config.output, repair=False)
     if existing_teacher and existing_teacher.get("model") != config.teacher:
         raise InputError(
             f"holds samples of teacher '{existing_teacher.get('model')}', not '{config.teacher}'; write to a new file",
@@ -97,6 +97,8 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
     backend = importlib.import_module(BACKENDS[config.backend])
     if jobs and hasattr(backend, "prepare"):
         backend.prepare(config)  # engine load stays out of the tokens/s figure
+    if torn:
+        drop_torn_tail(config.output, torn)  # only now: a refused run leaves OUT exactly as it was
     sink_kwargs = {"console": console} if console is not None else {}
     with AppendWriter(Path(config.output)) as writer:
         sink = Sink(writer, config.teacher_info(), len(jobs), sum(len(job.indices) for job in jobs), **sink_kwargs)

@@ -20,10 +20,11 @@ from distill.errors import InputError
 from distill.records import Trace, to_row
 
 
-def scan_output(path: Path) -> tuple[set[str], dict[str, Any] | None, int]:
-    """(ids already written, teacher info of the first record, bytes of torn tail dropped).
+def scan_output(path: Path, repair: bool = True) -> tuple[set[str], dict[str, Any] | None, int]:
+    """(ids already written, teacher info of the first record, bytes of torn tail).
 
-    Drops a torn last line in place. A bad line anywhere else is not ours to fix: InputError.
+    Drops a torn last line in place (unless repair=False: then call `drop_torn_tail`).
+    A bad line anywhere else is not ours to fix: InputError.
     """
     if not path.exists():
         return set(), None, 0
@@ -52,10 +53,15 @@ def scan_output(path: Path) -> tuple[set[str], dict[str, Any] | None, int]:
         done.add(record_id)
         teacher = teacher or row.get("teacher")
         good_end += len(raw)
-    if torn:
-        with open(path, "r+b") as handle:
-            handle.truncate(good_end)
+    if torn and repair:
+        drop_torn_tail(path, torn)
     return done, teacher, torn
+
+
+def drop_torn_tail(path: Path, torn: int) -> None:
+    """Cut the last `torn` bytes (a line a crash left without its newline)."""
+    with open(path, "r+b") as handle:
+        handle.truncate(os.path.getsize(path) - torn)
 
 
 class AppendWriter:

@@ -78,3 +78,11 @@ def test_bad_override_is_one_line_error_with_exit_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert "learning_rat" in done.stderr and "did you mean 'learning_rate'" in done.stderr
+
+
+def test_r1_recipe_run_without_prompts_fails_before_any_stage(tmp_path):
+    from distill.errors import InputError
+
+    with pytest.raises(InputError, match="stage 'generate' reads prompts.jsonl, which does not exist"):
+        invoke("run", str(RECIPES / "r1-distill-qwen-1.5b.yaml"), "-o", str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

@@ -101,7 +101,8 @@ def test_pipeline_chains_skips_and_redoes(traces, tiny_qwen, tmp_path):
 
 
 def test_failed_stage_keeps_earlier_outputs_and_says_how_to_continue(traces, tmp_path):
-    recipe = write_recipe(tmp_path / "r.yaml", traces, tmp_path / "no-such-model", stages=("filter", "train"))
+    (tmp_path / "not-a-model").mkdir()  # exists (so the run starts), but train cannot load it
+    recipe = write_recipe(tmp_path / "r.yaml", traces, tmp_path / "not-a-model", stages=("filter", "train"))
     out = tmp_path / "run"
     cmd = [sys.executable, "-c", "from cli import main; main()", "run", str(recipe), "-o", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -113,6 +114,19 @@ def test_failed_stage_keeps_earlier_outputs_and_says_how_to_continue(traces, tmp
     assert not (out / "train" / "stage.json").exists()
     ctx, planned = plan(recipe, out)
     assert [p.state for p in planned] == ["done", "new"]  # a re-run continues at train
+
+
+def test_stage_log_captures_python_and_child_process_output(tmp_path, capfd):
+    from distill.pipeline_log import stage_log
+
+    with stage_log(tmp_path / "log.txt"):
+        print("from python")
+        print("\x1b[1mbold\x1b[0m from python's stderr", file=sys.stderr)
+        subprocess.run(["echo", "from a child process"], check=True)
+    text = (tmp_path / "log.txt").read_text()
+    assert "from python\n" in text and "bold from python's stderr" in text and "from a child process" in text
+    shown = capfd.readouterr()
+    assert "from a child process" in shown.out + shown.err  # the terminal still sees it
 
 
 def test_dry_run_and_print_config_write_nothing(traces, tmp_path):
