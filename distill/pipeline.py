@@ -124,7 +124,9 @@ def fingerprint(name: str, config: BaseModel, ctx: Context, upstream: dict[str, 
     data = config.model_dump(mode="json", exclude=set(STAGES[name].volatile))
     own = str(ctx.dir(name))
     externals = {}
-    for value in _strings(data):
+    # Only the fields that name the stage's inputs: any other string (a column called "tests")
+    # may happen to name a folder in the working directory.
+    for value in _strings({field: data.get(field) for field in STAGES[name].reads}):
         if value.startswith(str(ctx.run_dir)) or value.startswith(own):
             continue
         path = Path(value)
