@@ -42,13 +42,19 @@ def resolved(model: type, recipe: Path | None, section: str, print_config: bool,
     return config
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Show the version and exit.", is_eager=True)) -> None:
-    if version:
+def _show_version(value: bool) -> None:
+    if value:
         from distill import __version__
 
         typer.echo(f"distill {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Show the version and exit.", is_eager=True, callback=_show_version),
+) -> None:
+    """Distil long chain-of-thought reasoning from a teacher into small dense students."""
 
 
 # --- stage commands are registered below, one block per stage ----------------------------

@@ -80,23 +80,31 @@ def iter_rows(source: str | os.PathLike, split: str = "train") -> Iterator[tuple
     yield from _dataset_rows(str(source), kind, split)
 
 
+def parse_jsonl_line(raw: bytes, where: str) -> dict[str, Any] | None:
+    """One JSONL line as an object (None for a blank line); the filter's workers parse with it too."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"invalid UTF-8 at byte {exc.start} of the line", where=where) from None
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=where) from None
+    if not isinstance(row, dict):
+        raise InputError(f"expected a JSON object, got {type(row).__name__}", where=where)
+    return row
+
+
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     seen_any = False
     with open(path, "rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
             where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"invalid UTF-8 at byte {exc.start} of the line", where=where) from None
-            if not line.strip():
+            row = parse_jsonl_line(raw, where)
+            if row is None:
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=where) from None
-            if not isinstance(row, dict):
-                raise InputError(f"expected a JSON object, got {type(row).__name__}", where=where)
             seen_any = True
             yield where, row
     if not seen_any:
@@ -195,7 +203,7 @@ def read_problems(source: str | os.PathLike, fields: FieldMap | None = None, spl
             "language": row.get(fields.language) if fields.language else None,
             "source": {"input": str(source), "row": where.rsplit(" ", 1)[-1].rsplit(":", 1)[-1]},
         }
-        yield _validate(Problem, values, where)
+        yield validate_record(Problem, values, where)
 
 
 def _answer_of(row: dict[str, Any], fields: FieldMap) -> str | None:
@@ -211,10 +219,10 @@ def _answer_of(row: dict[str, Any], fields: FieldMap) -> str | None:
 def read_records(source: str | os.PathLike, model: type[M] = Trace, split: str = "train") -> Iterator[M]:
     """Records written by an earlier stage (or by hand), validated against the record model."""
     for where, row in iter_rows(source, split):
-        yield _validate(model, row, where)
+        yield validate_record(model, row, where)
 
 
-def _validate(model: type[M], values: dict[str, Any], where: str) -> M:
+def validate_record(model: type[M], values: dict[str, Any], where: str) -> M:
     try:
         return model.model_validate(values)
     except ValidationError as exc:

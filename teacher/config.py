@@ -69,6 +69,11 @@ class GenerateConfig(BaseModel):
     enforce_eager: bool = Field(default=False, description="Disable CUDA graphs (less memory, slower).")
     max_num_seqs: int | None = Field(default=None, ge=1, description="Most sequences vLLM schedules at once (default: vLLM's).")
     trust_remote_code: bool = Field(default=False, description="Allow model code from the model repository.")
+    reproducible: bool = Field(
+        default=False,
+        description="Run vLLM's engine core in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0, vLLM's documented switch) so "
+        "batches, and with the seed the samples, are the same on every run; a little slower.",
+    )
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Further vllm.LLM / EngineArgs options, passed as they are.")
     max_pending: int = Field(
         default=4096, ge=1, description="Prompts handed to the engine ahead of the results (keeps its scheduler full, memory bounded)."

@@ -10,8 +10,10 @@ By default it is shut down after the run, so a training stage in the same proces
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 from typing import Any
 
 from teacher.config import GenerateConfig
@@ -42,18 +44,37 @@ def engine_options(config: GenerateConfig) -> dict[str, Any]:
 def load_engine(config: GenerateConfig):
     """The vllm.LLM for this teacher and these engine options (cached for the process)."""
     options = engine_options(config)
-    key = json.dumps([config.teacher, options], sort_keys=True, default=str)
+    key = json.dumps([config.teacher, options, config.reproducible], sort_keys=True, default=str)
     if key not in _ENGINES:
         import vllm
 
         release_engines()  # one engine at a time: two would compete for the same GPU memory
-        _ENGINES[key] = vllm.LLM(config.teacher, **options)
+        with _engine_core_in_process(config.reproducible):
+            _ENGINES[key] = vllm.LLM(config.teacher, **options)
     return _ENGINES[key]
+
+
+@contextlib.contextmanager
+def _engine_core_in_process(enabled: bool):
+    """With a separate engine-core process, which requests share a batch depends on timing, and
+    the seeded sampler's draws with it; in-process scheduling is deterministic. vLLM reads the
+    switch when the engine is built, so it is restored right after."""
+    if not enabled:
+        yield
+        return
+    saved = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = saved
 
 
 def release_engines() -> None:
     """Shut cached engines down: their processes exit and give their (GPU) memory back."""
-    import contextlib
     import gc
 
     for llm in _ENGINES.values():

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distill.answers import DELIMITER_PRESETS, split_completion
-from distill.data import _validate
+from distill.data import parse_jsonl_line, validate_record
 from distill.errors import InputError
 from distill.filters.config import FilterConfig
 from distill.filters.contamination import dedup_key
@@ -47,17 +47,10 @@ class Judged:
 def parse_row(where: str, raw: bytes | dict[str, Any]) -> Trace:
     """A JSONL line (bytes) or an already-read row as a Trace; errors as the data layer words them."""
     if isinstance(raw, bytes):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"invalid UTF-8 at byte {exc.start} of the line", where=where) from None
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=where) from None
-        if not isinstance(raw, dict):
-            raise InputError(f"expected a JSON object, got {type(raw).__name__}", where=where)
-    return _validate(Trace, raw, where)
+        raw = parse_jsonl_line(raw, where)
+        if raw is None:
+            raise InputError("blank line", where=where)
+    return validate_record(Trace, raw, where)
 
 
 @functools.lru_cache(maxsize=1)
