@@ -96,6 +96,7 @@ def generate_command(
     enable_prefix_caching: bool = typer.Option(None, "--prefix-caching/--no-prefix-caching", help="Share the prompt KV cache between samples."),
     enforce_eager: bool = typer.Option(None, "--enforce-eager", help="Disable CUDA graphs."),
     max_num_seqs: int = typer.Option(None, "--max-num-seqs", help="Most sequences scheduled at once."),
+    reproducible: bool = typer.Option(None, "--reproducible", help="Same samples on every run (vLLM engine core in-process)."),
     concurrency: int = typer.Option(None, "--concurrency", help="openai: requests in flight (default 64)."),
     request_timeout: float = typer.Option(None, "--request-timeout", help="openai: seconds per request (default 1800)."),
     max_retries: int = typer.Option(None, "--max-retries", help="openai: retries per request (default 8)."),
@@ -120,7 +121,7 @@ def generate_command(
         max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
         kv_cache_memory_bytes=kv_cache_memory_bytes, dtype=dtype, quantization=quantization,
         enable_prefix_caching=enable_prefix_caching, enforce_eager=enforce_eager, max_num_seqs=max_num_seqs,
-        concurrency=concurrency, request_timeout=request_timeout, max_retries=max_retries,
+        reproducible=reproducible, concurrency=concurrency, request_timeout=request_timeout, max_retries=max_retries,
     )
     from rich.console import Console
 
