@@ -62,16 +62,20 @@ def resolve(model: type[C], recipe: str | os.PathLike | None, section: str, over
     """A stage's configuration: the recipe's section, then every flag that was given on top."""
     values: dict[str, Any] = {}
     if recipe is not None:
-        doc = load_yaml(recipe)
-        known = set(RECIPE_SECTIONS)
-        for name in doc:
-            if name not in known:
-                close = difflib.get_close_matches(str(name), known, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else f" (sections are {', '.join(sorted(known))})"
-                raise InputError(f"unknown section{hint}", where=f"{recipe}:{_yaml_line(recipe, (name,)) or 1}", field=str(name))
-        values = dict(doc.get(section) or {})
+        values = dict(load_recipe(recipe).get(section) or {})
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return validate(model, values, where=str(recipe) if recipe else "command line", yaml_path=recipe, prefix=(section,) if recipe else ())
+
+
+def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """A recipe document whose top-level keys are all known sections."""
+    doc = load_yaml(path)
+    for name in doc:
+        if name not in RECIPE_SECTIONS:
+            close = difflib.get_close_matches(str(name), RECIPE_SECTIONS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (sections are {', '.join(RECIPE_SECTIONS)})"
+            raise InputError(f"unknown section{hint}", where=f"{path}:{_yaml_line(path, (name,)) or 1}", field=str(name))
+    return doc
 
 
 def dump(config: BaseModel) -> str:

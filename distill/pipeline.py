@@ -25,7 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.config import load_yaml, validate
+from distill.config import load_recipe as load_recipe_doc
+from distill.config import validate
 from distill.errors import InputError, StageError
 from distill.pipeline_stages import STAGES, Context, load
 from distill.quickstart.config import QuickstartConfig
@@ -59,16 +60,7 @@ class Planned:
 
 def load_recipe(recipe: str | os.PathLike, overrides: list[str] | None = None) -> tuple[dict[str, Any], RunSettings]:
     """The recipe document with `--set section.key=value` overrides applied, and its run settings."""
-    from distill.config import RECIPE_SECTIONS
-
-    doc = load_yaml(recipe)
-    for name in doc:
-        if name not in RECIPE_SECTIONS:
-            import difflib
-
-            close = difflib.get_close_matches(str(name), RECIPE_SECTIONS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise InputError(f"unknown section{hint}", where=str(recipe), field=str(name))
+    doc = load_recipe_doc(recipe)
     for item in overrides or []:
         _apply_override(doc, item)
     settings = validate(RunSettings, dict(doc.get("run") or {}), where=str(recipe), yaml_path=recipe, prefix=("run",))

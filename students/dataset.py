@@ -23,9 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from distill.data import iter_rows
+from distill.data import iter_rows, validate_record
 from distill.errors import InputError
 from distill.records import Trace
 
@@ -51,12 +49,7 @@ def conversation_of(row: dict[str, Any], where: str) -> list[dict[str, str]] | N
     if "messages" in row and "completion" not in row:
         messages = row["messages"]  # plain SFT rows ({"messages": [...]}) are accepted too
     else:
-        try:
-            trace = Trace.model_validate(row)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            name = ".".join(str(part) for part in error["loc"]) or None
-            raise InputError(f"{error['msg'].lower()} (expected kept Trace records or rows with 'messages')", where=where, field=name) from None
+        trace = validate_record(Trace, row, where)  # kept Trace records (or plain {"messages": [...]} rows, above)
         if trace.rejected_by:
             return None
         messages = trace.messages or [

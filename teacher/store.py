@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from distill.data import RecordWriter, iter_rows
+from distill.data import RecordWriter, iter_rows, validate_record
 from distill.errors import InputError
 from distill.records import Trace, to_row
 
@@ -121,10 +121,7 @@ def merge_shards(inputs: list[Path], output: Path) -> dict[str, Any]:
                 if is_torn:
                     torn += 1
                     continue
-                try:
-                    record = Trace.model_validate(row)
-                except ValueError as exc:
-                    raise InputError(f"not a trace record ({str(exc).splitlines()[0]})", where=where) from None
+                record = validate_record(Trace, row, where)
                 if record.id in seen:
                     duplicates += 1
                     continue
