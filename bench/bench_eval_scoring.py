@@ -22,8 +22,8 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from distill.evaluate import EvalConfig, score_and_write
-    from distill.records import Trace, sample_id
+    from distill.core.records import Trace, sample_id
+    from distill.evaluate.stage import EvalConfig, score_and_write
 
     if not TRACES.exists():
         sys.exit(f"{TRACES} not found")

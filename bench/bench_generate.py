@@ -112,14 +112,14 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from teacher.backends.vllm import load_engine, release
     from teacher.config import GenerateConfig
     from teacher.generate import load_problems, run
     from teacher.prompts import render
-    from teacher.vllm_backend import load_engine, release_engines
 
     work = Path(tempfile.mkdtemp(prefix="bench_generate_"))
     if args.model is None:
-        from distill.tiny import build_model
+        from distill.quickstart.tiny import build_model
 
         heads = max(2, args.hidden_size // 64)  # head_dim 64: vLLM's CPU attention needs it
         args.model = str(build_model(work / "tiny-qwen", family="qwen", hidden_size=args.hidden_size, layers=args.layers,
@@ -153,7 +153,7 @@ def main() -> None:
     finally:
         if process is not None:
             stop_server(process)
-        release_engines()
+        release()
 
     names = {"bare": "bare vllm.LLM.generate loop", "vllm": "distill generate --backend vllm",
              "openai": f"distill generate --backend openai (server, concurrency {args.concurrency})"}

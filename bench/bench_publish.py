@@ -29,8 +29,9 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "tests" / "students"))
     from conftest import tiny_config, write_kept  # the training tests' cheap config
 
-    from distill.tiny import build_model
-    from students.publish import PublishConfig, base_config, bnb_config, run
+    from distill.core.models import load_causal_lm
+    from distill.quickstart.tiny import build_model
+    from students.publish import PublishConfig, run
     from students.train import run as train
 
     table = Table(title="merged model vs trained adapter model (tiny Qwen2, 8 prompts)")
@@ -44,12 +45,13 @@ def main() -> None:
             config = tiny_config(base, kept, tmp / method, method=method, max_steps=12, learning_rate=2e-3, lora_r=16, lora_alpha=32, lora_dropout=0.0)
             train(config)
             info = json.loads((tmp / method / "train.json").read_text())
-            extra = {"quantization_config": bnb_config(info["quantization"])} if method == "qlora" else {}
+            quantization = info["quantization"] if method == "qlora" else None
             adapter = PeftModel.from_pretrained(
-                AutoModelForCausalLM.from_pretrained(base, config=base_config(info), dtype=torch.float32, **extra), str(tmp / method / "final")
+                load_causal_lm(str(base), overrides=info["config_overrides"], dtype=torch.float32, quantization=quantization),
+                str(tmp / method / "final"),
             ).eval()
             tokenizer = AutoTokenizer.from_pretrained(tmp / method / "final")
-            plain = AutoModelForCausalLM.from_pretrained(base, config=base_config(info), dtype=torch.float32).eval()
+            plain = load_causal_lm(str(base), overrides=info["config_overrides"], dtype=torch.float32).eval()
             with torch.no_grad():  # how far training moved the model: the scale the merge error is judged against
                 effect = max((adapter(input_ids=tokenizer(p, return_tensors="pt").input_ids).logits
                               - plain(input_ids=tokenizer(p, return_tensors="pt").input_ids).logits).abs().max().item() for p in PROMPTS)

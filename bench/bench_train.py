@@ -195,7 +195,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from distill.tiny import build_model
+    from distill.quickstart.tiny import build_model
 
     console = Console(width=200)
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))

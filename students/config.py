@@ -6,7 +6,7 @@ recipe only names what it changes. `resolved()` gives the values actually used.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -15,19 +15,32 @@ from students.templates import TEMPLATES
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One `distill train` run (the `train` section of a recipe)."""
 
-    student: str = Field(description=f"Student preset: {', '.join(STUDENTS)}.")
+    model_config = ConfigDict(extra="forbid")
+    panels: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Student, data and output": ("student", "data", "output_dir", "method", "base_model", "template"),
+        "Schedule": ("max_length", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "warmup_ratio",
+                     "lr_scheduler", "weight_decay", "max_grad_norm", "seed"),
+        "Memory and speed": ("packing", "gradient_checkpointing", "bf16", "attn_implementation"),
+        "LoRA / QLoRA": ("lora_r", "lora_alpha", "lora_dropout", "lora_targets"),
+        "Context window": ("extend_context", "rope_theta"),
+        "Evaluation, checkpoints, logging": ("eval_fraction", "eval_data", "eval_steps", "save_steps", "save_total_limit",
+                                             "logging_steps", "report_to", "resume", "overwrite"),
+        "Memory planner (--plan)": ("gpus", "gpu_memory_gib", "sharding"),
+    }
+
+    student: str = Field(description=f"Student preset: {', '.join(STUDENTS)}.", json_schema_extra={"flags": ["-s"]})
     # Optional here so that `distill train --student NAME --plan` works without data; run()
     # requires both before doing anything else.
-    data: str | None = Field(default=None, description="Kept traces (JSONL/Parquet/dataset) with `messages` or problem + completion.")
-    output_dir: str | None = Field(default=None, description="Run directory: final/, train.json, checkpoints/.")
-    method: Literal["full", "lora", "qlora"] = Field(default="full", description="full fine-tuning, LoRA or QLoRA (4-bit NF4).")
+    data: str | None = Field(default=None, description="Kept traces (JSONL/Parquet/dataset) with `messages` or problem + completion.", json_schema_extra={"flags": ["-d"]})
+    output_dir: str | None = Field(default=None, description="Run directory: final/, train.json, checkpoints/.", json_schema_extra={"flags": ["--output", "-o"]})
+    method: Literal["full", "lora", "qlora"] = Field(default="full", description="full fine-tuning, LoRA or QLoRA (4-bit NF4).", json_schema_extra={"switches": {"--lora": "lora", "--qlora": "qlora"}})
     base_model: str | None = Field(default=None, description="Path or hub id overriding the preset's base model.")
     template: str | None = Field(default=None, description=f"Training chat template ({', '.join(TEMPLATES)}); default: the family's.")
 
     max_length: int | None = Field(default=None, ge=16, description="Longest sequence in tokens; longer samples are dropped and counted.")
-    learning_rate: float | None = Field(default=None, gt=0, description="Peak learning rate (default: preset).")
+    learning_rate: float | None = Field(default=None, gt=0, description="Peak learning rate (default: preset).", json_schema_extra={"flags": ["--lr"]})
     epochs: float | None = Field(default=None, gt=0, description="Training epochs (default: preset).")
     max_steps: int | None = Field(default=None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
     batch_size: int = Field(default=1, ge=1, description="Packed sequences (or padded samples) per GPU per micro-step.")
@@ -65,7 +78,7 @@ class TrainConfig(BaseModel):
     overwrite: bool = Field(default=False, description="Replace a finished run in output_dir.")
 
     gpus: int | None = Field(default=None, ge=1, description="GPUs for the planner (default: visible GPUs or the preset's).")
-    gpu_memory_gib: float | None = Field(default=None, gt=0, description="Memory per GPU for the planner (default: detected, else 80).")
+    gpu_memory_gib: float | None = Field(default=None, gt=0, description="Memory per GPU for the planner (default: detected, else 80).", json_schema_extra={"flags": ["--gpu-memory"]})
     sharding: Literal["none", "zero2", "zero3", "zero3-offload", "fsdp"] | None = Field(
         default=None, description="How states are sharded over GPUs, for the planner (default: from the preset)."
     )
@@ -79,6 +92,11 @@ class TrainConfig(BaseModel):
             close = difflib.get_close_matches(name, list(STUDENTS), n=1)
             raise ValueError(f"unknown student '{name}'" + (f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(STUDENTS)})"))
         return name
+
+    @field_validator("lora_targets")
+    @classmethod
+    def _all_linear(cls, value: list[str] | str) -> list[str] | str:
+        return "all-linear" if value == ["all-linear"] else value
 
     @field_validator("template")
     @classmethod

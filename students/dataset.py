@@ -23,9 +23,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.data import iter_rows, validate_record
-from distill.errors import InputError
-from distill.records import Trace
+from distill.core.data import iter_rows, validate_record
+from distill.core.errors import InputError
+from distill.core.r1_format import with_think_open
+from distill.core.records import Trace
 
 ROLES = ("system", "user", "assistant")
 
@@ -54,15 +55,9 @@ def conversation_of(row: dict[str, Any], where: str) -> list[dict[str, str]] | N
             return None
         messages = trace.messages or [
             {"role": "user", "content": trace.problem},
-            {"role": "assistant", "content": _with_think_open(trace.completion)},
+            {"role": "assistant", "content": with_think_open(trace.completion)},
         ]
     return _checked(messages, where)
-
-
-def _with_think_open(completion: str) -> str:
-    if "</think>" in completion and "<think>" not in completion:
-        return "<think>\n" + completion.lstrip("\n")
-    return completion
 
 
 def _checked(messages: Any, where: str) -> list[dict[str, str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distill.errors import StageError
+from distill.core.errors import StageError
 
 RECOMMENDED_SAMPLING = {"do_sample": True, "temperature": 0.6, "top_p": 0.95}
 

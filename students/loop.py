@@ -13,31 +13,11 @@ from students.config import TrainConfig
 def load_model(config: TrainConfig, base: str, overrides: dict[str, Any], use_bf16: bool):
     """The student, ready for the chosen method (adapters attached for LoRA/QLoRA)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
 
-    model_config = AutoConfig.from_pretrained(base)
-    if "rope_theta" in overrides:
-        rope = dict(getattr(model_config, "rope_parameters", None) or {"rope_type": "default"})
-        rope["rope_theta"] = overrides["rope_theta"]
-        model_config.rope_parameters = rope
-        model_config.max_position_embeddings = overrides["max_position_embeddings"]
-    # A KV cache during training hides the packed-sample boundaries from the mask builder
-    # (masking_utils only derives them when there is no cache): keep it off.
-    model_config.use_cache = False
-    dtype = torch.bfloat16 if use_bf16 else torch.float32
-    kwargs: dict[str, Any] = {"config": model_config, "dtype": dtype, "attn_implementation": _attention(config)}
-    if config.method == "qlora":
-        from transformers import BitsAndBytesConfig
+    from distill.core.models import NF4, load_causal_lm
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-            bnb_4bit_quant_storage=dtype,  # lets ZeRO-3/FSDP shard the 4-bit weights like the others
-        )
-        kwargs["device_map"] = {"": _local_device()}
-    model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    model = load_causal_lm(base, overrides=overrides, dtype=torch.bfloat16 if use_bf16 else torch.float32,
+                           quantization=NF4 if config.method == "qlora" else None, attn=config.attn_implementation, training=True)
     if config.method == "full":
         return model
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -54,33 +34,6 @@ def load_model(config: TrainConfig, base: str, overrides: dict[str, Any], use_bf
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
-
-
-def _attention(config: TrainConfig) -> str:
-    """flash_attention_2 on GPUs that have it (its varlen kernel takes the packed samples'
-    cu_seqlens from the position ids); elsewhere our `sdpa_varlen` (students/attention.py),
-    which runs causal sdpa per packed sample instead of the dense block-diagonal mask that
-    stock "sdpa" builds from position ids (3x slower than padding on CPU)."""
-    from students.attention import register
-
-    register()  # a registered name is needed even when chosen explicitly
-    if config.attn_implementation:
-        return config.attn_implementation
-    import importlib.util
-
-    import torch
-
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa_varlen"
-
-
-def _local_device():
-    import os
-
-    import torch
-
-    return int(os.environ.get("LOCAL_RANK", "0")) if torch.cuda.is_available() else "cpu"
 
 
 def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set, collator, overrides, use_bf16: bool,

@@ -8,12 +8,12 @@ summaries); values that look like credentials are redacted before they reach the
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+from distill.core.data import is_hub_id
+
 # Licenses of the student presets' bases (students/presets.py), for the card's metadata.
 LICENSES = {"qwen": "apache-2.0", "llama-8b": "llama3.1", "llama-70b": "llama3.3"}
 # Keys whose values are credentials (api_key, hf_token, ...); not eos_token or tokens_seen.
@@ -73,7 +73,7 @@ def render_card(
     loss_plot: str | None = None,
 ) -> str:
     """README.md text: YAML front matter for the hub, then the sections."""
-    from distill.evaluate import markdown_table
+    from distill.evaluate.stage import markdown_table
 
     info = redact(info)
     base = str(info.get("base_model") or "unknown")
@@ -81,7 +81,7 @@ def render_card(
     method = str(info.get("method") or "full")
     meta: dict[str, Any] = {
         # The hub only accepts repo ids here; a base trained from a local folder is named in the text.
-        "base_model": base if _HUB_ID.match(base) and not Path(base).exists() else None,
+        "base_model": base if is_hub_id(base) else None,
         "license": config.license or default_license(info),
         "library_name": "peft" if kind == "adapter" else "transformers",
         "pipeline_tag": "text-generation",

@@ -114,7 +114,7 @@ def get_student(name: str) -> StudentPreset:
     """The preset called `name`; an unknown name is an InputError listing the known ones."""
     import difflib
 
-    from distill.errors import InputError
+    from distill.core.errors import InputError
 
     if name not in STUDENTS:
         close = difflib.get_close_matches(name, list(STUDENTS), n=1)

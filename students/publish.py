@@ -24,8 +24,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.errors import InputError, StageError
+from distill.core.errors import InputError, StageError
+from distill.core.models import NF4, load_causal_lm
+from distill.core.stage import Stage
 from students.inference import INFERENCE_TEMPLATES, generation_config, template_format
+from students.manifest import TrainManifest
 
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY")
 
@@ -34,7 +37,7 @@ class PublishConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_dir: Path = Field(description="Training run directory (holds final/ and train.json).")
-    output: Path = Field(description="Folder to write the publishable model into.")
+    output: Path = Field(description="Folder to write the publishable model into.", json_schema_extra={"flags": ["-o"]})
     merge: bool = Field(default=False, description="Merge a LoRA/QLoRA adapter into the base weights (full-weight runs ignore it).")
     qlora_merge: Literal["dequantized", "original"] = Field(
         default="dequantized",
@@ -48,9 +51,9 @@ class PublishConfig(BaseModel):
     card_only: bool = Field(
         default=False, description="Only rewrite README.md (and the loss plot) of an existing output, e.g. to add an eval table."
     )
-    model_name: str | None = Field(default=None, description="Title of the model card (default: repo id or folder name).")
+    model_name: str | None = Field(default=None, description="Title of the model card (default: repo id or folder name).", json_schema_extra={"flags": ["--name"]})
     license: str | None = Field(default=None, description="License id for the card (default: the student preset's, else 'other').")
-    datasets: list[str] = Field(default_factory=list, description="Hub ids of the training data, for the card's metadata.")
+    datasets: list[str] = Field(default_factory=list, description="Hub ids of the training data, for the card's metadata.", json_schema_extra={"flags": ["--dataset"]})
     recipe_file: Path | None = Field(default=None, description="Recipe YAML to show in the card (default: RUN_DIR/recipe.yaml if present).")
     filter_report: Path | None = Field(default=None, description="Filter report JSON whose figures go into the card.")
     eval: list[Path] = Field(default_factory=list, description="`distill eval` summary.json files whose table goes into the card.")
@@ -59,87 +62,34 @@ class PublishConfig(BaseModel):
 # ---------------------------------------------------------------------------- run directory
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], Path, bool]:
+def read_run(run_dir: Path) -> tuple[TrainManifest, Path, bool]:
     """(train.json, final/ path, whether final/ is a PEFT adapter); InputError when the layout is wrong."""
     final = run_dir / "final"
     if not run_dir.is_dir():
         raise InputError("no such run directory", where=str(run_dir))
     if not final.is_dir():
         raise InputError("not a finished training run (no final/ folder)", where=str(run_dir))
-    train_json = run_dir / "train.json"
-    try:
-        info = json.loads(train_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no train.json in the run directory", where=str(run_dir)) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=f"{train_json}:{exc.lineno}") from None
-    if not isinstance(info, dict):
-        raise InputError("expected a JSON object", where=str(train_json))
+    info = TrainManifest.read(run_dir / "train.json")
     is_adapter = (final / "adapter_config.json").exists()
-    if is_adapter and not info.get("base_model"):
+    if is_adapter and not info.base_model:
         adapter = json.loads((final / "adapter_config.json").read_text(encoding="utf-8"))
-        info["base_model"] = adapter.get("base_model_name_or_path")
-    if is_adapter and not info.get("base_model"):
-        raise InputError("adapter run without a base model", where=str(train_json), field="base_model")
+        info.base_model = adapter.get("base_model_name_or_path")
+    if is_adapter and not info.base_model:
+        raise InputError("adapter run without a base model", where=str(run_dir / "train.json"), field="base_model")
     return info, final, is_adapter
 
 
-def bnb_config(quantization: dict[str, Any] | None):
-    """The BitsAndBytesConfig training used (train.json 'quantization'; QLoRA defaults otherwise)."""
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    q = dict(quantization or {})
-
-    def pick(*names: str, default: Any) -> Any:
-        return next((q[n] for n in names if q.get(n) is not None), default)
-
-    compute = pick("bnb_4bit_compute_dtype", "compute_dtype", default="bfloat16")
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=pick("bnb_4bit_quant_type", "quant_type", default="nf4"),
-        bnb_4bit_use_double_quant=bool(pick("bnb_4bit_use_double_quant", "double_quant", "use_double_quant", default=True)),
-        bnb_4bit_compute_dtype=getattr(torch, str(compute).removeprefix("torch.")),
-    )
-
-
-def _torch_dtype(name: str):
-    import torch
-
-    return "auto" if name == "auto" else getattr(torch, name)
-
-
-def base_config(info: dict[str, Any]):
-    """The base's config with the training run's changes (rope_theta for long context, see presets.py).
-
-    An adapter holds no config: merging onto the unchanged base would publish a model whose
-    positions differ from the ones it was trained with.
-    """
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(str(info["base_model"]))
-    overrides = info.get("config_overrides") or {}
-    if "rope_theta" in overrides:
-        rope = dict(getattr(config, "rope_parameters", None) or {"rope_type": "default"})
-        rope["rope_theta"] = overrides["rope_theta"]
-        config.rope_parameters = rope
-    if "max_position_embeddings" in overrides:
-        config.max_position_embeddings = overrides["max_position_embeddings"]
-    return config
-
-
-def load_dequantized_base(info: dict[str, Any], dtype: str):
+def load_dequantized_base(info: TrainManifest, dtype: str):
     """The base model as QLoRA training saw it: quantized to 4 bits, then dequantized to `dtype`."""
     import bitsandbytes as bnb
     import torch
-    from transformers import AutoModelForCausalLM
 
-    base = str(info["base_model"])
-    model = AutoModelForCausalLM.from_pretrained(base, config=base_config(info), dtype=_torch_dtype(dtype))
-    # Quantize from the dtype training loaded the weights in (NF4 block scales depend on it).
-    source = {True: torch.bfloat16, False: torch.float32}.get(info.get("bf16"), model.dtype)
-    device = {"": 0} if torch.cuda.is_available() else None  # bnb quantizes on the GPU where there is one
-    quantized = AutoModelForCausalLM.from_pretrained(base, quantization_config=bnb_config(info.get("quantization")), dtype=source, device_map=device)
+    base = str(info.base_model)
+    model = load_causal_lm(base, overrides=info.config_overrides, dtype=dtype)
+    # Quantize from the dtype training loaded the weights in (NF4 block scales depend on it);
+    # bnb quantizes on the GPU where there is one.
+    source = {True: torch.bfloat16, False: torch.float32}.get(info.bf16, model.dtype)
+    quantized = load_causal_lm(base, overrides=info.config_overrides, dtype=source, quantization=info.quantization or NF4)
     count = 0
     for name, module in quantized.named_modules():
         if isinstance(module, bnb.nn.Linear4bit):
@@ -153,15 +103,14 @@ def load_dequantized_base(info: dict[str, Any], dtype: str):
     return model
 
 
-def load_merged(info: dict[str, Any], final: Path, config: PublishConfig):
+def load_merged(info: TrainManifest, final: Path, config: PublishConfig):
     """Base (dequantized for QLoRA) + adapter, merged into plain weights."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
-    if info.get("method") == "qlora" and config.qlora_merge == "dequantized":
+    if info.method == "qlora" and config.qlora_merge == "dequantized":
         model = load_dequantized_base(info, config.dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(info["base_model"]), config=base_config(info), dtype=_torch_dtype(config.dtype))
+        model = load_causal_lm(str(info.base_model), overrides=info.config_overrides, dtype=config.dtype)
     return PeftModel.from_pretrained(model, str(final)).merge_and_unload()
 
 
@@ -193,8 +142,8 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
     try:
         kind = _write_weights(config, info, final, is_adapter, staging, console)
         fmt = _write_tokenizer_and_generation(final, info, staging, is_adapter)
-        plot = "training_loss.png" if plot_loss(info, staging / "training_loss.png") else None
-        card = render_card(config, info, kind=kind, chat_format=fmt, loss_plot=plot, **card_inputs)
+        plot = "training_loss.png" if plot_loss(info.model_dump(), staging / "training_loss.png") else None
+        card = render_card(config, info.model_dump(), kind=kind, chat_format=fmt, loss_plot=plot, **card_inputs)
         (staging / "README.md").write_text(card, encoding="utf-8")
         assert_no_secrets(staging)
         _replace(staging, output)
@@ -212,7 +161,7 @@ def _finish(config: PublishConfig, kind: str, fmt: str, api) -> dict[str, Any]:
     return summary
 
 
-def _refresh_card(config: PublishConfig, info: dict[str, Any], is_adapter: bool, card_inputs: dict[str, Any]) -> tuple[str, str]:
+def _refresh_card(config: PublishConfig, info: TrainManifest, is_adapter: bool, card_inputs: dict[str, Any]) -> tuple[str, str]:
     """Rewrite the card of a folder published earlier; weights and tokenizer stay as they are."""
     from transformers import AutoTokenizer
 
@@ -222,12 +171,12 @@ def _refresh_card(config: PublishConfig, info: dict[str, Any], is_adapter: bool,
     if not (output / "config.json").exists() and not (output / "adapter_config.json").exists():
         raise InputError("not a published model folder (no config.json or adapter_config.json); publish it first", where=str(output))
     kind = "adapter" if (output / "adapter_config.json").exists() else "merged" if is_adapter else "full"
-    fmt = info["template"] if info.get("template") in INFERENCE_TEMPLATES else template_format(AutoTokenizer.from_pretrained(output))
+    fmt = info.template if info.template in INFERENCE_TEMPLATES else template_format(AutoTokenizer.from_pretrained(output))
     staging = output / f".card.tmp-{os.getpid()}"
     staging.mkdir(exist_ok=True)
     try:
-        plot = "training_loss.png" if plot_loss(info, staging / "training_loss.png") else None
-        card = render_card(config, info, kind=kind, chat_format=fmt, loss_plot=plot, **card_inputs)
+        plot = "training_loss.png" if plot_loss(info.model_dump(), staging / "training_loss.png") else None
+        card = render_card(config, info.model_dump(), kind=kind, chat_format=fmt, loss_plot=plot, **card_inputs)
         (staging / "README.md").write_text(card, encoding="utf-8")
         assert_no_secrets(staging)
         for path in staging.iterdir():
@@ -259,9 +208,7 @@ def _read_json(path: Path) -> Any:
         raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=f"{path}:{exc.lineno}") from None
 
 
-def _write_weights(config: PublishConfig, info: dict[str, Any], final: Path, is_adapter: bool, out: Path, console) -> str:
-    from transformers import AutoModelForCausalLM
-
+def _write_weights(config: PublishConfig, info: TrainManifest, final: Path, is_adapter: bool, out: Path, console) -> str:
     if is_adapter and not config.merge:
         for name in ("adapter_config.json", "adapter_model.safetensors"):
             if not (final / name).exists():
@@ -269,24 +216,24 @@ def _write_weights(config: PublishConfig, info: dict[str, Any], final: Path, is_
             shutil.copy2(final / name, out / name)
         return "adapter"
     with console.status("merging the adapter into the base weights" if is_adapter else "re-saving the weights"):
-        model = load_merged(info, final, config) if is_adapter else AutoModelForCausalLM.from_pretrained(final, dtype=_torch_dtype(config.dtype))
+        model = load_merged(info, final, config) if is_adapter else load_causal_lm(str(final), dtype=config.dtype)
         model.config.use_cache = True  # training turns the KV cache off; inference wants it
         model.save_pretrained(out, max_shard_size=config.max_shard_size)
     return "merged" if is_adapter else "full"
 
 
-def _write_tokenizer_and_generation(final: Path, info: dict[str, Any], out: Path, is_adapter: bool) -> str:
+def _write_tokenizer_and_generation(final: Path, info: TrainManifest, out: Path, is_adapter: bool) -> str:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(final)
-    fmt = info["template"] if info.get("template") in INFERENCE_TEMPLATES else template_format(tokenizer)
+    fmt = info.template if info.template in INFERENCE_TEMPLATES else template_format(tokenizer)
     tokenizer.chat_template = INFERENCE_TEMPLATES[fmt]
     tokenizer.save_pretrained(out)
     # Training saves the stop ids into final/; an adapter run from a local base may lack them.
     source = final
-    if not (final / "generation_config.json").exists() and is_adapter and Path(str(info["base_model"])).is_dir():
-        source = Path(info["base_model"])
-    generation_config(source, tokenizer, fmt, info.get("stop_token_ids")).save_pretrained(out)
+    if not (final / "generation_config.json").exists() and is_adapter and Path(str(info.base_model)).is_dir():
+        source = Path(str(info.base_model))
+    generation_config(source, tokenizer, fmt, info.stop_token_ids).save_pretrained(out)
     return fmt
 
 
@@ -322,3 +269,13 @@ def push(folder: Path, repo_id: str, private: bool, api=None) -> str:
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise StageError(f"upload to {repo_id} failed: {str(exc).splitlines()[0]}") from None
     return str(getattr(commit, "commit_url", None) or f"{api.endpoint}/{repo_id}")
+
+
+STAGES = (
+    Stage(
+        name="publish", section="publish", default_run=True, config=PublishConfig, run=run,
+        reads={"run_dir": "student_run", "filter_report": "filter_report", "recipe_file": "recipe"},
+        writes={"output": "model"}, produces={"model": "model"},
+        in_run={"overwrite": True},  # the pipeline owns RUN_DIR/publish: a re-run replaces it
+    ),
+)

@@ -85,7 +85,7 @@ def prepare_tokenizer(tokenizer, template: ChatTemplate, pad_token: str, where: 
 
     Raises InputError if the tokenizer lacks a token the template needs, or if pad would equal eos.
     """
-    from distill.errors import InputError
+    from distill.core.errors import InputError
 
     needed = [*template.tokens, template.eos_token, pad_token] + ([template.bos_token] if template.bos_token else [])
     vocab = tokenizer.get_vocab()

@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from distill.data import atomic_path
-from distill.errors import InputError, StageError
+from distill.core.data import is_hub_id
+from distill.core.errors import InputError, StageError
+from distill.core.models import NF4
+from distill.core.stage import Stage
 from students.config import TrainConfig
 from students.dataset import (
     LoadStats,
@@ -47,11 +48,9 @@ from students.dataset import (
     split_eval,
     tokenize_all,
 )
+from students.manifest import TrainManifest
 from students.planner import GIB, arch_of, estimate
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
 
 # ---------------------------------------------------------------------------- cheap checks
 
@@ -66,7 +65,7 @@ def check_base_model(base: str) -> dict[str, Any]:
             return json.loads((path / "config.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"unreadable config.json ({exc})", where=base, field="base_model") from None
-    if base.startswith((".", "/", "~")) or not _HUB_ID.match(base):
+    if not is_hub_id(base):
         raise InputError("no such model directory", where=base, field="base_model")
     try:
         from transformers import AutoConfig
@@ -210,16 +209,16 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     summary = _summary(config, base, template, tokenizer, base_config, overrides, use_bf16, grad_accum, stats,
                        train_set, trainer, result, eval_loss, elapsed, warnings)
     _save_final(trainer, tokenizer, run_dir, summary)
-    return summary
+    return summary.model_dump(mode="json")
 
 
 def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16, grad_accum, stats, train_set,
-             trainer, result, eval_loss, elapsed, warnings) -> dict[str, Any]:
+             trainer, result, eval_loss, elapsed, warnings) -> TrainManifest:
     state = trainer.state
     curve = [[entry["step"], round(entry["loss"], 6)] for entry in state.log_history if "loss" in entry]
     eval_curve = [[entry["step"], round(entry["eval_loss"], 6)] for entry in state.log_history if "eval_loss" in entry]
     seen = state.num_input_tokens_seen or 0
-    return {
+    return TrainManifest(**{
         "student": config.student,
         "base_model": base,
         "model_id": config.preset.model_id,
@@ -229,8 +228,7 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
         "eos_token": tokenizer.eos_token,
         "pad_token": tokenizer.pad_token,
         "stop_token_ids": stop_token_ids(tokenizer, template, base_config.get("eos_token_id")),
-        "quantization": {"load_in_4bit": True, "quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16"}
-        if config.method == "qlora" else None,
+        "quantization": NF4 if config.method == "qlora" else None,
         "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout, "targets": config.lora_targets}
         if config.method != "full" else None,
         "config_overrides": overrides,
@@ -263,10 +261,10 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
             "label_tokens": stats.label_tokens,
         },
         "config": config.model_dump(mode="json"),
-    }
+    })
 
 
-def _save_final(trainer, tokenizer, run_dir: Path, summary: dict[str, Any]) -> None:
+def _save_final(trainer, tokenizer, run_dir: Path, summary: TrainManifest) -> None:
     """final/ and train.json appear whole or not at all (written aside, then renamed)."""
     tmp = run_dir / ".final.tmp"
     if trainer.is_world_process_zero() and tmp.exists():
@@ -277,18 +275,25 @@ def _save_final(trainer, tokenizer, run_dir: Path, summary: dict[str, Any]) -> N
     tokenizer.save_pretrained(tmp)
     generation = trainer.model.generation_config if hasattr(trainer.model, "generation_config") else None
     if generation is not None:
-        generation.eos_token_id = summary["stop_token_ids"]
+        generation.eos_token_id = summary.stop_token_ids
         generation.pad_token_id = tokenizer.pad_token_id
         generation.save_pretrained(tmp)
     final = run_dir / "final"
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    with atomic_path(run_dir / "train.json") as path:
-        path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    summary.write(run_dir / "train.json")
 
 
 def _warn(message: str) -> None:
     from rich.console import Console
 
     Console(stderr=True).print(f"[yellow]warning:[/yellow] {message}")
+
+
+STAGES = (
+    Stage(
+        name="train", section="train", default_run=True, config=TrainConfig, run=run, reads={"data": "kept", "base_model": "student_base"},
+        writes={"output_dir": ""}, produces={"student_run": ""},
+    ),
+)

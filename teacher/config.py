@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from distill.data import FieldMap
+from distill.core.data import FieldMap
+from distill.core.r1_format import MATH_INSTRUCTION
+from teacher import backends
 
-MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
 
@@ -23,10 +24,21 @@ class GenerateConfig(BaseModel):
     """One `distill generate` run (the `generate` section of a recipe)."""
 
     model_config = ConfigDict(extra="forbid")
+    panels: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Inputs and outputs": ("prompts", "output", "fields", "split", "limit", "shard"),
+        "Teacher and sampling": ("teacher", "backend", "n", "temperature", "top_p", "max_tokens", "seed"),
+        "Prompt": ("system_prompt", "prompt_template", "math_instruction", "think_prefill"),
+        "vLLM engine (--backend vllm)": ("tokenizer", "tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend",
+                                         "max_model_len", "gpu_memory_utilization", "kv_cache_memory_bytes", "dtype", "quantization",
+                                         "enable_prefix_caching", "enforce_eager", "max_num_seqs", "trust_remote_code", "reproducible",
+                                         "engine_kwargs", "max_pending"),
+        "Endpoint (--backend openai)": ("base_url", "api_key_env", "api", "concurrency", "request_timeout", "max_retries",
+                                        "retry_base_delay", "retry_max_delay", "request_seed", "extra_body"),
+    }
 
     # --- inputs and outputs
     prompts: str = Field(description="Prompts: JSONL, JSON, Parquet, a saved dataset folder or a hub id.")
-    output: Path = Field(description="Output JSONL of trace records; appended to, so a re-run resumes.")
+    output: Path = Field(description="Output JSONL of trace records; appended to, so a re-run resumes.", json_schema_extra={"flags": ["-o"]})
     fields: FieldMap = Field(default_factory=FieldMap, description="Which input columns hold the prompt, answer, id...")
     split: str = Field(default="train", description="Dataset split to read (datasets and hub ids).")
     limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts (after sharding).")
@@ -35,9 +47,9 @@ class GenerateConfig(BaseModel):
     )
 
     # --- teacher and sampling
-    teacher: str = Field(description="Model path or hub id (vllm), or the served model name (openai).")
-    backend: Literal["vllm", "openai"] = Field(default="vllm", description="In-process vLLM engine or an OpenAI-compatible endpoint.")
-    n: int = Field(default=4, ge=1, description="Samples per prompt.")
+    teacher: str = Field(description="Model path or hub id (vllm), or the served model name (openai).", json_schema_extra={"flags": ["-m"]})
+    backend: str = Field(default="vllm", description="vllm (in-process engine) or openai (any OpenAI-compatible endpoint): a module of teacher/backends.")
+    n: int = Field(default=4, ge=1, description="Samples per prompt.", json_schema_extra={"flags": ["-n"]})
     temperature: float = Field(default=0.6, ge=0, description="Sampling temperature (R1: 0.6).")
     top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling (R1: 0.95).")
     max_tokens: int = Field(default=32768, ge=1, description="Most new tokens per sample (R1: 32768).")
@@ -55,8 +67,8 @@ class GenerateConfig(BaseModel):
 
     # --- vllm engine
     tokenizer: str | None = Field(default=None, description="Tokenizer path or id (default: the teacher's).")
-    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs per model replica, splitting every layer.")
-    pipeline_parallel_size: int = Field(default=1, ge=1, description="Pipeline stages (layers split across GPUs or nodes).")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs per model replica, splitting every layer.", json_schema_extra={"flags": ["--tp"]})
+    pipeline_parallel_size: int = Field(default=1, ge=1, description="Pipeline stages (layers split across GPUs or nodes).", json_schema_extra={"flags": ["--pp"]})
     distributed_executor_backend: Literal["mp", "ray"] | None = Field(
         default=None, description="'ray' to span several nodes (start a Ray cluster first); default: vLLM's choice."
     )
@@ -65,7 +77,7 @@ class GenerateConfig(BaseModel):
     kv_cache_memory_bytes: int | None = Field(default=None, ge=1, description="KV cache size in bytes (overrides gpu_memory_utilization; use on CPU).")
     dtype: str = Field(default="auto", description="Weights dtype: auto, bfloat16, float16, float32.")
     quantization: str | None = Field(default=None, description="vLLM quantization method (awq, gptq, fp8...).")
-    enable_prefix_caching: bool | None = Field(default=None, description="Share the prompt's KV cache between samples (default: vLLM's).")
+    enable_prefix_caching: bool | None = Field(default=None, description="Share the prompt's KV cache between samples (default: vLLM's).", json_schema_extra={"flags": ["--prefix-caching"]})
     enforce_eager: bool = Field(default=False, description="Disable CUDA graphs (less memory, slower).")
     max_num_seqs: int | None = Field(default=None, ge=1, description="Most sequences vLLM schedules at once (default: vLLM's).")
     trust_remote_code: bool = Field(default=False, description="Allow model code from the model repository.")
@@ -92,6 +104,11 @@ class GenerateConfig(BaseModel):
     retry_max_delay: float = Field(default=60.0, ge=0, description="Longest backoff delay in seconds (Retry-After is honoured up to 5 min).")
     request_seed: bool = Field(default=False, description="Send seed + sample index with each request (servers that support it).")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra JSON fields for every request (e.g. top_k, min_p).")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return backends.check_name(value)
 
     @field_validator("shard")
     @classmethod

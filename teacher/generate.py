@@ -10,17 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distill.data import read_problems
-from distill.errors import InputError
-from distill.records import Problem, sample_id
+from distill.core.data import read_problems
+from distill.core.errors import InputError
+from distill.core.records import Problem, sample_id
+from distill.core.stage import Stage
+from teacher import backends
 from teacher.config import GenerateConfig
 from teacher.progress import Job, Sink
-from teacher.store import AppendWriter, drop_torn_tail, scan_output
-
-BACKENDS = {
-    "vllm": "teacher.vllm_backend",
-    "openai": "teacher.openai_backend",
-}
+from teacher.store import AppendWriter, mend, scan_output
 
 
 def load_problems(config: GenerateConfig) -> tuple[list[Problem], int]:
@@ -57,27 +54,22 @@ def check(config: GenerateConfig) -> None:
     """Cheap checks of the configuration, before anything is loaded or written."""
     if config.output.suffix.lower() != ".jsonl":
         raise InputError("generate appends to its output, so it must be .jsonl (merge can write Parquet)", where=str(config.output), field="output")
-    if config.backend == "openai" and not config.base_url:
-        raise InputError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1)", field="base_url")
-
-
-_check = check  # the pipeline's name for it
+    backends.load(config.backend).check(config)
 
 
 def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) -> dict[str, Any]:
     """Sample `config.n` completions per prompt into `config.output`; returns the summary.
 
     keep_engine: leave the vLLM engine loaded for the next run with the same engine options
-    (call `teacher.vllm_backend.release_engines()` when done); by default it is shut down.
+    (call `teacher.backends.vllm.release()` when done); by default it is shut down.
     """
-    import importlib
-
     check(config)
     problems, duplicates = load_problems(config)  # bad input fails here, before OUT is touched
-    done, existing_teacher, torn = scan_output(config.output, repair=False)
-    if existing_teacher and existing_teacher.get("model") != config.teacher:
+    existing = scan_output(config.output)
+    done = existing.done
+    if existing.teacher and existing.teacher.get("model") != config.teacher:
         raise InputError(
-            f"holds samples of teacher '{existing_teacher.get('model')}', not '{config.teacher}'; write to a new file",
+            f"holds samples of teacher '{existing.teacher.get('model')}', not '{config.teacher}'; write to a new file",
             where=str(config.output),
         )
     jobs = plan(problems, config.n, done)
@@ -92,13 +84,12 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
         "prompts_with_work": len(jobs),
         "samples_wanted": wanted,
         "samples_existing": sum(config.n - len(job.indices) for job in jobs) + (len(problems) - len(jobs)) * config.n,
-        "torn_bytes_dropped": torn,
+        "torn_bytes_dropped": existing.torn,
     }
-    backend = importlib.import_module(BACKENDS[config.backend])
-    if jobs and hasattr(backend, "prepare"):
+    backend = backends.load(config.backend)
+    if jobs:
         backend.prepare(config)  # engine load stays out of the tokens/s figure
-    if torn:
-        drop_torn_tail(config.output, torn)  # only now: a refused run leaves OUT exactly as it was
+    mend(config.output, existing)  # only now: a refused run leaves OUT exactly as it was
     sink_kwargs = {"console": console} if console is not None else {}
     with AppendWriter(Path(config.output)) as writer:
         sink = Sink(writer, config.teacher_info(), len(jobs), sum(len(job.indices) for job in jobs), **sink_kwargs)
@@ -108,8 +99,8 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
                 backend.generate(config, jobs, sink)
         finally:
             sink.stop()
-            if not keep_engine and hasattr(backend, "release_engines"):
-                backend.release_engines()
+            if not keep_engine:
+                backend.release()
     elapsed = sink.elapsed()
     summary.update(
         samples_written=sink.samples,
@@ -123,3 +114,17 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
         elapsed_s=elapsed,
     )
     return summary
+
+
+def _served_name(field: str, value: str, config: GenerateConfig) -> bool:
+    return field == "teacher" and backends.load(config.backend).remote
+
+
+STAGES = (
+    Stage(
+        name="generate", section="generate", default_run=True, config=GenerateConfig, run=run, check=check, resumable=True,
+        reads={"prompts": "prompts", "teacher": "teacher_model"}, writes={"output": "traces.jsonl"},
+        produces={"traces": "traces.jsonl"}, remote=_served_name,
+        operational=("concurrency", "request_timeout", "max_retries", "retry_base_delay", "retry_max_delay", "max_pending", "api_key_env"),
+    ),
+)

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from distill.records import Problem, Trace, sample_id
+from distill.core.records import Problem, Trace, sample_id
 from teacher.store import AppendWriter
 
 

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.records import Problem
+from distill.core.r1_format import compose, compose_unfinished, restore_prefill
+from distill.core.records import Problem
 from teacher.config import GenerateConfig
-
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
 
 
 def user_turn(problem: Problem, config: GenerateConfig) -> str:
@@ -46,13 +44,6 @@ def render(problem: Problem, config: GenerateConfig, tokenizer: Any) -> str:
     return text
 
 
-def restore_prefill(text: str, prefill: str) -> str:
-    """A completion that continued after the prefill, with the prefill put back in front."""
-    if not prefill or text.lstrip().startswith(prefill.strip()):
-        return text
-    return prefill + text
-
-
 def stitch(message: dict[str, Any], prefill: str) -> str:
     """One R1-form completion from an OpenAI-style message or completion choice.
 
@@ -65,7 +56,7 @@ def stitch(message: dict[str, Any], prefill: str) -> str:
     if reasoning and not content.strip():
         # No answer after the reasoning (cut off at max_tokens, or the model never closed its
         # thinking): the tag stays open, as in the raw output, so filters see it unfinished.
-        return f"{THINK_OPEN}\n{reasoning.lstrip()}"
+        return compose_unfinished(reasoning)
     if reasoning:
-        return f"{THINK_OPEN}\n{reasoning.strip()}\n{THINK_CLOSE}\n\n{content.lstrip()}"
+        return compose(reasoning, content)
     return restore_prefill(content, prefill)

@@ -1,9 +1,9 @@
 """The output file of `generate`: append-only JSONL that survives SIGKILL, and shard merging.
 
 Each record is one line written with a single `os.write` on an O_APPEND descriptor, so a
-crash leaves at most one torn line at the end. On start the file is scanned: a last line
-without its newline (or not parseable) is cut off, every complete record's id is known and
-never sampled again.
+crash leaves at most one torn line at the end. On start the file is scanned (`scan_output`):
+a last line that is not a record is cut off, a last record without its newline gets one, and
+every record's id is known and never sampled again.
 """
 
 from __future__ import annotations
@@ -12,56 +12,64 @@ import json
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.data import RecordWriter, iter_rows, validate_record
-from distill.errors import InputError
-from distill.records import Trace, to_row
+from distill.core.data import RecordWriter, iter_rows, validate_record
+from distill.core.errors import InputError
+from distill.core.jsonl import is_torn, parse_line, read_lines, try_parse
+from distill.core.records import Trace, to_row
+
+TRACE_KEYS = ("id", "problem_id", "completion")
 
 
-def scan_output(path: Path, repair: bool = True) -> tuple[set[str], dict[str, Any] | None, int]:
-    """(ids already written, teacher info of the first record, bytes of torn tail).
+@dataclass
+class OutputState:
+    """What an existing output holds, and what a resumed run must mend before appending."""
 
-    Drops a torn last line in place (unless repair=False: then call `drop_torn_tail`).
-    A bad line anywhere else is not ours to fix: InputError.
+    done: set[str] = field(default_factory=set)  # ids already written
+    teacher: dict[str, Any] | None = None  # teacher info of the first record
+    torn: int = 0  # bytes of a torn last line to cut off
+    needs_newline: bool = False  # the last record is whole but lacks its newline
+
+
+def scan_output(path: Path) -> OutputState:
+    """Read an existing trace output (streaming); changes nothing (see `mend`).
+
+    A last line that is not a JSON object (a write cut short by a crash) is torn; a last line
+    that is a record without its newline is a record. Any other line that is not a trace
+    record means OUT is not a trace file of ours: InputError, and the file is left alone.
     """
+    state = OutputState()
     if not path.exists():
-        return set(), None, 0
-    done: set[str] = set()
-    teacher: dict[str, Any] | None = None
-    good_end = 0
-    torn = 0
-    with open(path, "rb") as handle:
-        lines = handle.readlines()
-    for lineno, raw in enumerate(lines, start=1):
-        last = lineno == len(lines)
-        if not raw.endswith(b"\n"):
-            torn = len(raw)  # only the last line can lack its newline
+        return state
+    if path.is_dir():
+        raise InputError("is a directory, not a trace file", where=str(path))
+    for line in read_lines(path):
+        row = try_parse(line.raw)
+        if row is None and line.last:
+            state.torn = len(line.raw)
             break
-        if not raw.strip():
-            good_end += len(raw)
-            continue
-        try:
-            row = json.loads(raw)
-            record_id = row["id"]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            if last:
-                torn = len(raw)
-                break
-            raise InputError("not a trace record (malformed JSON or no 'id'); move the file away to start over", where=f"{path}:{lineno}") from None
-        done.add(record_id)
-        teacher = teacher or row.get("teacher")
-        good_end += len(raw)
-    if torn and repair:
-        drop_torn_tail(path, torn)
-    return done, teacher, torn
+        if row is None or not all(isinstance(row.get(key), str) for key in TRACE_KEYS):
+            raise InputError(
+                "not a trace file (each line must be a JSON record with id, problem_id and completion); "
+                "write to a new file or move this one away", where=f"{path}:{line.number}",
+            )
+        state.done.add(row["id"])
+        state.teacher = state.teacher or row.get("teacher")
+        state.needs_newline = line.last and not line.complete
+    return state
 
 
-def drop_torn_tail(path: Path, torn: int) -> None:
-    """Cut the last `torn` bytes (a line a crash left without its newline)."""
-    with open(path, "r+b") as handle:
-        handle.truncate(os.path.getsize(path) - torn)
+def mend(path: Path, state: OutputState) -> None:
+    """Cut a torn last line, or end a whole last record with its newline, so appends stay whole."""
+    if state.torn:
+        with open(path, "r+b") as handle:
+            handle.truncate(os.path.getsize(path) - state.torn)
+    elif state.needs_newline:
+        with open(path, "ab") as handle:
+            handle.write(b"\n")
 
 
 class AppendWriter:
@@ -141,20 +149,9 @@ def _complete_rows(path: Path):
         return
     if not path.exists():
         raise InputError("no such file", where=str(path))
-    with open(path, "rb") as handle:
-        lines = handle.readlines()
-    for lineno, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            if lineno == len(lines):
-                yield where, None, True
-                continue
-            raise InputError("malformed JSON", where=where) from None
-        if lineno == len(lines) and not raw.endswith(b"\n"):
+    for line in read_lines(path):
+        where = f"{path}:{line.number}"
+        if is_torn(line):
             yield where, None, True
             continue
-        yield where, row, False
+        yield where, parse_line(line.raw, where), False

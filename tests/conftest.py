@@ -22,7 +22,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def tiny_qwen(tmp_path_factory) -> Path:
     """A random-weight Qwen2-architecture model with a freshly trained tokenizer."""
-    from distill.tiny import build_model
+    from distill.quickstart.tiny import build_model
 
     return build_model(tmp_path_factory.mktemp("models") / "tiny-qwen", family="qwen")
 
@@ -30,7 +30,7 @@ def tiny_qwen(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     """A random-weight Llama-architecture model with a freshly trained tokenizer."""
-    from distill.tiny import build_model
+    from distill.quickstart.tiny import build_model
 
     return build_model(tmp_path_factory.mktemp("models") / "tiny-llama", family="llama")
 

@@ -81,7 +81,7 @@ def test_bad_override_is_one_line_error_with_exit_2(tmp_path):
 
 
 def test_r1_recipe_run_without_prompts_fails_before_any_stage(tmp_path):
-    from distill.errors import InputError
+    from distill.core.errors import InputError
 
     with pytest.raises(InputError, match="stage 'generate' reads prompts.jsonl, which does not exist"):
         invoke("run", str(RECIPES / "r1-distill-qwen-1.5b.yaml"), "-o", str(tmp_path / "run"))

@@ -14,16 +14,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.answers import DELIMITER_PRESETS, split_completion
-from distill.data import parse_jsonl_line, validate_record
-from distill.errors import InputError
+from distill.core.data import validate_record
+from distill.core.errors import InputError
+from distill.core.jsonl import parse_line
+from distill.core.r1_format import DELIMITER_PRESETS, Parts, compose, split_completion
+from distill.core.records import Trace, Verdict
+from distill.core.verify import failure_verdict
+from distill.core.workers import Failure
 from distill.filters.config import FilterConfig
-from distill.filters.contamination import dedup_key
 from distill.filters.majority import majority_verdict
-from distill.filters.rules import evaluate, has_reference, r1_messages
-from distill.records import Trace
-from distill.verify import failure_verdict
-from distill.workers import Failure
+from distill.filters.registry import RULES
+from distill.filters.rules.correctness import has_reference
 
 # Trace's last four fields, set by the filter: the worker writes everything before them.
 JUDGED_FIELDS = {"verdicts", "rejected_by", "reason", "messages"}
@@ -38,7 +39,7 @@ class Judged:
     domain: str = ""
     chars: int = 0
     tokens: int | None = None
-    dedup_key: bytes = b""
+    keys: dict[str, bytes] = field(default_factory=dict)  # parent-side rules' digests of the record
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-record rules, in order, as JSON values
     head: str = ""  # the record's JSON without the judged fields and without its closing brace
     messages: str | None = None  # JSON of the SFT messages, when no per-record rule rejected it
@@ -47,7 +48,7 @@ class Judged:
 def parse_row(where: str, raw: bytes | dict[str, Any]) -> Trace:
     """A JSONL line (bytes) or an already-read row as a Trace; errors as the data layer words them."""
     if isinstance(raw, bytes):
-        raw = parse_jsonl_line(raw, where)
+        raw = parse_line(raw, where)
         if raw is None:
             raise InputError("blank line", where=where)
     return validate_record(Trace, raw, where)
@@ -80,11 +81,35 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
         domain=trace.domain,
         chars=len(trace.completion),
         tokens=trace.completion_tokens,
-        dedup_key=dedup_key(trace) if "dedup" in config.rules else b"",
+        keys={name: RULES[name].key(trace, getattr(config, name)) for name in config.rules if RULES[name].key is not None},
         verdicts={name: v.model_dump(mode="json", exclude_none=True) for name, v in verdicts.items()},
         head=json.dumps(row, ensure_ascii=False)[:-1],
         messages=json.dumps(r1_messages(trace, parts), ensure_ascii=False) if passed else None,
     )
+
+
+def evaluate(trace: Trace, parts: Parts, config: FilterConfig, override: dict[str, Verdict] | None = None) -> dict[str, Verdict]:
+    """Verdicts of the per-record rules in order, up to the first rejection (all with all_verdicts).
+
+    Parent-side rules (`dedup`) are skipped: they need the records before this one and run in
+    the parent, which merges their verdicts in rule order. `override` replaces a rule's verdict
+    (a verification killed at its deadline, a majority vote). Bad input raises `InputError`.
+    """
+    verdicts: dict[str, Verdict] = {}
+    for name in config.rules:
+        check = RULES[name].check
+        if check is None:
+            continue
+        verdict = (override or {}).get(name) or check(trace, parts, config)
+        verdicts[name] = verdict
+        if not verdict.passed and not config.all_verdicts:
+            break
+    return verdicts
+
+
+def r1_messages(trace: Trace, parts: Parts) -> list[dict[str, str]]:
+    """The SFT conversation, with the completion rewritten in R1 form whatever its delimiters."""
+    return [{"role": "user", "content": trace.problem}, {"role": "assistant", "content": compose(parts.reasoning, parts.answer)}]
 
 
 def judge_chunk(config: FilterConfig, votes_path: str | None, items: list[tuple[str, Any]], failure: Failure | None) -> Iterator[Judged]:

@@ -26,11 +26,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from distill.answers import DELIMITER_PRESETS
-from distill.filters.config import FilterConfig
-from distill.records import Trace, Verdict
-from distill.verify import VerifyOptions, check_math, extract_answer, failure_verdict, normalise
-from distill.workers import Failure, WorkerPool
+from distill.core.r1_format import DELIMITER_PRESETS
+from distill.core.records import Trace, Verdict
+from distill.core.verify import VerifyOptions, check_math, extract_answer, failure_verdict, normalise
+from distill.core.workers import Failure, WorkerPool
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -64,7 +63,7 @@ def vote(answers: list[str | None], options: VerifyOptions, min_votes: int = 2) 
     return {"answer": best[0], "votes": best[2], "reason": "", **tally}
 
 
-def majority_verdict(trace: Trace, result: dict[str, Any] | None, config: FilterConfig) -> Verdict:
+def majority_verdict(trace: Trace, result: dict[str, Any] | None, config) -> Verdict:
     """The correctness verdict of a record without a reference, given its problem's vote."""
     if result is None or result["answer"] is None:
         return Verdict(passed=False, reason=f"no majority answer ({result['reason'] if result else 'no votes'})", score=0.0)
@@ -79,7 +78,7 @@ def majority_verdict(trace: Trace, result: dict[str, Any] | None, config: Filter
                    score=checked.score)
 
 
-def _answers_chunk(config: FilterConfig, items: list[tuple[str, Any]], failure: Failure | None) -> Iterator[tuple[str, str | None] | None]:
+def _answers_chunk(config, items: list[tuple[str, Any]], failure: Failure | None) -> Iterator[tuple[str, str | None] | None]:
     """(problem_id, extracted answer) of each record without a reference; None for the others.
 
     Unreadable rows yield None here: the judging pass reports them with file and line.
@@ -104,7 +103,7 @@ def _vote_task(item: list[str | None], options: VerifyOptions, min_votes: int) -
     return vote(item, options, min_votes)
 
 
-def tally(config: FilterConfig, pool: WorkerPool, chunks: Iterable[list[tuple[str, Any]]], out: Path) -> int:
+def tally(config, pool: WorkerPool, chunks: Iterable[list[tuple[str, Any]]], out: Path) -> int:
     """First pass: the vote of every problem with records lacking a reference, written to `out` (JSON).
 
     Memory: the extracted answers of the records without a reference (short strings).

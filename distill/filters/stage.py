@@ -4,7 +4,7 @@ The parent does as little as possible, so that throughput scales with `workers`:
 JSONL lines (rows, for other formats), ships them in chunks, and for each record merges the
 `dedup` verdict (the one rule that needs the records before it) into the verdicts the worker
 computed, then writes the line the worker already serialised. Workers parse, run every other
-rule, and are killable and memory-capped (see distill.workers: a hung verification costs one
+rule, and are killable and memory-capped (see distill.core.workers: a hung verification costs one
 record, never the rest of its chunk). Output order and bytes are the same whatever the worker
 count. Kept and rejected files are written atomically.
 """
@@ -20,15 +20,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from distill.data import RecordWriter, atomic_path, input_kind, iter_rows
-from distill.errors import InputError, StageError
+from distill.core.data import RecordWriter, atomic_path, input_kind, iter_rows
+from distill.core.errors import InputError, StageError
+from distill.core.jsonl import read_lines
+from distill.core.stage import Stage
+from distill.core.workers import WorkerPool
 from distill.filters.chunks import Judged, judge_chunk
 from distill.filters.config import FilterConfig
-from distill.filters.contamination import Dedup
 from distill.filters.majority import tally
+from distill.filters.registry import RULES, ParentRule
 from distill.filters.report import Report
-from distill.workers import WorkerPool
 
+PRELOAD = ("distill.core.verify", "distill.filters.chunks")  # imported once in the fork server
 CHUNK_RECORDS = 16  # records per chunk: large enough to amortise IPC, small enough to balance workers
 CHUNK_BYTES = 1 << 20
 
@@ -38,10 +41,12 @@ def raw_chunks(source: str) -> Iterator[list[tuple[str, Any]]]:
     if input_kind(source) != "jsonl":  # Parquet, JSON, datasets: rows are read here, validated there
         rows = iter_rows(source)
     else:
-        rows = _raw_lines(Path(source))
+        rows = ((f"{source}:{line.number}", line.raw) for line in read_lines(source))
     chunk: list[tuple[str, Any]] = []
     size = 0
+    seen_any = False
     for where, raw in rows:
+        seen_any = True
         chunk.append((where, raw))
         size += len(raw) if isinstance(raw, bytes) else 0
         if len(chunk) >= CHUNK_RECORDS or size >= CHUNK_BYTES:
@@ -49,20 +54,8 @@ def raw_chunks(source: str) -> Iterator[list[tuple[str, Any]]]:
             chunk, size = [], 0
     if chunk:
         yield chunk
-
-
-def _raw_lines(path: Path) -> Iterator[tuple[str, bytes]]:
-    seen_any = False
-    try:
-        with open(path, "rb") as handle:
-            for lineno, raw in enumerate(handle, start=1):
-                if raw.strip():
-                    seen_any = True
-                    yield f"{path}:{lineno}", raw
-    except PermissionError as exc:
-        raise InputError(f"cannot read ({exc.strerror.lower()})", where=str(path)) from None
     if not seen_any:
-        raise InputError("empty file (no records)", where=str(path))
+        raise InputError("empty file (no records)", where=source)
 
 
 class Output:
@@ -94,13 +87,13 @@ class Output:
             self._writer.__exit__(*exc_info)
 
 
-def finish(judged: Judged, config: FilterConfig, dedup: Dedup | None) -> tuple[str, dict[str, dict], str | None]:
-    """Merge the dedup verdict in rule order, charge the first rejection: (JSON line, verdicts, rejected_by)."""
+def finish(judged: Judged, config: FilterConfig, parents: dict[str, ParentRule]) -> tuple[str, dict[str, dict], str | None]:
+    """Merge the parent-side verdicts in rule order, charge the first rejection: (JSON line, verdicts, rejected_by)."""
     merged: dict[str, dict[str, Any]] = {}
     rejected_by = None
     for name in config.rules:
-        if name == "dedup":
-            verdict = dedup.check(judged.problem_id, judged.dedup_key).model_dump(mode="json", exclude_none=True)
+        if name in parents:
+            verdict = parents[name].check(judged.problem_id, judged.keys[name]).model_dump(mode="json", exclude_none=True)
         else:
             verdict = judged.verdicts.get(name)
         if verdict is None:  # the worker stopped at an earlier rejection
@@ -112,8 +105,8 @@ def finish(judged: Judged, config: FilterConfig, dedup: Dedup | None) -> tuple[s
                 break
     # Trace's field order: ..., verdicts, rejected_by, reason, messages (as RecordWriter writes it).
     if rejected_by is None:
-        if dedup is not None:
-            dedup.remember(judged.problem_id, judged.dedup_key)
+        for name, parent in parents.items():  # only kept records count as seen
+            parent.remember(judged.problem_id, judged.keys[name])
         tail = json.dumps({"verdicts": merged}, ensure_ascii=False)[1:-1] + ', "messages": ' + (judged.messages or "[]")
     else:
         tail = json.dumps({"verdicts": merged, "rejected_by": rejected_by, "reason": merged[rejected_by]["reason"]}, ensure_ascii=False)[1:-1]
@@ -132,11 +125,11 @@ def run(config: FilterConfig) -> dict[str, Any]:
 
     start = time.perf_counter()
     _check_outputs(config)
-    dedup = Dedup(config.dedup) if "dedup" in config.rules else None
+    parents = {name: RULES[name].make(getattr(config, name)) for name in config.rules if RULES[name].make is not None}
     report = Report(config.rules)
     columns = [SpinnerColumn(), TextColumn("filter"), MofNCompleteColumn(), TextColumn("kept {task.fields[kept]}"), TimeElapsedColumn()]
     with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(WorkerPool(config.workers, memory_mb=config.correctness.memory_mb))
+        pool = stack.enter_context(WorkerPool(config.workers, memory_mb=config.correctness.memory_mb, preload=PRELOAD))
         votes_path = None
         if config.correctness.no_reference == "majority" and "correctness" in config.rules:
             votes_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="distill-votes-"))) / "votes.json"
@@ -152,7 +145,7 @@ def run(config: FilterConfig) -> dict[str, Any]:
                     raise StageError(f"a filter worker failed: {judged.detail}")
                 if judged.error is not None:
                     raise InputError(judged.error)
-                line, verdicts, rejected_by = finish(judged, config, dedup)
+                line, verdicts, rejected_by = finish(judged, config, parents)
                 report.add(judged, verdicts, rejected_by)
                 if rejected_by is None:
                     kept_out.write(line)
@@ -167,3 +160,12 @@ def run(config: FilterConfig) -> dict[str, Any]:
             with atomic_path(config.report) as tmp:
                 tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+STAGES = (
+    Stage(
+        name="filter", section="filter", default_run=True, config=FilterConfig, run=run, check=_check_outputs, reads={"input": "traces"},
+        writes={"output": "kept.jsonl", "rejected": "rejected.jsonl", "report": "report.json"},
+        produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json"}, operational=("workers",),
+    ),
+)

@@ -1,12 +1,15 @@
-"""Settings of the quickstart's own stages: `teacher` (task + tiny teacher) and `compare` (the table)."""
+"""Settings of the quickstart's own stages: `teacher` (task + tiny teacher, the recipe's `quickstart`
+section), `train-unfiltered` (the control arm, the `train` section) and `compare` (the `compare`
+section: how every model is evaluated for the table)."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.evaluate import EvalConfig
-from distill.filters.config import LanguageOptions
+from distill.evaluate.config import EvalSettings
+from distill.filters.rules.language import LanguageOptions
 from distill.quickstart.teacher import TeacherSettings
+from students.config import TrainConfig
 
 
 class StudentShape(BaseModel):
@@ -21,7 +24,7 @@ class StudentShape(BaseModel):
 
 
 class QuickstartConfig(BaseModel):
-    """The synthetic task and the tiny teacher (the recipe's `run.quickstart` section)."""
+    """The synthetic task and the tiny teacher (the recipe's `quickstart` section)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -33,19 +36,29 @@ class QuickstartConfig(BaseModel):
     mixed_rate: float = Field(default=0.3, ge=0, le=1, description="Share of teacher training traces with Chinese sentences.")
     teacher: TeacherSettings = Field(default_factory=TeacherSettings, description="Tiny teacher size and training.")
     student: StudentShape = Field(default_factory=StudentShape, description="Untrained student size.")
-
-
-class TeacherStageConfig(QuickstartConfig):
     output_dir: str = Field(description="Where task files, the teacher (model/) and the untrained student (student-base/) go.")
 
 
-class CompareConfig(BaseModel):
+class UnfilteredConfig(TrainConfig):
+    """The control arm: the `train` section's settings, on as many raw traces as the filter kept."""
+
+    traces: str = Field(description="All teacher samples (the generate stage's traces.jsonl).")
+    kept: str = Field(description="The filter's kept records: only their count is used.")
+
+
+class CompareConfig(EvalSettings):
     """The quickstart's final comparison: every model on the held-out problems, one table and chart."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    models: dict[str, str] = Field(description="Label -> model folder, in table order.")
-    eval: EvalConfig = Field(description="Evaluation settings applied to every model (model and output_dir are set per model).")
+    teacher: str = Field(description="The tiny teacher's folder.")
+    student_base: str = Field(description="The untrained student's folder.")
+    filtered: str = Field(description="The student trained on filtered traces (published folder).")
+    unfiltered: str = Field(description="The student trained on as many unfiltered traces (its run's final/).")
+    benchmarks: list[str] = Field(min_length=1, description="Held-out problem files.")
     filter_report: str | None = Field(default=None, description="Filter report JSON (kept/rejected counts for the table's notes).")
     language: LanguageOptions = Field(default_factory=LanguageOptions, description="Language rule that defines 'mixes languages'.")
     output_dir: str = Field(description="Folder for per-model evaluations, results.json, table.md and chart.png.")
+
+    def models(self) -> dict[str, str]:
+        """Label -> folder, in table order."""
+        return {"teacher": self.teacher, "student before training": self.student_base,
+                "student, filtered traces": self.filtered, "student, unfiltered traces": self.unfiltered}

@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill.answers import split_completion
-from distill.filters.config import FilterConfig, LanguageOptions
-from distill.records import Trace
+from distill.core.r1_format import split_completion
+from distill.core.records import Trace
+from distill.filters.config import FilterConfig
+from distill.filters.rules.language import LanguageOptions
 
 
 def mixing_rate(samples: list[Trace], options: LanguageOptions) -> float:
     """Share of samples the filter's language rule rejects (the same definition the filter uses)."""
-    from distill.filters.language import check_language
+    from distill.filters.rules.language import check_language
 
     if not samples:
         return 0.0

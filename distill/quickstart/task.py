@@ -14,7 +14,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from distill.records import Problem
+from distill.core.r1_format import THINK_OPEN, compose
+from distill.core.records import Problem
 
 # Sentence templates. The English and Chinese forms say the same thing, so a trace that mixes
 # languages is still a correct solution: only a language rule can tell it apart. Each Chinese
@@ -24,6 +25,7 @@ FIRST = {"en": "First, {a}{op}{b}={r}.", "zh": "首先计算 {a}{op}{b}={r}。"}
 THEN = {"en": "Then, {a}{op}{b}={r}.", "zh": "然后计算 {a}{op}{b}={r}。"}
 CLOSE = {"en": "So the answer is {r}.", "zh": "所以答案是 {r}。"}
 ANSWER = "The answer is \\boxed{{{r}}}."
+PREFILL = THINK_OPEN + "\n"
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ def solve_text(start: str, steps: list[tuple[str, int]], rng: random.Random, wro
         value = result
     lines.append(CLOSE["zh" if len(steps) >= chinese_from else "en"].format(r=value))
     reasoning = "\n".join(lines)
-    return f"{reasoning}\n</think>\n\n{ANSWER.format(r=value)}", value
+    # The text after the template's "<think>\n" prefill (what the teacher learns to continue).
+    return compose(reasoning, ANSWER.format(r=value)).removeprefix(PREFILL), value
 
 
 def make_examples(count: int, seed: int, wrong_rate: float = 0.0, mixed_rate: float = 0.0,

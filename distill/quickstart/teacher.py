@@ -1,6 +1,6 @@
 """Training the quickstart's tiny teacher: plain PyTorch next-token training on the synthetic task.
 
-The teacher is a stand-in for R1: a small Qwen2-architecture model (built by `distill.tiny`)
+The teacher is a stand-in for R1: a small Qwen2-architecture model (built by `distill.quickstart.tiny`)
 that learns the task's traces, slips and language switches included, so that sampling it
 with vLLM gives the pipeline realistic material to filter. A hand-written loop (no Trainer)
 keeps this step independent of the `train` stage it is meant to feed.
@@ -50,7 +50,7 @@ def train_teacher(examples: list[Example], out_dir: str | Path, settings: Teache
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from distill.tiny import build_model
+    from distill.quickstart.tiny import build_model
 
     torch.set_num_threads(settings.threads)
     out = Path(out_dir)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from distill.errors import InputError
+from distill.core.errors import InputError
 from students.dataset import best_fit_packs, collate_packed, conversation_of, load_conversations, tokenize
 from students.templates import TEMPLATES, prepare_tokenizer
 
@@ -95,7 +95,7 @@ def test_best_fit_packs_are_complete_within_capacity_and_tight():
 def test_packed_sample_logits_equal_its_logits_alone(request, fixture, attention):
     from transformers import AutoModelForCausalLM
 
-    from students.attention import register
+    from distill.core.attention import register
 
     register()
     path = request.getfixturevalue(fixture)
@@ -124,7 +124,7 @@ def test_sdpa_varlen_builds_no_mask_and_matches_sdpa_on_padded_batches(tiny_qwen
     from transformers import AutoModelForCausalLM
     from transformers.masking_utils import create_causal_mask
 
-    from students.attention import register
+    from distill.core.attention import register
 
     models = {name: AutoModelForCausalLM.from_pretrained(tiny_qwen, attn_implementation=name, dtype=torch.float32)
               for name in (register(), "sdpa")}

@@ -12,8 +12,9 @@ import pytest
 import torch
 import yaml
 
+from distill.core.models import load_causal_lm
 from students.inference import INFERENCE_TEMPLATES
-from students.publish import PublishConfig, base_config, run
+from students.publish import PublishConfig, run
 from students.templates import TEMPLATES
 
 from .conftest import tiny_config, write_kept
@@ -74,13 +75,10 @@ def test_full_weight_run_llama(llama_full_run, tmp_path):
 def _adapter_model(run_dir: Path):
     """The model as training left it: base (4-bit for QLoRA) + adapter."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from students.publish import bnb_config
 
     info = json.loads((run_dir / "train.json").read_text())
-    extra = {"quantization_config": bnb_config(info["quantization"])} if info["method"] == "qlora" else {}
-    base = AutoModelForCausalLM.from_pretrained(info["base_model"], config=base_config(info), dtype=torch.float32, **extra)
+    base = load_causal_lm(info["base_model"], overrides=info["config_overrides"], dtype=torch.float32,
+                          quantization=info["quantization"] if info["method"] == "qlora" else None)
     return PeftModel.from_pretrained(base, str(run_dir / "final")).eval()
 
 
@@ -115,7 +113,7 @@ def test_merged_model_matches_adapter_model(runs, method, tmp_path):
     assert differ == 0
     # The adapter really moved the model (otherwise the comparison above proves nothing).
     info = json.loads((runs[method] / "train.json").read_text())
-    base = AutoModelForCausalLM.from_pretrained(info["base_model"], config=base_config(info)).eval()
+    base = load_causal_lm(info["base_model"], overrides=info["config_overrides"]).eval()
     assert _compare(base, adapter, tokenizer)[0] > 5 * diff
     # The training run's rope change is carried into the merged model's config.
     saved = json.loads((out / "config.json").read_text())

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from distill.errors import InputError
+from distill.core.errors import InputError
 from students.train import run
 
 from .conftest import PROBLEMS, completion, tiny_config, write_kept

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from distill.data import read_records
+from distill.core.data import read_records
 from teacher.config import GenerateConfig
 from teacher.generate import run
 

@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from distill.errors import InputError
-from distill.records import Problem
+from distill.core.errors import InputError
+from distill.core.r1_format import restore_prefill
+from distill.core.records import Problem
+from teacher.backends.openai import backoff, endpoint_root, parse_retry_after
 from teacher.config import GenerateConfig
-from teacher.openai_backend import backoff, endpoint_root, parse_retry_after
-from teacher.prompts import render, restore_prefill, stitch, user_turn
-from teacher.store import AppendWriter, merge_shards, scan_output
+from teacher.prompts import render, stitch, user_turn
+from teacher.store import AppendWriter, mend, merge_shards, scan_output
 
 
 def config(**overrides) -> GenerateConfig:
@@ -74,15 +75,23 @@ def test_shard_spec_is_validated():
 
 
 def _line(record_id: str) -> str:
-    return json.dumps({"id": record_id, "teacher": {"model": "t"}}) + "\n"
+    return json.dumps({"id": record_id, "problem_id": "a", "completion": "x", "teacher": {"model": "t"}}) + "\n"
+
+
+def _scan_and_mend(out):
+    state = scan_output(out)
+    mend(out, state)
+    return state
 
 
 def test_scan_drops_only_a_torn_last_line(tmp_path):
     out = tmp_path / "o.jsonl"
-    assert scan_output(out) == (set(), None, 0)
+    assert scan_output(out).done == set() and scan_output(out).teacher is None
     out.write_text(_line("a#0") + _line("a#1") + '{"id": "a#2", "comp')
-    done, teacher, torn = scan_output(out)
-    assert done == {"a#0", "a#1"} and teacher == {"model": "t"} and torn > 0
+    state = scan_output(out)
+    assert state.done == {"a#0", "a#1"} and state.teacher == {"model": "t"} and state.torn > 0
+    assert out.read_text().endswith('"comp')  # scanning changes nothing: a refused run leaves OUT as it was
+    mend(out, state)
     assert out.read_text() == _line("a#0") + _line("a#1")
 
     out.write_text(_line("a#0") + "{broken}\n" + _line("a#1"))
@@ -91,11 +100,15 @@ def test_scan_drops_only_a_torn_last_line(tmp_path):
     assert out.read_text() == _line("a#0") + "{broken}\n" + _line("a#1")  # not ours to repair
 
     out.write_text(_line("a#0") + "{broken\n")  # complete but unparseable last line: torn too
-    assert scan_output(out)[0] == {"a#0"} and out.read_text() == _line("a#0")
+    assert _scan_and_mend(out).done == {"a#0"} and out.read_text() == _line("a#0")
+
+    # A whole last record that only lacks its newline is a record: kept, and given its newline.
+    out.write_text(_line("a#0") + _line("a#1").rstrip("\n"))
+    assert _scan_and_mend(out).done == {"a#0", "a#1"} and out.read_text() == _line("a#0") + _line("a#1")
 
 
 def test_append_writer_and_merge(tmp_path):
-    from distill.records import Trace
+    from distill.core.records import Trace
 
     def trace(pid: str, i: int) -> Trace:
         return Trace(problem_id=pid, problem="p", id=f"{pid}#{i}", sample_index=i, completion="<think>\nx\n</think>\n\ny")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.data import read_records
-from distill.errors import InputError
+from distill.core.data import read_records
+from distill.core.errors import InputError
 from teacher.config import GenerateConfig
 from teacher.generate import run as generate_run
 from teacher.store import merge_shards
@@ -38,9 +38,9 @@ def make_config(tiny_qwen, tmp_path_factory):
         return GenerateConfig(**values)
 
     yield make
-    from teacher.vllm_backend import release_engines
+    from teacher.backends.vllm import release
 
-    release_engines()
+    release()
 
 
 def run(config: GenerateConfig) -> dict:
@@ -117,7 +117,7 @@ def test_other_teacher_in_output_is_refused(make_config, tmp_path):
 
 
 def test_engine_is_shut_down_after_a_run_unless_kept(make_config, tmp_path):
-    from teacher import vllm_backend
+    from teacher.backends import vllm as vllm_backend
 
     prompts = write_prompts(tmp_path / "p.jsonl", 1)
     generate_run(make_config(prompts, tmp_path / "out.jsonl", n=1))  # last test of the module: no reload after it

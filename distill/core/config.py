@@ -1,0 +1,152 @@
+"""Recipes: YAML files validated by the stages' pydantic models.
+
+A recipe has one section per stage (`generate`, `filter`, `train`, `publish`, `eval`, ...; the
+stages declare them, see `distill.pipeline.stages`). Each stage's command reads its section,
+then lets every command-line flag override it (nested settings merge, key by key). Unknown
+keys are errors with a did-you-mean and the YAML line, so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from distill.core.errors import InputError
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("no such recipe file", where=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read recipe ({exc})", where=str(path)) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InputError(f"invalid YAML ({getattr(exc, 'problem', exc)})", where=where) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise InputError("a recipe must be a mapping of stage sections", where=str(path))
+    return doc
+
+
+def validate(model: type[C], values: dict[str, Any], where: str = "config", yaml_path: str | os.PathLike | None = None, prefix: tuple[str, ...] = ()) -> C:
+    """Validate `values` against `model`; errors become one-line `InputError`s."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(prefix + loc)
+        line = _yaml_line(yaml_path, prefix + loc) if yaml_path else None
+        place = f"{where}:{line}" if line else where
+        if error["type"] == "extra_forbidden":
+            hint = _did_you_mean(model, loc)
+            raise InputError(f"unknown key{hint}", where=place, field=key) from None
+        raise InputError(error["msg"].lower(), where=place, field=key) from None
+
+
+def resolve(model: type[C], recipe: str | os.PathLike | None, section: str, overrides: dict[str, Any] | None = None,
+            sections: Iterable[str] | None = None) -> C:
+    """A stage's configuration: the recipe's section, then every flag that was given on top.
+
+    `overrides` may be nested ({"length": {"max": 400}}): it is merged into the section key by
+    key, so a flag for one nested setting keeps the recipe's others.
+    """
+    values: dict[str, Any] = {}
+    if recipe is not None:
+        values = load_recipe(recipe, sections).get(section) or {}
+        if not isinstance(values, dict):
+            raise InputError("must be a mapping of settings", where=str(recipe), field=section)
+    values = merge(values, overrides or {})
+    return validate(model, values, where=str(recipe) if recipe else "command line", yaml_path=recipe, prefix=(section,) if recipe else ())
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with every non-None value of `overrides` on top; mappings merge recursively."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_recipe(path: str | os.PathLike, sections: Iterable[str] | None = None) -> dict[str, Any]:
+    """A recipe document; with `sections`, every top-level key must be one of them."""
+    doc = load_yaml(path)
+    known = list(sections) if sections is not None else None
+    for name in doc if known is not None else ():
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (sections are {', '.join(known)})"
+            raise InputError(f"unknown section{hint}", where=f"{path}:{_yaml_line(path, (name,)) or 1}", field=str(name))
+    return doc
+
+
+def dump(config: BaseModel) -> str:
+    """The resolved configuration as YAML (what --print-config shows)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _did_you_mean(model: type[BaseModel], loc: tuple[str, ...]) -> str:
+    current: Any = model
+    for part in loc[:-1]:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return ""
+        annotation = fields[part].annotation
+        current = _model_in(annotation)
+        if current is None:
+            return ""
+    fields = getattr(current, "model_fields", {})
+    close = difflib.get_close_matches(loc[-1], list(fields), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(fields)})"
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    import typing
+
+    candidates = [annotation, *typing.get_args(annotation)]
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _yaml_line(path: str | os.PathLike | None, keys: tuple[str, ...]) -> int | None:
+    """1-based line of a key path in a YAML file, for error messages."""
+    if path is None:
+        return None
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    line = None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for key_node, value_node in node.value:
+            if key_node.value == key:
+                line, node = key_node.start_mark.line + 1, value_node
+                break
+        else:
+            break
+    return line

@@ -1,0 +1,333 @@
+"""The one data layer: read rows from JSONL, JSON, Parquet and Hugging Face datasets, map them
+to records, and write records so that a crash never leaves a half-written output.
+
+Reading streams (one row at a time, Parquet in batches) so memory does not grow with the
+input. Every problem with the input becomes an `InputError` naming the file, the line (or
+row) and the field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+
+from distill.core.errors import InputError
+from distill.core.jsonl import parse_line, read_lines
+from distill.core.r1_format import last_boxed
+from distill.core.records import Problem, Trace, derive_problem_id
+
+FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_hub_id(text: str) -> bool:
+    """'owner/name' that is not a local path: what the hub would be asked for."""
+    return bool(_HUB_ID.match(text)) and not text.startswith((".", "/", "~")) and not Path(text).exists()
+
+
+_PARQUET_JSON_KEY = b"distill.json_fields"
+_PARQUET_BATCH = 1024
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class FieldMap(BaseModel):
+    """Which input columns hold which record fields (so no conversion script is needed)."""
+
+    problem: str = Field(default="problem", description="Column with the prompt text.", json_schema_extra={"flags": ["--field-problem"]})
+    answer: str | None = Field(default="answer", description="Column with the reference answer.", json_schema_extra={"flags": ["--field-answer"]})
+    solution: str | None = Field(
+        default="solution",
+        description="Column with a worked solution; its last \\boxed{} is the answer when the answer column is absent.", json_schema_extra={"flags": ["--field-solution"]})
+    id: str | None = Field(default=None, description="Column with a problem id (default: a hash of the prompt).", json_schema_extra={"flags": ["--field-id"]})
+    domain: str | None = Field(default="domain", description="Column with the domain, if present.", json_schema_extra={"flags": ["--field-domain"]})
+    tests: str | None = Field(default="tests", description="Column with code tests, if present.", json_schema_extra={"flags": ["--field-tests"]})
+    language: str | None = Field(default="language", description="Column with the target language, if present.", json_schema_extra={"flags": ["--field-language"]})
+    default_domain: str = Field(default="math", description="Domain for rows without a domain column.")
+
+
+# ---------------------------------------------------------------------------- reading rows
+
+
+def input_kind(source: str | os.PathLike) -> str:
+    """'jsonl', 'json', 'parquet', 'dataset' (a saved folder) or 'hub'; raises on anything else."""
+    text = str(source)
+    if text.startswith(("hf:", "hf://")):
+        return "hub"
+    path = Path(text)
+    if path.is_dir():
+        return "dataset"
+    suffix = path.suffix.lower()
+    if path.exists():
+        if suffix not in FILE_SUFFIXES:
+            raise InputError(f"unknown format '{suffix or path.name}' (expected .jsonl, .json, .parquet, a dataset folder or a hub id)", where=text)
+        return FILE_SUFFIXES[suffix]
+    if suffix in FILE_SUFFIXES or not is_hub_id(text):
+        raise InputError("no such file or directory", where=text)
+    return "hub"
+
+
+def iter_rows(source: str | os.PathLike, split: str = "train") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (location, row) pairs; location reads 'file.jsonl:12' or 'file.parquet row 12'."""
+    kind = input_kind(source)
+    reader = {"jsonl": _jsonl_rows, "json": _json_rows, "parquet": _parquet_rows}.get(kind)
+    if reader is not None:
+        try:
+            yield from reader(Path(source))
+        except PermissionError as exc:
+            raise InputError(f"cannot read ({exc.strerror.lower()})", where=str(source)) from None
+        return
+    yield from _dataset_rows(str(source), kind, split)
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    seen_any = False
+    for line in read_lines(path):
+        where = f"{path}:{line.number}"
+        seen_any = True
+        yield where, parse_line(line.raw, where)
+    if not seen_any:
+        raise InputError("empty file (no records)", where=str(path))
+
+
+def _json_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    # A JSON document cannot be streamed without a second parser; JSONL or Parquet is the
+    # format for large inputs, JSON is for small hand-written files.
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"invalid UTF-8 at byte {exc.start}", where=str(path)) from None
+    if not text.strip():
+        raise InputError("empty file (no records)", where=str(path))
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=f"{path}:{exc.lineno}") from None
+    if isinstance(doc, dict) and len(doc) == 1 and isinstance(next(iter(doc.values())), list):
+        doc = next(iter(doc.values()))  # {"data": [...]} style
+    if not isinstance(doc, list):
+        raise InputError("expected a list of objects", where=str(path))
+    if not doc:
+        raise InputError("empty file (no records)", where=str(path))
+    for index, row in enumerate(doc):
+        where = f"{path} item {index}"
+        if not isinstance(row, dict):
+            raise InputError(f"expected a JSON object, got {type(row).__name__}", where=where)
+        yield where, row
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"not a readable Parquet file ({exc})", where=str(path)) from None
+    metadata = parquet.schema_arrow.metadata or {}
+    json_fields = set(metadata.get(_PARQUET_JSON_KEY, b"").decode().split(",")) - {""}
+    if parquet.metadata.num_rows == 0:
+        raise InputError("empty file (no records)", where=str(path))
+    index = 0
+    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH):
+        for row in batch.to_pylist():
+            for name in json_fields:
+                if isinstance(row.get(name), str):
+                    row[name] = json.loads(row[name])
+            yield f"{path} row {index}", row
+            index += 1
+
+
+def _dataset_rows(source: str, kind: str, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    import datasets
+
+    if kind == "dataset":
+        try:
+            loaded = datasets.load_from_disk(source)
+        except (FileNotFoundError, ValueError) as exc:
+            raise InputError(f"not a saved Hugging Face dataset ({exc})", where=source) from None
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise InputError(f"no split '{split}' (has {', '.join(loaded)})", where=source)
+            loaded = loaded[split]
+    else:
+        name = source.removeprefix("hf://").removeprefix("hf:")
+        try:
+            loaded = datasets.load_dataset(name, split=split, streaming=True)
+        except Exception as exc:  # the hub raises many types; all mean "cannot load"
+            raise InputError(f"cannot load dataset from the hub ({type(exc).__name__}: {exc})".splitlines()[0], where=name) from None
+    for index, row in enumerate(loaded):
+        yield f"{source}[{split}] row {index}", dict(row)
+
+
+# ---------------------------------------------------------------------------- rows -> records
+
+
+def read_problems(source: str | os.PathLike, fields: FieldMap | None = None, split: str = "train") -> Iterator[Problem]:
+    """Prompts with their references, through the field mapping."""
+    fields = fields or FieldMap()
+    for where, row in iter_rows(source, split):
+        text = row.get(fields.problem)
+        if not isinstance(text, str) or not text.strip():
+            found = "missing" if fields.problem not in row else f"not a non-empty string ({type(text).__name__})"
+            raise InputError(f"{found}; columns are {', '.join(sorted(row)) or 'none'}", where=where, field=fields.problem)
+        answer = _answer_of(row, fields)
+        problem_id = str(row[fields.id]) if fields.id and row.get(fields.id) is not None else derive_problem_id(text)
+        values = {
+            "problem_id": problem_id,
+            "problem": text,
+            "answer": answer,
+            "domain": row.get(fields.domain) if fields.domain and row.get(fields.domain) else fields.default_domain,
+            "tests": row.get(fields.tests) if fields.tests else None,
+            "language": row.get(fields.language) if fields.language else None,
+            "source": {"input": str(source), "row": where.rsplit(" ", 1)[-1].rsplit(":", 1)[-1]},
+        }
+        yield validate_record(Problem, values, where)
+
+
+def _answer_of(row: dict[str, Any], fields: FieldMap) -> str | None:
+    value = row.get(fields.answer) if fields.answer else None
+    if value is not None and str(value).strip():
+        return str(value).strip()
+    solution = row.get(fields.solution) if fields.solution else None
+    if isinstance(solution, str):
+        return last_boxed(solution)
+    return None
+
+
+def read_records(source: str | os.PathLike, model: type[M] = Trace, split: str = "train") -> Iterator[M]:
+    """Records written by an earlier stage (or by hand), validated against the record model."""
+    for where, row in iter_rows(source, split):
+        yield validate_record(model, row, where)
+
+
+def validate_record(model: type[M], values: dict[str, Any], where: str) -> M:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or None
+        raise InputError(error["msg"].lower(), where=where, field=field) from None
+
+
+def count_rows(source: str | os.PathLike, split: str = "train") -> int:
+    """Number of rows without keeping them (cheap for Parquet, one pass otherwise)."""
+    kind = input_kind(source)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(source).metadata.num_rows
+    return sum(1 for _ in iter_rows(source, split))
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` that replaces it only if the block finishes.
+
+    An exception (or a crash) leaves any existing file at `path` untouched and no temporary
+    file behind (on a crash the `.tmp` file may remain; it is never mistaken for output).
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+class RecordWriter:
+    """Writes records to JSONL or Parquet (by suffix), atomically: use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike, model: type[BaseModel] = Trace):
+        self.path = Path(path)
+        self.model = model
+        suffix = self.path.suffix.lower()
+        if suffix not in (".jsonl", ".parquet"):
+            raise InputError("output must end in .jsonl or .parquet", where=str(path))
+        self.format = FILE_SUFFIXES[suffix]
+        self.count = 0
+        self._pending: list[dict[str, Any]] = []
+
+    def __enter__(self) -> RecordWriter:
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        if self.format == "jsonl":
+            self._handle = open(self._tmp, "w", encoding="utf-8")
+        else:
+            import pyarrow.parquet as pq
+
+            self._schema = arrow_schema(self.model)
+            self._parquet = pq.ParquetWriter(self._tmp, self._schema)
+        return self
+
+    def write(self, record: BaseModel | dict[str, Any]) -> None:
+        row = record.model_dump(mode="json", exclude_none=True) if isinstance(record, BaseModel) else record
+        self.count += 1
+        if self.format == "jsonl":
+            self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            return
+        self._pending.append(row)
+        if len(self._pending) >= _PARQUET_BATCH:
+            self._flush_parquet()
+
+    def _flush_parquet(self) -> None:
+        import pyarrow as pa
+
+        json_fields = _json_fields(self.model)
+        rows = [{k: json.dumps(v, ensure_ascii=False) if k in json_fields and v is not None else v for k, v in row.items()} for row in self._pending]
+        self._parquet.write_table(pa.Table.from_pylist(rows, schema=self._schema))
+        self._pending = []
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.format == "jsonl":
+            self._handle.close()
+        else:
+            if self._pending and exc_type is None:
+                self._flush_parquet()
+            self._parquet.close()
+        self._atomic.__exit__(exc_type, exc, tb)
+
+
+def write_records(path: str | os.PathLike, records, model: type[BaseModel] = Trace) -> int:
+    with RecordWriter(path, model) as writer:
+        for record in records:
+            writer.write(record)
+    return writer.count
+
+
+def _json_fields(model: type[BaseModel]) -> set[str]:
+    return {name for name, info in model.model_fields.items() if _arrow_scalar(info.annotation) is None}
+
+
+def _arrow_scalar(annotation: Any):
+    import typing
+
+    import pyarrow as pa
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return pa.string()
+    return {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}.get(annotation)
+
+
+def arrow_schema(model: type[BaseModel]):
+    """Scalars keep their types; nested fields (dicts, lists, unions) are stored as JSON text."""
+    import pyarrow as pa
+
+    fields = [pa.field(name, _arrow_scalar(info.annotation) or pa.string()) for name, info in model.model_fields.items()]
+    return pa.schema(fields, metadata={_PARQUET_JSON_KEY: ",".join(sorted(_json_fields(model))).encode()})

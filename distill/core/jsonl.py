@@ -1,0 +1,84 @@
+"""The one JSONL line reader: every stage that reads JSONL (the data layer, the filter's raw
+chunks, generate's resume scan, shard merging) reads lines through `read_lines` and parses
+them with `parse_line`, so that blank lines, bad UTF-8, malformed JSON and a torn last line
+mean the same thing everywhere.
+
+A torn line is what a crash leaves: the last line of a file, without its newline. Whether it
+is a record or garbage is decided by parsing it (`is_torn`): a last line that parses as a JSON
+object is a record that only lacks its newline, anything else is cut off.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.core.errors import InputError
+
+
+@dataclass(frozen=True)
+class Line:
+    number: int  # 1-based line number in the file
+    raw: bytes  # the line as read, newline included when it has one
+    offset: int  # byte offset of the line's start
+    last: bool  # no non-blank line follows
+
+    @property
+    def complete(self) -> bool:
+        return self.raw.endswith(b"\n")
+
+
+def read_lines(path: str | Path) -> Iterator[Line]:
+    """The non-blank lines of a file, streaming, each told whether it is the last one."""
+    pending: Line | None = None
+    offset = 0
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below; a generator keeps it open between lines
+    except PermissionError as exc:
+        raise InputError(f"cannot read ({exc.strerror.lower()})", where=str(path)) from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            start, offset = offset, offset + len(raw)
+            if not raw.strip():
+                continue
+            if pending is not None:
+                yield pending
+            pending = Line(number, raw, start, last=False)
+    if pending is not None:
+        yield Line(pending.number, pending.raw, pending.offset, last=True)
+
+
+def parse_line(raw: bytes, where: str) -> dict[str, Any] | None:
+    """One JSONL line as an object (None for a blank line); bad lines are one-line InputErrors."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"invalid UTF-8 at byte {exc.start} of the line", where=where) from None
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=where) from None
+    except RecursionError:
+        raise InputError("JSON nested too deeply", where=where) from None
+    if not isinstance(row, dict):
+        raise InputError(f"expected a JSON object, got {type(row).__name__}", where=where)
+    return row
+
+
+def try_parse(raw: bytes) -> dict[str, Any] | None:
+    """The line's object, or None when it is not one (no error: for torn-tail decisions)."""
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
+def is_torn(line: Line) -> bool:
+    """A last line a crash cut short: no newline and not a JSON object."""
+    return line.last and not line.complete and try_parse(line.raw) is None

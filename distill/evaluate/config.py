@@ -1,0 +1,60 @@
+"""Configuration of `distill eval`: which model, which benchmarks, the R1 protocol's sampling."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from distill.core.data import FieldMap
+from distill.core.r1_format import MATH_INSTRUCTION
+from teacher import backends
+
+# Known benchmark names -> (hub dataset, split, field mapping). Used when no such file exists.
+KNOWN_BENCHMARKS: dict[str, tuple[str, str, FieldMap]] = {
+    "aime24": ("HuggingFaceH4/aime_2024", "train", FieldMap(problem="problem", answer="answer", id="id")),
+    "amc23": ("math-ai/amc23", "test", FieldMap(problem="question", answer="answer", id="id")),
+    "math500": ("HuggingFaceH4/MATH-500", "test", FieldMap(problem="problem", answer="answer", id="unique_id")),
+}
+
+
+class EvalSettings(BaseModel):
+    """How models are sampled and graded (shared by `eval` and the quickstart's comparison)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(default=4, ge=1, description="Samples per problem (pass@1 is their mean correctness).")
+    temperature: float = Field(default=0.6, ge=0, description="Sampling temperature (R1 protocol: 0.6).")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling (R1 protocol: 0.95).")
+    max_tokens: int = Field(default=32768, ge=1, description="Most new tokens per sample (R1 protocol: 32768).")
+    backend: str = Field(default="vllm", description="vllm (local engine) or openai (an OpenAI-compatible endpoint).")
+    base_url: str | None = Field(default=None, description="Endpoint URL for the openai backend.")
+    instruction: str = Field(default=MATH_INSTRUCTION, description="Appended to every math problem on a new line (empty: none).")
+    limit: int | None = Field(default=None, ge=1, description="Only the first N problems of each benchmark.")
+    fields: FieldMap = Field(default_factory=FieldMap, description="Column names in benchmark files.")
+    seed: int = Field(default=0, description="Sampling seed.")
+    workers: int = Field(default=max(1, (os.cpu_count() or 2) - 1), ge=1, description="Answer-checking worker processes.")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds one answer check may take.")
+    delimiters: Literal["r1", "sky-t1"] = Field(default="r1", description="Reasoning/answer tags of the completions (r1: <think>...</think>).")
+    generate: dict[str, Any] = Field(default_factory=dict, description="Extra settings passed to the generate stage (engine options).")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        return backends.check_name(value)
+
+
+class EvalConfig(EvalSettings):
+    """One `distill eval` run (the `eval` section of a recipe)."""
+
+    model: str = Field(description="Model folder (vllm backend) or served model name (openai backend).")
+    benchmarks: list[str] = Field(min_length=1, description=f"Benchmark files with problem/answer, or names: {', '.join(KNOWN_BENCHMARKS)}.", json_schema_extra={"flags": ["--benchmark", "-b"]})
+    output_dir: Path | None = Field(default=None, description="Folder for per-problem results, samples, summary.json and eval_table.md (default: eval/<model name>).", json_schema_extra={"flags": ["-o"]})
+
+    @model_validator(mode="after")
+    def _default_output(self) -> EvalConfig:
+        if self.output_dir is None:
+            self.output_dir = Path("eval") / Path(self.model.rstrip("/")).name
+        return self

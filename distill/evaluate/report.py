@@ -1,0 +1,49 @@
+"""The eval stage's tables: Markdown for model cards and READMEs, rich for the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def markdown_table(summaries: list[dict[str, Any]]) -> str:
+    """The evaluation table for model cards and READMEs, from one or more summary.json documents."""
+    k = summaries[0]["k"]
+    several = len({s["model"] for s in summaries}) > 1
+    head = (["model"] if several else []) + ["benchmark", "problems", "pass@1", f"cons@{k}", f"pass@{k}", "mean tokens"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for summary in summaries:
+        kk = summary["k"]
+        for name, b in summary["benchmarks"].items():
+            cells = ([Path(summary["model"]).name] if several else []) + [
+                name,
+                str(b["problems"]),
+                f"{100 * b['pass@1']:.1f} ± {100 * b['pass@1_stderr']:.1f}",
+                f"{100 * b[f'cons@{kk}']:.1f}",
+                f"{100 * b[f'pass@{kk}']:.1f}",
+                f"{b['mean_tokens']:.0f}" if b.get("mean_tokens") is not None else "-",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    k = summary["k"]
+    table = Table(title=f"{summary['model']}: {k} samples/problem, T={summary['temperature']}, top_p={summary['top_p']}")
+    for column in ("benchmark", "problems", "pass@1", f"cons@{k}", f"pass@{k}", "no answer", "truncated", "mean tokens"):
+        table.add_column(column, justify="left" if column == "benchmark" else "right")
+    for name, b in summary["benchmarks"].items():
+        table.add_row(
+            name,
+            str(b["problems"]),
+            f"{100 * b['pass@1']:.1f} ± {100 * b['pass@1_stderr']:.1f}",
+            f"{100 * b[f'cons@{k}']:.1f}",
+            f"{100 * b[f'pass@{k}']:.1f}",
+            f"{100 * b['no_answer']:.1f}%",
+            f"{100 * b['truncated']:.1f}%",
+            f"{b['mean_tokens']:.0f}" if b.get("mean_tokens") is not None else "-",
+        )
+    Console(stderr=True).print(table)

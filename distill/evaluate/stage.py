@@ -1,0 +1,229 @@
+"""`distill eval`: score a model on reasoning benchmarks with the DeepSeek-R1 protocol.
+
+k samples per problem at temperature 0.6 / top_p 0.95 (greedy decoding makes long-CoT models
+loop, and one sample per problem is too noisy on 30-problem sets), graded by the same checker
+as the filter (`distill.core.verify.grade`), sampled by the same code as the teacher stage
+(`teacher.generate.run`, vLLM engine or an OpenAI-compatible endpoint, so the teacher can be
+evaluated too). Estimators are in `distill.evaluate.metrics`.
+
+Writes into OUTPUT_DIR: NAME.samples.jsonl (every sample with its verdict), NAME.jsonl (one
+row per problem), summary.json and eval_table.md (the table `distill publish` puts in the
+model card).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from distill.core.data import FieldMap, atomic_path, read_problems, read_records
+from distill.core.errors import InputError
+from distill.core.records import Problem, Trace, sample_id
+from distill.core.stage import Stage
+from distill.evaluate.config import KNOWN_BENCHMARKS, EvalConfig
+from distill.evaluate.report import markdown_table, print_summary
+from teacher import backends
+
+# ---------------------------------------------------------------------------- benchmarks
+
+
+def benchmark_name(spec: str) -> str:
+    path = Path(spec)
+    return path.stem if path.suffix else spec.removeprefix("hf:").rstrip("/").rsplit("/", 1)[-1]
+
+
+def load_benchmark(spec: str, fields: FieldMap, limit: int | None = None) -> list[Problem]:
+    """Problems of a benchmark file, or of a known benchmark's hub dataset (where the hub is reachable)."""
+    source, split = spec, "train"
+    if not Path(spec).exists() and spec in KNOWN_BENCHMARKS:
+        source, split, fields = KNOWN_BENCHMARKS[spec]
+        source = f"hf:{source}"
+    problems: list[Problem] = []
+    for problem in read_problems(source, fields, split=split):
+        if not problem.answer:
+            where = f"{spec} row {problem.source.get('row') if problem.source else '?'}"
+            raise InputError("no reference answer", where=where, field=fields.answer or "answer")
+        problems.append(problem)
+        if limit and len(problems) >= limit:
+            break
+    return problems
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+def score_problem(samples: list[Trace], k: int, delimiters: str = "r1") -> dict[str, Any]:
+    """One problem's row: its samples' answers and verdicts, pass@1, cons@k, pass@k."""
+    from distill.core.r1_format import DELIMITER_PRESETS
+    from distill.core.verify import extract_answer
+    from distill.evaluate.metrics import Sample, majority_vote, pass_at_1, pass_at_k
+
+    tags = DELIMITER_PRESETS[delimiters]
+    graded = [Sample(extract_answer(t.completion, tags), bool(t.verdicts and t.verdicts["correctness"].passed)) for t in samples]
+    vote = majority_vote(graded)
+    first = samples[0]
+    tokens = [t.completion_tokens for t in samples if t.completion_tokens is not None]
+    return {
+        "problem_id": first.problem_id,
+        "problem": first.problem,
+        "answer": first.answer,
+        "samples": len(samples),
+        "correct": sum(s.correct for s in graded),
+        "pass@1": pass_at_1(graded),
+        f"cons@{k}": float(vote.correct),
+        f"pass@{k}": pass_at_k(graded, min(k, len(graded))),
+        "vote": vote.answer,
+        "votes": vote.votes,
+        "answers": [s.answer for s in graded],
+        "truncated": sum(t.finish_reason == "length" for t in samples),
+        "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
+    }
+
+
+def summarise(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """Benchmark figures: means over problems (and the standard error of pass@1)."""
+    from distill.evaluate.metrics import mean
+
+    n = len(rows)
+    p1 = [r["pass@1"] for r in rows]
+    spread = (sum((x - mean(p1)) ** 2 for x in p1) / (n - 1)) ** 0.5 / n**0.5 if n > 1 else 0.0
+    samples = sum(r["samples"] for r in rows)
+    tokens = [r["mean_tokens"] for r in rows if r["mean_tokens"] is not None]
+    return {
+        "problems": n,
+        "samples": samples,
+        "pass@1": mean(p1),
+        "pass@1_stderr": spread,
+        f"cons@{k}": mean([r[f"cons@{k}"] for r in rows]),
+        f"pass@{k}": mean([r[f"pass@{k}"] for r in rows]),
+        "no_answer": sum(a is None for r in rows for a in r["answers"]) / samples if samples else 0.0,
+        "truncated": sum(r["truncated"] for r in rows) / samples if samples else 0.0,
+        "mean_tokens": mean(tokens) if tokens else None,
+    }
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
+    """Sample, grade, score; writes the result files and returns the summary.
+
+    keep_engine: leave the vLLM engine loaded afterwards (see `teacher.generate.run`).
+    """
+    from distill.core.data import write_records
+
+    benches = {benchmark_name(spec): load_benchmark(spec, config.fields, config.limit) for spec in config.benchmarks}
+    if len(benches) < len(config.benchmarks):
+        raise InputError("two benchmarks share a name; rename one file", field="benchmarks")
+    out = config.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+
+    # One generation run over all benchmarks: one engine load, one large batch. The raw
+    # samples file is named after the sampling settings and kept until the end: the generate
+    # stage appends and resumes, so an interrupted eval picks up where it stopped.
+    prompts = out / ".prompts.jsonl"
+    rows = [p.model_copy(update={"problem_id": f"{name}/{p.problem_id}"}) for name, problems in benches.items() for p in problems]
+    write_records(prompts, rows, model=Problem)
+    raw = out / f".samples-{_settings_hash(config)}.jsonl"
+    try:
+        _sample(config, prompts, raw, keep_engine)
+    finally:
+        prompts.unlink(missing_ok=True)
+    traces = list(read_records(raw, Trace))
+    summary = score_and_write(traces, list(benches), config)
+    raw.unlink(missing_ok=True)
+    print_summary(summary)
+    return summary
+
+
+def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -> dict[str, Any]:
+    """Grade samples whose problem ids are 'BENCHMARK/ID', write the result files, return the summary."""
+    from distill.core.data import write_records
+    from distill.core.verify import grade
+
+    graded: dict[str, list[Trace]] = {name: [] for name in names}
+    for trace, verdict in _progress(grade(traces, workers=config.workers, timeout=config.timeout, delimiters=config.delimiters), len(traces), "grading"):
+        name, problem_id = trace.problem_id.split("/", 1)
+        graded[name].append(trace.model_copy(update={"problem_id": problem_id, "id": sample_id(problem_id, trace.sample_index), "verdicts": {"correctness": verdict}}))
+
+    summary: dict[str, Any] = {
+        "model": config.model,
+        "backend": config.backend,
+        "k": config.k,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "max_tokens": config.max_tokens,
+        "seed": config.seed,
+        "benchmarks": {},
+    }
+    out = config.output_dir
+    for name, samples in graded.items():
+        by_problem: dict[str, list[Trace]] = {}
+        for trace in samples:
+            by_problem.setdefault(trace.problem_id, []).append(trace)
+        problem_rows = [score_problem(sorted(s, key=lambda t: t.sample_index), config.k, config.delimiters) for s in by_problem.values()]
+        write_records(out / f"{name}.samples.jsonl", samples)
+        with atomic_path(out / f"{name}.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in problem_rows), encoding="utf-8")
+        summary["benchmarks"][name] = summarise(problem_rows, config.k) | {"results": f"{name}.jsonl"}
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(out / "eval_table.md") as tmp:
+        tmp.write_text(markdown_table([summary]) + "\n", encoding="utf-8")
+    return summary
+
+
+def _sample(config: EvalConfig, prompts: Path, output: Path, keep_engine: bool = False) -> None:
+    """k samples per problem with the generate stage (vLLM engine or endpoint)."""
+    from teacher.config import GenerateConfig
+    from teacher.generate import run as generate
+
+    settings = {
+        "prompts": str(prompts),
+        "output": str(output),
+        "teacher": config.model,
+        "backend": config.backend,
+        "n": config.k,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "max_tokens": config.max_tokens,
+        "seed": config.seed,
+        "math_instruction": config.instruction or None,
+        "fields": {"problem": "problem", "answer": "answer", "id": "problem_id", "domain": "domain"},
+    }
+    if config.base_url:
+        settings["base_url"] = config.base_url
+    settings.update(config.generate)
+    generate(GenerateConfig.model_validate(settings), keep_engine=keep_engine)
+
+
+def _settings_hash(config: EvalConfig) -> str:
+    import hashlib
+
+    keys = ("model", "benchmarks", "k", "temperature", "top_p", "max_tokens", "backend", "base_url", "instruction", "limit", "seed", "generate")
+    text = json.dumps(config.model_dump(mode="json", include=set(keys)), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _progress(items, total: int, label: str):
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        for item in items:
+            yield item
+            progress.advance(task)
+
+
+def _named(field: str, value: str, config: EvalConfig) -> bool:
+    """A served model's name, or a known benchmark's (loaded from the hub when no such file exists)."""
+    return (field == "model" and backends.load(config.backend).remote) or (field == "benchmarks" and value in KNOWN_BENCHMARKS)
+
+
+STAGES = (
+    Stage(
+        name="eval", section="eval", default_run=True, config=EvalConfig, run=run, reads={"model": "model", "benchmarks": "heldout"},
+        writes={"output_dir": ""}, produces={"eval": ""}, operational=("workers",), remote=_named,
+    ),
+)

@@ -1,0 +1,40 @@
+"""The `correctness` rule: the shared checker (`distill.core.verify`), plus what to do with records
+that have nothing to check against (`no_reference`: reject, keep, or a majority vote among the
+problem's samples, tallied by the stage before judging: see `distill.filters.majority`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from distill.core.r1_format import DELIMITER_PRESETS, Parts
+from distill.core.records import Trace, Verdict
+from distill.core.verify import VerifyOptions, check
+from distill.filters.registry import RuleOptions, rule
+
+
+class CorrectnessOptions(VerifyOptions, RuleOptions):
+    no_reference: Literal["reject", "keep", "majority"] = Field(
+        default="reject",
+        description="Records without a reference answer or tests: reject, keep unchecked, or vote among the problem's samples.", json_schema_extra={"flags": ["--no-reference"]})
+    majority_min_votes: int = Field(
+        default=2, ge=1, description="no_reference=majority: votes the winning answer needs (a strict plurality is also required)."
+    )
+
+
+def has_reference(trace: Trace) -> bool:
+    return bool(trace.tests) or (trace.answer is not None and bool(str(trace.answer).strip()))
+
+
+@rule("correctness", CorrectnessOptions, order=70)
+def check_correctness(trace: Trace, parts: Parts, config) -> Verdict:
+    """Math: the final answer against the reference; code: the program against its tests."""
+    if not has_reference(trace):
+        if config.correctness.no_reference == "keep":
+            return Verdict(passed=True, reason="no reference answer (kept unchecked)")
+        if config.correctness.no_reference == "reject":
+            return Verdict(passed=False, reason="no reference answer or tests")
+        # The vote needs every sample of the problem: the stage tallies it first (see majority.py).
+        return Verdict(passed=False, reason="no reference answer (majority vote runs only in the filter stage)")
+    return check(trace, config.correctness, DELIMITER_PRESETS[config.delimiters])

@@ -1,0 +1,1 @@
+"""`distill run`: the orchestrator (plan, fingerprints, execution, logs) over the stage list."""

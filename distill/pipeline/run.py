@@ -1,0 +1,303 @@
+"""`distill run RECIPE.yaml`: the stages of one recipe, chained inside one run directory.
+
+Each stage writes into RUN_DIR/<stage>/ and records there, when it completes, `stage.json`: a
+fingerprint of its resolved configuration and of its inputs (the fingerprints of the stages
+that produced them, or size and mtime of external files), its summary and its timing. A
+re-run skips a stage whose fingerprint is unchanged; any change re-runs it and, through the
+chained fingerprints, every stage after it. `--from STAGE` redoes a stage and what follows,
+`--until STAGE` stops after one. A failed stage leaves earlier stages' outputs intact and the
+error says how to continue.
+
+The stages and their wiring are in `distill.pipeline.stages`; per-stage logs and the tables
+are in `distill.pipeline.log`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from distill.core.config import load_recipe as load_recipe_doc
+from distill.core.config import validate
+from distill.core.errors import InputError, StageError
+from distill.pipeline.stages import Context, default_stages, registry, sections, upstream, wire
+
+
+class RunSettings(BaseModel):
+    """The recipe's `run` section: which stages run, and settings of the run itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stages: list[str] = Field(default_factory=lambda: default_stages(), description="Stages to run, in order (default: generate, filter, train, publish, eval).")
+    output_dir: str | None = Field(default=None, description="Run directory when -o is not given (default: runs/<recipe name>).")
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads for in-process stages (tiny models run fastest on one)."
+    )
+
+
+class StageRecord(BaseModel):
+    """RUN_DIR/<stage>/stage.json: written when a stage completes (its absence means not complete)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    stage: str
+    status: str = Field(description="complete")
+    fingerprint: str = Field(description="Hash of the resolved configuration and of the inputs.")
+    seconds: float = 0.0
+    summary: dict[str, Any] = Field(default_factory=dict, description="What the stage's run function returned.")
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+@dataclass
+class Planned:
+    name: str
+    config: BaseModel
+    fingerprint: str
+    state: str  # "done" (complete and unchanged), "changed", "new", "stale" (an input stage re-runs), "redo" (--from)
+
+
+def load_recipe(recipe: str | os.PathLike, overrides: list[str] | None = None) -> tuple[dict[str, Any], RunSettings]:
+    """The recipe document with `--set section.key=value` overrides applied, and its run settings."""
+    doc = load_recipe_doc(recipe, sections())
+    for item in overrides or []:
+        _apply_override(doc, item)
+    settings = validate(RunSettings, dict(doc.get("run") or {}), where=str(recipe), yaml_path=recipe, prefix=("run",))
+    stages = registry()
+    for name in settings.stages:
+        if name not in stages:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(stages), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (stages are {', '.join(stages)})"
+            raise InputError(f"unknown stage '{name}'{hint}", where=str(recipe), field="run.stages")
+    if len(set(settings.stages)) != len(settings.stages):
+        raise InputError("a stage is listed twice", where=str(recipe), field="run.stages")
+    return doc, settings
+
+
+def _apply_override(doc: dict[str, Any], item: str) -> None:
+    import yaml
+
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) < 2 or not all(parts):
+        raise InputError(f"--set expects SECTION.KEY=VALUE, got '{item}'", field="--set")
+    target = doc
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise InputError(f"'{part}' is not a section", field=key)
+    target[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def stage_config(name: str, ctx: Context) -> BaseModel:
+    """The stage's configuration: its recipe section, with the run's paths wired in, validated."""
+    stage = registry()[name]
+    section = ctx.doc.get(stage.section) or {}
+    if not isinstance(section, dict):
+        raise InputError("must be a mapping of settings", where=str(ctx.recipe), field=stage.section)
+    values = wire(name, section, ctx)
+    where = str(ctx.recipe) if ctx.recipe else "recipe"
+    return validate(stage.config, values, where=where, yaml_path=ctx.recipe, prefix=(stage.section,))
+
+
+def fingerprint(name: str, config: BaseModel, ctx: Context, upstream: dict[str, str]) -> str:
+    """Hash of the resolved config, the upstream stages' fingerprints and external inputs' stats."""
+    # Operational settings (concurrency, retries, workers) do not change what a stage produces:
+    # changing them must not throw away hours of teacher samples.
+    stage = registry()[name]
+    data = config.model_dump(mode="json", exclude=set(stage.operational))
+    own = str(ctx.dir(name))
+    externals = {}
+    # Only the fields that name the stage's inputs: any other string (a column called "tests")
+    # may happen to name a folder in the working directory.
+    for value in _strings({field: data.get(field) for field in stage.reads}):
+        if value.startswith(str(ctx.run_dir)) or value.startswith(own):
+            continue
+        path = Path(value)
+        if path.exists():
+            externals[value] = _stat(path)
+    text = json.dumps({"stage": name, "config": data, "upstream": upstream, "inputs": externals}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _strings(data: Any):
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _strings(value)
+
+
+def _stat(path: Path) -> list[Any]:
+    # size + mtime, not a content hash: inputs can be tens of GB of traces.
+    if path.is_file():
+        stat = path.stat()
+        return [stat.st_size, stat.st_mtime_ns]
+    files = sorted(p for p in path.rglob("*") if p.is_file())[:10000]
+    return [[str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def read_state(stage_dir: Path) -> StageRecord | None:
+    """The stage's record, or None when it has none (or an unreadable one: the stage runs again)."""
+    try:
+        return StageRecord.model_validate_json((stage_dir / "stage.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, start: str | None = None,
+         until: str | None = None, overrides: list[str] | None = None) -> tuple[Context, list[Planned]]:
+    """Validate every stage's settings and decide which stages run; loads no model."""
+    doc, settings = load_recipe(recipe, overrides)
+    name = doc.get("name") or Path(recipe).stem
+    out = Path(run_dir or settings.output_dir or Path("runs") / str(name)).resolve()
+    ctx = Context(run_dir=out, stages=list(settings.stages), doc=doc, recipe=Path(recipe), settings=settings)
+    for flag, value in (("--from", start), ("--until", until)):
+        if value is not None and value not in ctx.stages:
+            raise InputError(f"'{value}' is not a stage of this recipe (stages: {', '.join(ctx.stages)})", field=flag)
+    planned: list[Planned] = []
+    fingerprints: dict[str, str] = {}
+    running: set[str] = set()
+    redo = False
+    for stage_name in ctx.stages:
+        config = stage_config(stage_name, ctx)
+        after = upstream(stage_name, ctx)
+        print_ = fingerprint(stage_name, config, ctx, {d: fingerprints[d] for d in after if d in fingerprints})
+        fingerprints[stage_name] = print_
+        redo = redo or stage_name == start
+        state = read_state(ctx.dir(stage_name))
+        if redo:
+            status = "redo"
+        elif state is None:
+            status = "new"
+        elif state.fingerprint == print_ and state.status == "complete":
+            # Complete and unchanged, unless a stage it reads from runs again now (outputs
+            # missing or removed): then its inputs are being rewritten under it.
+            status = "stale" if any(d in running for d in after) else "done"
+        else:
+            status = "changed"
+        if status != "done":
+            running.add(stage_name)
+        planned.append(Planned(stage_name, config, print_, status))
+        if stage_name == until:
+            break
+    return ctx, planned
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def execute(ctx: Context, planned: list[Planned], recipe_text: str | None = None, console: Any = None) -> dict[str, Any]:
+    """Run the planned stages that are not done; returns {stage: summary}."""
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    if recipe_text is not None:
+        (ctx.run_dir / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+    threads = _set_torch_threads(ctx.settings.torch_threads)
+    try:
+        results = _execute(ctx, planned, console)
+    finally:
+        _set_torch_threads(threads)
+    _write_json(ctx.run_dir / "run.json", {"stages": [p.name for p in planned], "results": results})
+    return results
+
+
+def _set_torch_threads(count: int | None) -> int | None:
+    """Set torch's CPU threads (None: leave them); returns the previous count."""
+    if not count:
+        return None
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    return previous
+
+
+def _execute(ctx: Context, planned: list[Planned], console: Any) -> dict[str, Any]:
+    from distill.pipeline.log import stage_log
+
+    results: dict[str, Any] = {}
+    for item in planned:
+        stage_dir = ctx.dir(item.name)
+        if item.state == "done":
+            record = read_state(stage_dir)
+            results[item.name] = {"skipped": True, **(record.summary if record else {})}
+            _say(console, f"[dim]{item.name}: up to date, skipped[/dim]")
+            continue
+        stage = registry()[item.name]
+        _prepare_dir(stage_dir, item, stage.resumable)
+        (stage_dir / "config.yaml").write_text(_dump(item.config), encoding="utf-8")
+        _say(console, f"[bold]== {item.name}[/bold] -> {stage_dir}")
+        started = time.time()
+        try:
+            with stage_log(stage_dir / "log.txt"):
+                summary = stage.run(item.config)
+        except InputError as exc:
+            raise InputError(f"stage '{item.name}' failed: {exc}. {_how_to_continue(ctx, item.name)}") from exc
+        except Exception as exc:  # a crash inside a stage: keep what earlier stages wrote
+            raise StageError(f"stage '{item.name}' failed: {type(exc).__name__}: {exc} "
+                             f"(log: {stage_dir / 'log.txt'}). {_how_to_continue(ctx, item.name)}") from exc
+        seconds = round(time.time() - started, 1)
+        summary = json.loads(json.dumps(summary or {}, default=str))
+        record = StageRecord(stage=item.name, status="complete", fingerprint=item.fingerprint, seconds=seconds, summary=summary)
+        _write_json(stage_dir / "stage.json", record.model_dump(mode="json"))
+        results[item.name] = {"seconds": seconds, **summary}
+    return results
+
+
+def _prepare_dir(stage_dir: Path, item: Planned, resumable: bool) -> None:
+    """A stage starts clean unless it can resume the same work it was interrupted in."""
+    started = stage_dir / "started.json"
+    same_work = False
+    if started.exists():
+        try:
+            same_work = json.loads(started.read_text(encoding="utf-8")).get("fingerprint") == item.fingerprint
+        except (OSError, json.JSONDecodeError):
+            same_work = False
+    if stage_dir.exists() and not (resumable and same_work and item.state == "new"):
+        if resumable and any(stage_dir.glob("*.jsonl")):
+            # Samples can cost real money (an R1 endpoint): set them aside, never delete them.
+            aside = stage_dir.with_name(f"{stage_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+            stage_dir.rename(aside)
+        else:
+            shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "stage.json").unlink(missing_ok=True)
+    _write_json(started, {"fingerprint": item.fingerprint, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def _how_to_continue(ctx: Context, name: str) -> str:
+    recipe = ctx.recipe or "RECIPE"
+    return (f"Earlier stages are kept; fix the cause and run `distill run {recipe} -o {ctx.run_dir}` "
+            f"to continue from '{name}'")
+
+
+def _dump(config: BaseModel) -> str:
+    from distill.core.config import dump
+
+    return dump(config)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from distill.core.data import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _say(console: Any, text: str) -> None:
+    if console is not None:
+        console.print(text)

@@ -1,0 +1,81 @@
+"""`train.json`: what a training run records for publish, the model card and people, as one typed
+model. Written by `students.train`, validated wherever it is read (`TrainManifest.read`).
+
+Run folders written by earlier versions still read: every field has a default, unknown keys
+are kept, and the quantization record is brought to one spelling (`distill.core.models`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from distill.core.errors import InputError
+from distill.core.models import quantization_record
+
+
+class TrainManifest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    student: str | None = Field(default=None, description="Student preset name.")
+    base_model: str | None = Field(default=None, description="Folder or hub id the student started from.")
+    model_id: str | None = Field(default=None, description="The preset's base on the hub (for the card).")
+    family: str | None = None
+    method: str = Field(default="full", description="full, lora or qlora.")
+    template: str | None = Field(default=None, description="Training chat template.")
+    eos_token: str | None = None
+    pad_token: str | None = None
+    stop_token_ids: list[int] = Field(default_factory=list, description="Ids generation stops at.")
+    quantization: dict[str, Any] | None = Field(default=None, description="QLoRA's 4-bit settings (None otherwise).")
+    lora: dict[str, Any] | None = None
+    config_overrides: dict[str, Any] = Field(default_factory=dict, description="Config changes publish must apply to the base (rope).")
+    max_length: int | None = None
+    lr: float | None = None
+    epochs: float | None = None
+    max_steps: int | None = None
+    batch_size: int | None = None
+    grad_accum: int | None = None
+    world_size: int = 1
+    bf16: bool | None = None
+    packing: bool | None = None
+    data: str | None = None
+    eval_data: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict, description="The resolved TrainConfig.")
+
+    @field_validator("quantization")
+    @classmethod
+    def _one_spelling(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return quantization_record(value) if value else None
+
+    @field_validator("config_overrides", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return value or {}
+
+    @classmethod
+    def read(cls, path: Path) -> TrainManifest:
+        """train.json at `path`, validated; InputError (file, line, field) when it is not one."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError("no train.json in the run directory", where=str(path.parent)) from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=f"{path}:{exc.lineno}") from None
+        if not isinstance(data, dict):
+            raise InputError("expected a JSON object", where=str(path))
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise InputError(error["msg"].lower(), where=str(path), field=".".join(map(str, error["loc"]))) from None
+
+    def write(self, path: Path) -> None:
+        from distill.core.data import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,0 +1,227 @@
+"""The OpenAI-compatible endpoint backend (`vllm serve`, SGLang, the DeepSeek API).
+
+One request per sample (several APIs ignore `n`), `concurrency` workers in flight, each
+request retried with exponential backoff and jitter on 429, 5xx, timeouts and dropped
+connections, honouring Retry-After. A request that still fails after `max_retries` stops the
+run (StageError): everything written so far stays, and a re-run resumes. The API key is read
+from the environment variable named in the config and only ever put in a request header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from distill.core.errors import InputError, StageError
+from teacher.config import GenerateConfig
+from teacher.progress import Job, Sink
+from teacher.prompts import messages_for, render, stitch
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+RETRY_AFTER_CEILING = 300.0  # a server asking for longer is treated as down
+_CONTEXT_HINTS = ("context length", "context_length", "maximum context", "too long", "max_model_len", "input tokens")
+
+
+class _Rejected(Exception):
+    """The endpoint refused this one prompt (it is skipped, the run goes on)."""
+
+
+def endpoint_root(base_url: str) -> str:
+    """The API root; a bare host gets '/v1', as every OpenAI-compatible server serves it there."""
+    url = base_url.rstrip("/")
+    return url + "/v1" if urlsplit(url).path in ("", "/") else url
+
+
+def backoff(attempt: int, config: GenerateConfig, retry_after: float | None) -> float:
+    """Exponential backoff with jitter; a server's Retry-After is a floor."""
+    delay = min(config.retry_max_delay, config.retry_base_delay * 2**attempt) * random.uniform(0.5, 1.0)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, RETRY_AFTER_CEILING))
+    return delay
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+remote = True  # the teacher is a served model's name
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def prepare(config: GenerateConfig) -> None:
+    """Load what the run needs before anything is shown or written (bad names fail here)."""
+    if config.api == "completions":
+        _local_tokenizer(config)
+
+
+def check(config: GenerateConfig) -> None:
+    if not config.base_url:
+        raise InputError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1)", field="base_url")
+
+
+def release() -> None:
+    """Nothing is held between runs (connections close with each run)."""
+
+
+def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
+    asyncio.run(_generate(config, jobs, sink))
+
+
+async def _generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
+    import httpx
+
+    key = os.environ.get(config.api_key_env)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    tokenizer = _local_tokenizer(config) if config.api == "completions" else None
+    timeout = httpx.Timeout(config.request_timeout, connect=min(30.0, config.request_timeout))
+    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+    async with httpx.AsyncClient(base_url=endpoint_root(config.base_url), headers=headers, timeout=timeout, limits=limits) as client:
+        await _preflight(client, config, sink)
+        queue: asyncio.Queue = asyncio.Queue()
+        for job in jobs:
+            for index in job.indices:
+                queue.put_nowait((job, index))
+        workers = [asyncio.create_task(_worker(client, queue, config, sink, tokenizer)) for _ in range(min(config.concurrency, queue.qsize()))]
+        try:
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # re-raise the first failure
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def _worker(client, queue: asyncio.Queue, config: GenerateConfig, sink: Sink, tokenizer: Any) -> None:
+    while True:
+        try:
+            job, index = queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return
+        try:
+            data = await _request(client, _body(job, index, config, tokenizer), config, sink)
+        except _Rejected as exc:
+            sink.failed()
+            sink.skip(job.problem, str(exc), 1)
+            continue
+        choice = (data.get("choices") or [{}])[0]
+        finish = choice.get("finish_reason")
+        message = choice.get("message") if config.api == "chat" else choice
+        completion = stitch(message or {}, config.think_prefill)
+        tokens = (data.get("usage") or {}).get("completion_tokens")
+        sink.emit(job.problem, index, completion, finish, tokens)
+
+
+def _body(job: Job, index: int, config: GenerateConfig, tokenizer: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": config.teacher,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "max_tokens": config.max_tokens,
+    }
+    if config.api == "chat":
+        body["messages"] = messages_for(job.problem, config)
+    else:
+        body["prompt"] = render(job.problem, config, tokenizer)
+    if config.request_seed and config.seed is not None:
+        body["seed"] = config.seed + index
+    body.update(config.extra_body)
+    return body
+
+
+async def _request(client, body: dict[str, Any], config: GenerateConfig, sink: Sink) -> dict[str, Any]:
+    import httpx
+
+    path = "/chat/completions" if config.api == "chat" else "/completions"
+    for attempt in range(config.max_retries + 1):
+        retry_after = None
+        try:
+            response = await client.post(path, json=body)
+            if response.status_code == 200:
+                data = response.json()
+                if data.get("choices"):
+                    return data
+                problem = "200 without choices"
+            elif response.status_code in RETRY_STATUS:
+                problem = f"HTTP {response.status_code}"
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+            else:
+                _raise_for(response)
+        except (httpx.TimeoutException, httpx.TransportError, ValueError) as exc:
+            # ValueError: a body cut short by a dropped connection is not JSON.
+            problem = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        if attempt == config.max_retries:
+            break
+        sink.retried()
+        await asyncio.sleep(backoff(attempt, config, retry_after))
+    raise StageError(f"{endpoint_root(config.base_url)}{path} still failing after {config.max_retries} retries ({problem}); what was done is saved, re-run to resume")
+
+
+def _raise_for(response) -> None:
+    """4xx that retrying cannot fix: this prompt is skipped, or the run stops if no request can work."""
+    code = response.status_code
+    try:
+        detail = response.json()
+        detail = detail.get("error", detail) if isinstance(detail, dict) else detail
+        detail = detail.get("message", detail) if isinstance(detail, dict) else detail
+    except ValueError:
+        detail = response.text
+    detail = " ".join(str(detail).split())[:200]
+    if code in (401, 403):
+        raise StageError(f"the endpoint refused the API key (HTTP {code}); is it set in the environment variable named by api_key_env?")
+    if code == 404:
+        raise StageError(f"not found (HTTP 404: {detail}); check --base-url and the model name --teacher")
+    if code in (400, 413, 422) and any(hint in detail.lower() for hint in _CONTEXT_HINTS):
+        raise _Rejected("prompt longer than the context (endpoint)")
+    if code in (400, 422):
+        raise StageError(f"the endpoint rejected the request (HTTP {code}: {detail})")
+    raise _Rejected(f"endpoint answered HTTP {code}")
+
+
+async def _preflight(client, config: GenerateConfig, sink: Sink) -> None:
+    """Fail fast, with a clear message, when the server cannot be reached at all."""
+    import httpx
+
+    for attempt in range(config.max_retries + 1):
+        try:
+            response = await client.get("/models", timeout=min(30.0, config.request_timeout))
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            problem = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        else:
+            if response.status_code in (401, 403):
+                _raise_for(response)
+            if response.status_code not in RETRY_STATUS:
+                return  # reachable (a server without /models answers 404, which is fine here)
+            problem = f"HTTP {response.status_code}"
+        if attempt < config.max_retries:
+            sink.retried()
+            await asyncio.sleep(backoff(attempt, config, None))
+    raise StageError(f"cannot reach {endpoint_root(config.base_url)} after {config.max_retries} retries ({problem})")
+
+
+def _local_tokenizer(config: GenerateConfig):
+    from transformers import AutoTokenizer
+
+    name = config.tokenizer or config.teacher
+    if name in _TOKENIZERS:
+        return _TOKENIZERS[name]
+    try:
+        _TOKENIZERS[name] = AutoTokenizer.from_pretrained(name, trust_remote_code=config.trust_remote_code)
+        return _TOKENIZERS[name]
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--api completions renders prompts here and cannot load tokenizer '{name}' ({type(exc).__name__}); set --tokenizer", field="tokenizer") from None

@@ -1,0 +1,159 @@
+"""The in-process vLLM engine backend.
+
+Requests go straight to the engine (`LLM.llm_engine.add_request` / `step`), a few thousand
+prompts ahead of the results, so the scheduler always has a full batch, and each prompt's
+samples are written the moment they finish instead of when a whole `generate` call returns.
+`run(config, keep_engine=True)` keeps the engine for the next run with the same engine options
+(the evaluator samples several benchmarks in a row; it calls `release()` when done).
+By default it is shut down after the run, so a training stage in the same process gets the GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+from typing import Any
+
+from distill.core.r1_format import restore_prefill
+from teacher.config import GenerateConfig
+from teacher.progress import Job, Sink
+from teacher.prompts import render
+
+remote = False  # the teacher is a local path or a hub id the engine loads
+_ENGINES: dict[str, Any] = {}
+# Prompts rendered and added between two engine steps: the first step starts after a few
+# milliseconds of tokenizing instead of after the whole shard, and the backlog still grows
+# far past what the scheduler can run at once.
+_PROMPTS_PER_STEP = 64
+
+ENGINE_FIELDS = (
+    "tokenizer", "tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend", "max_model_len",
+    "gpu_memory_utilization", "kv_cache_memory_bytes", "dtype", "quantization", "enable_prefix_caching",
+    "enforce_eager", "max_num_seqs", "trust_remote_code", "seed",
+)
+
+
+def engine_options(config: GenerateConfig) -> dict[str, Any]:
+    """vllm.LLM keyword arguments: the options that were set, then engine_kwargs on top."""
+    options = {name: getattr(config, name) for name in ENGINE_FIELDS if getattr(config, name) is not None}
+    options["seed"] = config.seed if config.seed is not None else 0
+    options.update(config.engine_kwargs)
+    return options
+
+
+def load_engine(config: GenerateConfig):
+    """The vllm.LLM for this teacher and these engine options (cached for the process)."""
+    options = engine_options(config)
+    key = json.dumps([config.teacher, options, config.reproducible], sort_keys=True, default=str)
+    if key not in _ENGINES:
+        import vllm
+
+        release()  # one engine at a time: two would compete for the same GPU memory
+        with _engine_core_in_process(config.reproducible):
+            _ENGINES[key] = vllm.LLM(config.teacher, **options)
+    return _ENGINES[key]
+
+
+@contextlib.contextmanager
+def _engine_core_in_process(enabled: bool):
+    """With a separate engine-core process, which requests share a batch depends on timing, and
+    the seeded sampler's draws with it; in-process scheduling is deterministic. vLLM reads the
+    switch when the engine is built, so it is restored right after."""
+    if not enabled:
+        yield
+        return
+    saved = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = saved
+
+
+def release() -> None:
+    """Shut cached engines down: their processes exit and give their (GPU) memory back."""
+    import gc
+
+    for llm in _ENGINES.values():
+        client = getattr(llm.llm_engine, "engine_core", None)
+        with contextlib.suppress(Exception):  # already gone: nothing to free
+            client.shutdown()
+    _ENGINES.clear()
+    gc.collect()
+
+
+def check(config: GenerateConfig) -> None:
+    """Nothing to check before loading: vLLM validates its own options when the engine starts."""
+
+
+def prepare(config: GenerateConfig) -> None:
+    load_engine(config)
+
+
+def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.sampling_params import RequestOutputKind
+
+    llm = load_engine(config)
+    engine = llm.llm_engine
+    tokenizer = llm.get_tokenizer()
+    context = llm.model_config.max_model_len
+    params_cache: dict[tuple[int, int], Any] = {}
+    pending: dict[str, Job] = {}
+    queue = iter(jobs)
+    ids = itertools.count()
+
+    def params_for(n: int, max_tokens: int):
+        key = (n, max_tokens)
+        if key not in params_cache:
+            params_cache[key] = SamplingParams(
+                n=n, temperature=config.temperature, top_p=config.top_p, max_tokens=max_tokens,
+                output_kind=RequestOutputKind.FINAL_ONLY,  # one output per request, when all its samples are done
+            )
+        return params_cache[key]
+
+    def top_up(limit: int) -> None:
+        added = 0
+        for job in queue:
+            prompt_ids = tokenizer.encode(render(job.problem, config, tokenizer), add_special_tokens=False)
+            room = context - len(prompt_ids)
+            if room <= 0:
+                sink.skip(job.problem, f"prompt longer than the context ({context} tokens)", len(job.indices))
+                continue
+            request_id = str(next(ids))
+            try:
+                # Past the context, vLLM would refuse the request: cap max_tokens at the room left.
+                engine.add_request(request_id, TokensPrompt(prompt_token_ids=prompt_ids), params_for(len(job.indices), min(config.max_tokens, room)))
+            except ValueError as exc:  # vLLM's validation errors: this prompt only
+                sink.skip(job.problem, f"rejected by vLLM: {str(exc).splitlines()[0][:120]}", len(job.indices))
+                continue
+            pending[request_id] = job
+            added += 1
+            if len(pending) >= config.max_pending or added >= limit:
+                return
+
+    try:
+        top_up(_PROMPTS_PER_STEP)
+        while pending:
+            for output in engine.step():
+                job = pending.pop(output.request_id, None) if output.finished else None
+                if job is None:
+                    continue
+                sink.emit_many(
+                    job.problem,
+                    [
+                        (job.indices[choice.index], restore_prefill(choice.text, config.think_prefill), choice.finish_reason, len(choice.token_ids))
+                        for choice in output.outputs
+                    ],
+                )
+            if len(pending) < config.max_pending:
+                top_up(_PROMPTS_PER_STEP)
+    finally:
+        if pending:  # interrupted: the cached engine must not carry these into the next run
+            engine.abort_request(list(pending))

@@ -1,0 +1,117 @@
+"""Hostile programs in the real sandbox: each must be contained, and the host must be untouched."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from distill.core.sandbox import Limits, isolation, run_python, run_tests
+
+FAST = Limits(wall_s=3, cpu_s=2, memory_mb=256)
+
+
+def test_runs_a_program_with_stdin():
+    result = run_python("print(sum(map(int, input().split())))", "2 40")
+    assert result.returncode == 0 and result.stdout.strip() == "42"
+
+
+def test_environment_is_empty_and_cwd_is_fresh():
+    result = run_python("import os; print(sorted(os.environ)); print(sorted(os.listdir('.')))")
+    names, files = result.stdout.splitlines()
+    # only what the launcher sets (library path) and Python's own locale coercion
+    assert set(eval(names)) <= {"LD_LIBRARY_PATH", "LC_CTYPE"}
+    assert eval(files) == ["main.py"]
+
+
+def test_infinite_loop_is_killed():
+    start = time.monotonic()
+    result = run_python("while True: pass", limits=FAST)
+    assert result.returncode != 0 and time.monotonic() - start < 6
+
+
+def test_sleeping_program_hits_wall_timeout():
+    start = time.monotonic()
+    result = run_python("import time; time.sleep(60)", limits=Limits(wall_s=1))
+    assert result.timed_out and time.monotonic() - start < 4
+
+
+def test_memory_hog_is_stopped():
+    result = run_python("x = bytearray(2 * 1024**3); print('allocated')", limits=FAST)
+    assert result.returncode != 0 and "allocated" not in result.stdout
+
+
+def test_fork_bomb_is_contained_and_cleaned_up():
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    start = time.monotonic()
+    result = run_python(bomb, limits=Limits(wall_s=2, cpu_s=2))
+    assert result.returncode != 0 and time.monotonic() - start < 10
+    time.sleep(0.5)
+    leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _uid(p) == 65534]
+    if isolation()["uid"] is not None:
+        assert leftovers == []
+
+
+def _uid(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("Uid:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def test_daemonised_child_dies_with_the_sandbox(tmp_path):
+    code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(30)\n    print('escaped')\nprint('parent done')\n"
+    result = run_python(code, limits=FAST)
+    assert "parent done" in result.stdout
+    if "pid" in isolation()["namespaces"]:
+        time.sleep(0.3)
+        assert [p for p in os.listdir("/proc") if p.isdigit() and _uid(p) == 65534] == []
+
+
+def test_network_is_unreachable():
+    code = "import socket\ns = socket.create_connection(('1.1.1.1', 80), timeout=2)\nprint('connected')"
+    result = run_python(code, limits=FAST)
+    assert "connected" not in result.stdout and result.returncode != 0
+
+
+def test_cannot_write_outside_its_directory(tmp_path):
+    target = tmp_path / "escape.txt"
+    os.chmod(tmp_path, 0o777)  # even a world-writable directory outside stays untouched
+    code = f"open({str(target)!r}, 'w').write('x')\nopen('/tmp/escape-{os.getpid()}', 'w').write('x')\nprint('wrote')"
+    result = run_python(code, limits=FAST)
+    assert not target.exists() and not os.path.exists(f"/tmp/escape-{os.getpid()}")
+    if isolation()["mounts"]:
+        assert "wrote" not in result.stdout
+
+
+def test_cannot_delete_files(tmp_path):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    code = f"import os, shutil\nos.remove({str(victim)!r})\nshutil.rmtree({str(tmp_path)!r})"
+    run_python(code, limits=FAST)
+    assert victim.read_text() == "keep me"
+
+
+def test_output_is_capped():
+    result = run_python("import sys\nwhile True: sys.stdout.write('x' * 65536)", limits=Limits(wall_s=5, file_mb=1))
+    assert result.returncode != 0 and len(result.stdout) <= 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "program, passed, reason",
+    [
+        ("a, b = map(int, input().split())\nprint(a + b)", True, "passed 2/2"),
+        ("a, b = map(int, input().split())\nprint(a * b)", False, "test 1/2: expected '3', got '2'"),
+    ],
+)
+def test_stdin_stdout_cases(program, passed, reason):
+    outcome = run_tests(program, [{"input": "1 2", "output": "3\n"}, {"input": "5 5", "output": "10   \n\n"}])
+    assert outcome.passed is passed and reason in outcome.reason
+
+
+def test_assert_style_tests():
+    assert run_tests("def inc(x):\n    return x + 1", "assert inc(1) == 2").passed
+    failed = run_tests("def inc(x):\n    return x", "assert inc(1) == 2")
+    assert not failed.passed and "AssertionError" in failed.reason

@@ -1,0 +1,99 @@
+"""The architecture's rules, checked on the code itself: the foundation imports no stage, every
+stage and backend implements its interface, and adding a rule or a setting needs no other edit."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from distill.core.flags import flags_for
+from distill.core.stage import Stage
+from distill.filters.config import FilterConfig
+from distill.filters.registry import RULES, default_rules, ordered
+from distill.pipeline.stages import STAGE_MODULES, registry, sections
+
+ROOT = Path(__file__).resolve().parents[3]
+STAGE_PACKAGES = ("distill.filters", "distill.evaluate", "distill.pipeline", "distill.quickstart", "teacher", "students", "cli")
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_foundation_imports_no_stage():
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "distill" / "core").rglob("*.py"))
+        for name in _imports(path)
+        if name.startswith(STAGE_PACKAGES)
+    ]
+    assert offenders == []
+
+
+def test_every_stage_module_declares_stages_and_the_orchestrator_names_none():
+    stages = registry()
+    assert {"generate", "filter", "train", "publish", "eval", "teacher", "train-unfiltered", "compare"} <= set(stages)
+    for stage in stages.values():
+        assert isinstance(stage, Stage) and callable(stage.run)
+        fields = set(stage.config.model_fields)
+        for group in (stage.reads, stage.writes, stage.in_run):
+            assert set(group) <= fields, (stage.name, set(group) - fields)
+        assert set(stage.operational) <= fields, stage.name
+    # Every artifact a stage reads is produced by some stage (or is the run's own recipe copy).
+    produced = {artifact for stage in stages.values() for artifact in stage.produces} | {"recipe"}
+    wanted = {artifact for stage in stages.values() for artifact in stage.reads.values() if artifact}
+    assert wanted <= produced, wanted - produced
+    # The orchestrator's modules mention no stage by name (the registry module lists modules only).
+    for name in ("run.py", "log.py", "stages.py"):
+        text = (ROOT / "distill" / "pipeline" / name).read_text()
+        for stage in ("'generate'", '"generate"', '"train"', '"publish"', '"quickstart"', '"teacher"', '"compare"'):
+            assert stage not in text, (name, stage)
+    assert "quickstart" in sections() and "compare" in sections() and len(STAGE_MODULES) >= 6
+
+
+def test_every_backend_implements_the_protocol():
+    from teacher import backends
+
+    assert {"vllm", "openai"} <= set(backends.names())
+    for name in backends.names():
+        module = backends.load(name)
+        assert isinstance(module, backends.Backend) and isinstance(module.remote, bool)
+
+
+def test_every_rule_has_its_section_and_flags():
+    names = [rule.name for rule in ordered()]
+    assert names == list(RULES) or set(names) == set(RULES)
+    assert default_rules() == ["format", "length", "decontaminate", "repetition", "readability", "language", "correctness", "dedup"]
+    flags = {decl for flag in flags_for(FilterConfig, ["input"]) for decl in flag.decls}
+    for rule in ordered():
+        assert rule.name in FilterConfig.model_fields
+        for option in rule.options.model_fields:
+            canonical = f"--{rule.name}-{option}".replace("_", "-")
+            assert canonical in flags or f"{canonical}/--no-{canonical[2:]}" in flags, canonical
+
+
+def test_flags_follow_recipe_keys_and_keep_old_spellings():
+    from students.config import TrainConfig
+    from teacher.config import GenerateConfig
+
+    train = {decl: flag for flag in flags_for(TrainConfig) for decl in flag.decls}
+    assert train["--learning-rate"].path == train["--lr"].path == ("learning_rate",)
+    assert train["--lora"].kind == "switch" and train["--lora"].value == "lora" and train["--qlora"].value == "qlora"
+    assert "--packing/--no-packing" in train and "--gradient-checkpointing/--no-gradient-checkpointing" in train
+    generate = {decl: flag for flag in flags_for(GenerateConfig, ["prompts"]) for decl in flag.decls}
+    assert generate["--field-problem"].path == generate["--fields-problem"].path == ("fields", "problem")
+    assert generate["--tp"].path == ("tensor_parallel_size",) and generate["-o"].path == ("output",)
+    # Every field of every stage config has exactly one flag (no two settings share a spelling).
+    for stage in registry().values():
+        decls = [decl for flag in flags_for(stage.config) for decl in flag.decls]
+        assert len(decls) == len(set(decls)), stage.name
+
+
+def test_cli_is_wiring_only():
+    assert len((ROOT / "cli.py").read_text().splitlines()) <= 250

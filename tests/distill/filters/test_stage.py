@@ -1,0 +1,123 @@
+"""The filter's worker layout: chunks, a hung verification inside a chunk, byte-identical output,
+the majority vote for records without a reference, and the one-line error format."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from distill.core.data import read_records, write_records
+from distill.core.records import Trace
+from distill.core.verify import VerifyOptions
+from distill.filters.config import FilterConfig
+from distill.filters.majority import vote
+from distill.filters.stage import run
+
+ROOT = Path(__file__).resolve().parents[3]
+REASONING = "Let me add seven and seven carefully, then check the sum once more to be sure it is right."
+
+
+def make(answer_text: str, index: int, problem_id: str = "p1", answer: str | None = "14") -> Trace:
+    completion = f"<think>\n{REASONING}\n</think>\n\nSo \\boxed{{{answer_text}}}."
+    return Trace(problem_id=problem_id, id=f"{problem_id}#{index}", sample_index=index, problem="What is 7 plus 7?",
+                 answer=answer, completion=completion)
+
+
+def filter_file(tmp_path: Path, traces: list[Trace], **options) -> tuple[dict, list[Trace], list[Trace]]:
+    source = tmp_path / "in.jsonl"
+    write_records(source, traces)
+    config = FilterConfig(input=str(source), output=str(tmp_path / "kept.jsonl"), rejected=str(tmp_path / "rej.jsonl"), **options)
+    report = run(config)
+    read = lambda path: list(read_records(path)) if Path(path).stat().st_size else []  # noqa: E731
+    return report, read(config.output), read(config.rejected)
+
+
+def test_a_killed_verification_costs_one_record_not_its_chunk(tmp_path):
+    # A 1 ms hard deadline kills every verification that reaches math-verify (exact matches
+    # such as "14" never do): two kills inside one chunk, and every record is still judged.
+    traces = [make(text, 0, problem_id=f"p{i}") for i, text in enumerate(["14", "\\frac{28}{2}", "14", "13", "14"])]
+    start = time.monotonic()
+    report, kept, rejected = filter_file(tmp_path, traces, rules=["format", "correctness"], correctness={"timeout": 0.001})
+    assert time.monotonic() - start < 60
+    assert [t.id for t in kept] == ["p0#0", "p2#0", "p4#0"]  # the records after each killed one were judged
+    assert [t.reason for t in rejected] == ["verifier timed out (killed after 0.001s)"] * 2
+    assert [t.verdicts["format"].passed for t in rejected] == [True, True]  # the other rules still ran
+    assert report["rejected_by"]["correctness"] == 2
+
+
+def test_output_is_what_the_record_writer_writes_whatever_the_worker_count(tmp_path):
+    traces = [make(str(12 + i % 4), i, problem_id=f"p{i % 7}") for i in range(60)]
+    traces += [traces[2].model_copy(update={"id": "p2#99", "sample_index": 99})]  # one more duplicate
+    outputs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        report, kept, rejected = filter_file(out, traces, workers=workers)
+        assert report["kept"] == 7 and report["rejected_by"]["dedup"] == 9
+        outputs.append(((out / "kept.jsonl").read_bytes(), (out / "rej.jsonl").read_bytes()))
+        # the parent splices the workers' JSON: it must be exactly what RecordWriter writes
+        write_records(out / "again.jsonl", kept)
+        assert (out / "again.jsonl").read_bytes() == (out / "kept.jsonl").read_bytes()
+        write_records(out / "again.jsonl", rejected)
+        assert (out / "again.jsonl").read_bytes() == (out / "rej.jsonl").read_bytes()
+    assert outputs[0] == outputs[1]
+
+
+def test_parquet_output(tmp_path):
+    report, kept, rejected = filter_file(tmp_path, [make("14", 0), make("13", 1)], rules=["correctness"])
+    config = FilterConfig(input=str(tmp_path / "in.jsonl"), output=str(tmp_path / "kept.parquet"), rules=["correctness"])
+    run(config)
+    (again,) = read_records(config.output)
+    assert again == kept[0] and again.messages[1]["content"].startswith("<think>\n")
+
+
+def test_vote_rules():
+    options = VerifyOptions()
+    result = vote(["14", "\\frac{28}{2}", None, "13", "14.0"], options)
+    assert result["answer"] == "14" and result["votes"] == 3 and result["voters"] == 4 and result["samples"] == 5
+    tie = vote(["12", "13", "13", "12"], options)
+    assert tie["answer"] is None and tie["reason"] == "tie between 12 and 13, 2 votes each"
+    assert vote(["12"], options)["answer"] is None  # one sample agreeing with itself is no evidence
+    assert vote(["12"], options, min_votes=1)["answer"] == "12"
+    assert vote([None, None], options)["reason"] == "no sample gave a final answer"
+
+
+def test_majority_vote_for_records_without_a_reference(tmp_path):
+    # samples of a problem are spread over the file; p3 has a reference and is checked against it
+    rows = [("p1", "14"), ("p2", "12"), ("p1", "\\frac{28}{2}"), ("p3", "14"), ("p2", "13"), ("p1", "13"), ("p1", "14"), ("p4", "5")]
+    traces = [make(text, i, problem_id=pid, answer="14" if pid == "p3" else None) for i, (pid, text) in enumerate(rows)]
+    outputs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        _, kept, rejected = filter_file(out, traces, rules=["format", "correctness"], workers=workers,
+                                        correctness={"no_reference": "majority"})
+        outputs.append((out / "kept.jsonl").read_bytes() + (out / "rej.jsonl").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert [t.id for t in kept] == ["p1#0", "p1#2", "p3#3", "p1#6"]
+    assert kept[1].verdicts["correctness"].reason == "answer \\frac{28}{2} = majority answer 14 (3 of 4 samples)"
+    reasons = {t.id: t.reason for t in rejected}
+    assert reasons["p1#5"] == "answer 13 != majority answer 14 (3 of 4 samples)"
+    assert reasons["p2#1"] == reasons["p2#4"] == "no majority answer (tie between 12 and 13, 1 vote each)"
+    assert reasons["p4#7"] == "no majority answer (5 has 1 vote(s) < 2)"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_error_lines_have_no_stray_quotes(tmp_path):
+    source = tmp_path / "in.jsonl"
+    write_records(source, [make("14", 0)])
+    bad_option = cli("filter", str(source), "-o", str(tmp_path / "k.jsonl"), "--length-unit", "lines")
+    assert bad_option.returncode == 2
+    assert bad_option.stderr == "error: command line: field 'length.unit': input should be 'tokens' or 'chars'\n"
+    # a rule's own bad-input error is located once, by file and line
+    no_tokens = cli("filter", str(source), "-o", str(tmp_path / "k.jsonl"), "--rules", "length", "--max-length", "5")
+    assert no_tokens.returncode == 2
+    assert no_tokens.stderr.endswith(f"error: {source}:1: field 'completion_tokens': missing: needed to measure length in "
+                                     "tokens (give length.tokenizer or unit=chars)\n")
+    assert json.loads(source.read_text())["id"] == "p1#0" and not (tmp_path / "k.jsonl").exists()
