@@ -78,17 +78,17 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
     check(config)
     problems, duplicates = load_problems(config)  # bad input fails here, before OUT is touched
     existing = scan_output(config.output)
-    backend = backends.load(config.backend)
-    if not backend.remote:  # a local engine loads the teacher by path or hub id: fail fast, in one line
-        check_model(config.teacher, "teacher")
-        if config.tokenizer:
-            check_model(config.tokenizer, "tokenizer")
     done = existing.done
     if existing.teacher and existing.teacher.get("model") != config.teacher:
         raise InputError(
             f"holds samples of teacher '{existing.teacher.get('model')}', not '{config.teacher}'; write to a new file",
             where=str(config.output),
         )
+    backend = backends.load(config.backend)
+    if not backend.remote:  # a local engine loads the teacher by path or hub id: fail fast, in one line
+        check_model(config.teacher, "teacher")
+        if config.tokenizer:
+            check_model(config.tokenizer, "tokenizer")
     jobs = plan(problems, config.n, done)
     wanted = len(problems) * config.n
     summary: dict[str, Any] = {
