@@ -68,3 +68,14 @@ def test_publish_a_run_without_a_model(tmp_path, distill_cli):
     (tmp_path / "run").mkdir()
     code, _, err = distill_cli("publish", tmp_path / "run", "-o", tmp_path / "out")
     assert code == 2 and "not a finished training run (no final/ folder)" in err and not (tmp_path / "out").exists()
+
+
+def test_duplicate_ids_in_training_data_name_both_lines(tmp_path):
+    from distill.core.errors import InputError
+    from students.dataset import load_conversations
+
+    row = {"id": "p1#0", "problem_id": "p1", "sample_index": 0, "problem": "q", "completion": "<think>\nx\n</think>\n\ny"}
+    path = tmp_path / "kept.jsonl"
+    path.write_text("".join(json.dumps(dict(row, id=i)) + "\n" for i in ("p0#0", "p1#0", "p1#0")))
+    with pytest.raises(InputError, match=r"kept\.jsonl:3: field 'id': duplicate id 'p1#0' \(also at .*kept\.jsonl:2\)"):
+        load_conversations(path)
