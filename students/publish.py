@@ -26,11 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from distill.core.errors import InputError, StageError
 from distill.core.models import NF4, load_causal_lm
+from distill.core.paths import Out, check_io, named_paths, temporary
+from distill.core.secrets import known_values, redact
 from distill.core.stage import Stage
 from students.inference import INFERENCE_TEMPLATES, generation_config, template_format
 from students.manifest import TrainManifest
-
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY")
 
 
 class PublishConfig(BaseModel):
@@ -127,24 +127,30 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
     from students.model_card import plot_loss, render_card
 
     console = Console(stderr=True)
-    info, final, is_adapter = read_run(config.run_dir)
     output = config.output
+    check_io([Out(output, "output", kind="dir", replace=not config.card_only)], named_paths(config, skip=("output",)))
+    info, final, is_adapter = read_run(config.run_dir)
+    if info.base_model and is_adapter:  # merging reads the base: it must not be inside what is replaced
+        check_io([Out(output, "output", kind="dir", replace=not config.card_only)], named_paths([str(info.base_model)]))
     if config.card_only:
         kind, fmt = _refresh_card(config, info, is_adapter, _card_inputs(config))
         return _finish(config, kind, fmt, api)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not config.overwrite:
-        raise InputError("output exists and is not empty (use --overwrite to replace it)", where=str(output))
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        if not config.overwrite:
+            raise InputError("output exists and is not empty (use --overwrite to replace it)", where=str(output))
+        if not _is_published(output):  # --overwrite replaces a model folder, never anything else
+            raise InputError("holds files that are not a published model (no config.json or adapter_config.json); "
+                             "publish replaces only model folders", where=str(output), field="output")
     card_inputs = _card_inputs(config)  # read (and validate) everything before the slow part
 
-    staging = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = temporary(output)  # `.NAME.tmp-PID`; an interrupted run's leftover is removed here
     staging.mkdir(parents=True)
     try:
         kind = _write_weights(config, info, final, is_adapter, staging, console)
         fmt = _write_tokenizer_and_generation(final, info, staging, is_adapter)
         plot = "training_loss.png" if plot_loss(info.model_dump(), staging / "training_loss.png") else None
         card = render_card(config, info.model_dump(), kind=kind, chat_format=fmt, loss_plot=plot, **card_inputs)
-        (staging / "README.md").write_text(card, encoding="utf-8")
+        (staging / "README.md").write_text(redact(card), encoding="utf-8")
         assert_no_secrets(staging)
         _replace(staging, output)
     finally:
@@ -177,7 +183,7 @@ def _refresh_card(config: PublishConfig, info: TrainManifest, is_adapter: bool, 
     try:
         plot = "training_loss.png" if plot_loss(info.model_dump(), staging / "training_loss.png") else None
         card = render_card(config, info.model_dump(), kind=kind, chat_format=fmt, loss_plot=plot, **card_inputs)
-        (staging / "README.md").write_text(card, encoding="utf-8")
+        (staging / "README.md").write_text(redact(card), encoding="utf-8")
         assert_no_secrets(staging)
         for path in staging.iterdir():
             os.replace(path, output / path.name)
@@ -237,9 +243,13 @@ def _write_tokenizer_and_generation(final: Path, info: TrainManifest, out: Path,
     return fmt
 
 
+def _is_published(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / name).is_file() for name in ("config.json", "adapter_config.json"))
+
+
 def _replace(staging: Path, output: Path) -> None:
     """Move the finished folder into place; an old output is removed only once the new one is complete."""
-    old = output.with_name(f".{output.name}.old-{os.getpid()}")
+    old = temporary(output, "old")
     if output.exists():
         os.replace(output, old)
     os.replace(staging, output)
@@ -249,7 +259,7 @@ def _replace(staging: Path, output: Path) -> None:
 
 def assert_no_secrets(folder: Path) -> None:
     """Refuse to publish a folder that contains the value of a token in the environment."""
-    secrets = [os.environ[name].encode() for name in SECRET_ENV if len(os.environ.get(name, "")) >= 8]
+    secrets = [value.encode() for value in known_values()]
     if not secrets:
         return
     for path in folder.rglob("*"):

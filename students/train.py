@@ -33,9 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill.core.data import is_hub_id
+from distill.core.data import input_kind
 from distill.core.errors import InputError, StageError
+from distill.core.hub import check_model
 from distill.core.models import NF4
+from distill.core.paths import Out, check_io, named_paths
 from distill.core.stage import Stage
 from students.config import TrainConfig
 from students.dataset import (
@@ -65,8 +67,7 @@ def check_base_model(base: str) -> dict[str, Any]:
             return json.loads((path / "config.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"unreadable config.json ({exc})", where=base, field="base_model") from None
-    if not is_hub_id(base):
-        raise InputError("no such model directory", where=base, field="base_model")
+    check_model(base, "base_model")  # a hub id while the hub is unreachable fails here, at once
     try:
         from transformers import AutoConfig
 
@@ -87,11 +88,19 @@ def load_tokenizer(base: str, config: TrainConfig):
 
 
 def _check_run_dir(config: TrainConfig) -> Path:
+    """Before anything is read: inputs exist, and the run directory is ours to write (never a user's final/)."""
+    for name in ("data", "eval_data"):  # a local-looking path that is not there is "not found", not a hub error
+        if getattr(config, name):
+            input_kind(getattr(config, name))
     run_dir = Path(config.output_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError("exists and is not a directory", where=str(run_dir), field="output_dir")
+    outputs = [Out(run_dir, "output_dir", kind="dir"), Out(run_dir / "final", "output_dir", kind="dir", replace=True),
+               Out(run_dir / "train.json", "output_dir")]
+    check_io(outputs, named_paths(config, skip=("output_dir",)))
     if (run_dir / "train.json").exists() and not (config.resume or config.overwrite):
         raise InputError("already holds a finished run (use --resume to continue it or --overwrite)", where=str(run_dir), field="output_dir")
+    if (run_dir / "final").exists() and not (run_dir / "train.json").exists():
+        raise InputError("holds a final/ folder that no finished training run wrote; choose another output_dir or move it away",
+                         where=str(run_dir), field="output_dir")
     return run_dir
 
 
@@ -266,7 +275,7 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
 
 def _save_final(trainer, tokenizer, run_dir: Path, summary: TrainManifest) -> None:
     """final/ and train.json appear whole or not at all (written aside, then renamed)."""
-    tmp = run_dir / ".final.tmp"
+    tmp = run_dir / ".final.tmp"  # one name for every rank; an interrupted run's is replaced here
     if trainer.is_world_process_zero() and tmp.exists():
         shutil.rmtree(tmp)
     trainer.save_model(str(tmp))  # collective under ZeRO-3/FSDP: every rank calls it

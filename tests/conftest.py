@@ -41,3 +41,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not available ({SHARED_DATA} is absent)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def distill_cli(capfd, monkeypatch):
+    """Run `distill ARGS...` in this process through cli.main: (exit code, stdout, stderr)."""
+    import sys
+
+    import cli
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capfd.readouterr()
+        monkeypatch.setattr(sys, "argv", ["distill", *map(str, args)])
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capfd.readouterr()
+        return code, out, err
+
+    return run

@@ -8,10 +8,10 @@ row) and the field.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from distill.core.errors import InputError
+from distill.core.hub import prepare_hub
 from distill.core.jsonl import parse_line, read_lines
+from distill.core.paths import atomic_path  # noqa: F401  (writers import it from here too)
 from distill.core.r1_format import last_boxed
 from distill.core.records import Problem, Trace, derive_problem_id
 
@@ -62,10 +64,14 @@ def input_kind(source: str | os.PathLike) -> str:
     if text.startswith(("hf:", "hf://")):
         return "hub"
     path = Path(text)
-    if path.is_dir():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # a folder on the way we may not enter
+        raise InputError(f"cannot read ({(exc.strerror or str(exc)).lower()})", where=text) from None
+    if is_dir:
         return "dataset"
     suffix = path.suffix.lower()
-    if path.exists():
+    if exists:
         if suffix not in FILE_SUFFIXES:
             raise InputError(f"unknown format '{suffix or path.name}' (expected .jsonl, .json, .parquet, a dataset folder or a hub id)", where=text)
         return FILE_SUFFIXES[suffix]
@@ -81,8 +87,8 @@ def iter_rows(source: str | os.PathLike, split: str = "train") -> Iterator[tuple
     if reader is not None:
         try:
             yield from reader(Path(source))
-        except PermissionError as exc:
-            raise InputError(f"cannot read ({exc.strerror.lower()})", where=str(source)) from None
+        except OSError as exc:
+            raise InputError(f"cannot read ({(exc.strerror or str(exc)).lower()})", where=str(source)) from None
         return
     yield from _dataset_rows(str(source), kind, split)
 
@@ -159,6 +165,7 @@ def _dataset_rows(source: str, kind: str, split: str) -> Iterator[tuple[str, dic
             loaded = loaded[split]
     else:
         name = source.removeprefix("hf://").removeprefix("hf:")
+        prepare_hub()  # unreachable: the cache only, failing at once instead of retrying
         try:
             loaded = datasets.load_dataset(name, split=split, streaming=True)
         except Exception as exc:  # the hub raises many types; all mean "cannot load"
@@ -230,24 +237,6 @@ def count_rows(source: str | os.PathLike, split: str = "train") -> int:
 # ---------------------------------------------------------------------------- writing
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `path` that replaces it only if the block finishes.
-
-    An exception (or a crash) leaves any existing file at `path` untouched and no temporary
-    file behind (on a crash the `.tmp` file may remain; it is never mistaken for output).
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 class RecordWriter:
     """Writes records to JSONL or Parquet (by suffix), atomically: use as a context manager."""
 
@@ -262,6 +251,9 @@ class RecordWriter:
         self._pending: list[dict[str, Any]] = []
 
     def __enter__(self) -> RecordWriter:
+        from distill.core.secrets import scrubber
+
+        self._scrub = scrubber()
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         if self.format == "jsonl":
@@ -277,7 +269,7 @@ class RecordWriter:
         row = record.model_dump(mode="json", exclude_none=True) if isinstance(record, BaseModel) else record
         self.count += 1
         if self.format == "jsonl":
-            self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._handle.write(self._scrub(json.dumps(row, ensure_ascii=False)) + "\n")
             return
         self._pending.append(row)
         if len(self._pending) >= _PARQUET_BATCH:
@@ -292,12 +284,16 @@ class RecordWriter:
         self._pending = []
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.format == "jsonl":
-            self._handle.close()
-        else:
-            if self._pending and exc_type is None:
-                self._flush_parquet()
-            self._parquet.close()
+        try:  # closing flushes: a full disk can fail here, and the old output must stay
+            if self.format == "jsonl":
+                self._handle.close()
+            else:
+                if self._pending and exc_type is None:
+                    self._flush_parquet()
+                self._parquet.close()
+        except BaseException:
+            self._atomic.__exit__(*sys.exc_info())
+            raise
         self._atomic.__exit__(exc_type, exc, tb)
 
 

@@ -19,6 +19,9 @@ from typing import Any
 
 from distill.core.data import FieldMap, atomic_path, read_problems, read_records
 from distill.core.errors import InputError
+from distill.core.hub import check_model
+from distill.core.ids import UniqueIds
+from distill.core.paths import Out, check_io, named_paths
 from distill.core.records import Problem, Trace, sample_id
 from distill.core.stage import Stage
 from distill.evaluate.config import KNOWN_BENCHMARKS, EvalConfig
@@ -40,10 +43,13 @@ def load_benchmark(spec: str, fields: FieldMap, limit: int | None = None) -> lis
         source, split, fields = KNOWN_BENCHMARKS[spec]
         source = f"hf:{source}"
     problems: list[Problem] = []
+    ids = UniqueIds(fields.id or "id")
     for problem in read_problems(source, fields, split=split):
+        where = f"{spec} row {problem.source.get('row') if problem.source else '?'}"
         if not problem.answer:
-            where = f"{spec} row {problem.source.get('row') if problem.source else '?'}"
             raise InputError("no reference answer", where=where, field=fields.answer or "answer")
+        if fields.id:  # an id column: one id, one problem (derived ids are unique by construction)
+            ids.see(problem.problem_id, where)
         problems.append(problem)
         if limit and len(problems) >= limit:
             break
@@ -113,10 +119,16 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
     """
     from distill.core.data import write_records
 
-    benches = {benchmark_name(spec): load_benchmark(spec, config.fields, config.limit) for spec in config.benchmarks}
-    if len(benches) < len(config.benchmarks):
+    names = [benchmark_name(spec) for spec in config.benchmarks]
+    if len(set(names)) < len(names):
         raise InputError("two benchmarks share a name; rename one file", field="benchmarks")
     out = config.output_dir
+    files = [out / f"{name}{suffix}" for name in names for suffix in (".jsonl", ".samples.jsonl")]
+    check_io([Out(out, "output_dir", kind="dir"), *(Out(path, "output_dir") for path in [*files, out / "summary.json", out / "eval_table.md"])],
+             named_paths(config, skip=("output_dir",)))
+    if not backends.load(config.backend).remote:
+        check_model(config.model, "model")
+    benches = {name: load_benchmark(spec, config.fields, config.limit) for name, spec in zip(names, config.benchmarks, strict=True)}
     out.mkdir(parents=True, exist_ok=True)
 
     # One generation run over all benchmarks: one engine load, one large batch. The raw
