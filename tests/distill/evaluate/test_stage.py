@@ -89,12 +89,12 @@ def test_scoring_with_the_real_checker(tmp_path):
     assert "| toy | 2 | 50.0 ± 25.0 |" in (tmp_path / "eval_table.md").read_text()
 
 
-def test_benchmark_files_and_names(tmp_path, shared_data):
+def test_benchmark_files_and_names(tmp_path, shared_data, tiny_qwen):
     aime = load_benchmark(str(shared_data / "benchmarks" / "aime24.jsonl"), EvalConfig.model_fields["fields"].default_factory())
     assert len(aime) == 30 and all(p.answer for p in aime)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "no answer here"}\n')
-    result = subprocess.run([sys.executable, "-m", "cli", "eval", "m", "--benchmark", str(bad), "-o", str(tmp_path / "o")],
+    result = subprocess.run([sys.executable, "-m", "cli", "eval", str(tiny_qwen), "--benchmark", str(bad), "-o", str(tmp_path / "o")],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "bad.jsonl" in result.stderr and "answer" in result.stderr
     assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "o").exists()
