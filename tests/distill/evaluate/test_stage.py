@@ -99,7 +99,7 @@ def test_benchmark_files_and_names(tmp_path, shared_data, tiny_qwen):
     assert result.returncode == 2 and "bad.jsonl" in result.stderr and "answer" in result.stderr
     assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "o").exists()
     # A known name without its file needs the hub; offline that is a one-line error, not a traceback.
-    result = subprocess.run([sys.executable, "-m", "cli", "eval", "m", "--benchmark", "aime24", "-o", str(tmp_path / "o")],
+    result = subprocess.run([sys.executable, "-m", "cli", "eval", str(tiny_qwen), "--benchmark", "aime24", "-o", str(tmp_path / "o")],
                             capture_output=True, text=True, cwd=tmp_path, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2 and "HuggingFaceH4/aime_2024" in result.stderr
 
