@@ -21,6 +21,7 @@ from distill.core.data import FieldMap, atomic_path, read_problems, read_records
 from distill.core.errors import InputError
 from distill.core.records import Problem, Trace, sample_id
 from distill.core.stage import Stage
+from distill.core.verify.options import CodeOptions
 from distill.evaluate.config import KNOWN_BENCHMARKS, EvalConfig
 from distill.evaluate.report import markdown_table, print_summary
 from teacher import backends
@@ -41,9 +42,9 @@ def load_benchmark(spec: str, fields: FieldMap, limit: int | None = None) -> lis
         source = f"hf:{source}"
     problems: list[Problem] = []
     for problem in read_problems(source, fields, split=split):
-        if not problem.answer:
+        if not problem.answer and not problem.tests:
             where = f"{spec} row {problem.source.get('row') if problem.source else '?'}"
-            raise InputError("no reference answer", where=where, field=fields.answer or "answer")
+            raise InputError("no reference answer or code tests", where=where, field=fields.answer or "answer")
         problems.append(problem)
         if limit and len(problems) >= limit:
             break
@@ -140,10 +141,11 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
 def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -> dict[str, Any]:
     """Grade samples whose problem ids are 'BENCHMARK/ID', write the result files, return the summary."""
     from distill.core.data import write_records
-    from distill.core.verify import grade
+    from distill.core.verify import VerifyOptions, grade
 
+    options = VerifyOptions(timeout=config.timeout, **config.model_dump(include=set(CodeOptions.model_fields)))
     graded: dict[str, list[Trace]] = {name: [] for name in names}
-    for trace, verdict in _progress(grade(traces, workers=config.workers, timeout=config.timeout, delimiters=config.delimiters), len(traces), "grading"):
+    for trace, verdict in _progress(grade(traces, workers=config.workers, delimiters=config.delimiters, options=options), len(traces), "grading"):
         name, problem_id = trace.problem_id.split("/", 1)
         graded[name].append(trace.model_copy(update={"problem_id": problem_id, "id": sample_id(problem_id, trace.sample_index), "verdicts": {"correctness": verdict}}))
 
