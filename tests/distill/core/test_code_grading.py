@@ -275,3 +275,10 @@ def test_scripts_run_as_python_would_run_them():
                     "import sys\nprint(sys.argv == ['solution.py'], sys.stdin.read().strip())\nquit()"):
         verdict = grade(program, tests)
         assert verdict.passed, (program, verdict.reason)
+
+
+def test_test_code_can_import_distills_own_packages():
+    # HumanEval+ tests import numpy; the sandbox's interpreter may not have it, distill's environment does.
+    tests = {"type": "assert", "entry_point": "inc", "code": "import typer, pydantic\n\ndef check(candidate):\n    assert candidate(1) == 2\n"}
+    verdict = grade(RIGHT, tests)
+    assert verdict.passed, verdict.reason
