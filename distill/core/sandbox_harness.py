@@ -182,16 +182,21 @@ def serve(requests, responses):
                                  and getattr(value, "__module__", None) == "solution")
     solution = namespace.get("Solution")
     status["methods"] = sorted(n for n in dir(solution) if not n.startswith("__")) if isinstance(solution, type) else []
+    status["variables"] = sorted(name for name, value in namespace.items() if not name.startswith("__") and not callable(value)
+                                 and not isinstance(value, types.ModuleType))
     send(responses, status)
     while True:
         request = receive(requests)
         if request is None:
             os._exit(0)
         try:
-            target = getattr(namespace["Solution"](), request["name"]) if request["method"] else namespace[request["name"]]
-            args = [decode(arg) for arg in request["args"]]
-            kwargs = {key: decode(value) for key, value in request["kwargs"]}
-            reply = {"value": encode(target(*args, **kwargs))}
+            if request.get("get"):  # a variable the tests read: its value as it is now
+                reply = {"value": encode(namespace[request["name"]])}
+            else:
+                target = getattr(namespace["Solution"](), request["name"]) if request["method"] else namespace[request["name"]]
+                args = [decode(arg) for arg in request["args"]]
+                kwargs = {key: decode(value) for key, value in request["kwargs"]}
+                reply = {"value": encode(target(*args, **kwargs))}
         except NotPlain as exc:
             reply = {"not_plain": str(exc)}
         except BaseException as exc:  # noqa: BLE001 - SystemExit included: a call does not end the program
@@ -228,28 +233,30 @@ class Program:
         self.status = self._reply("loading the program")
         return self.status
 
-    def call(self, name, args, kwargs=None, method=False):
+    def call(self, name, args, kwargs=None, method=False, get=False):
+        """The program's `name(*args, **kwargs)` (`get`: the value of its variable `name`), as plain data."""
         if self.broken:
             raise ProgramGone(self.broken[1])
         self.calls += 1
+        what = name if get else f"{name}()"
         try:
-            send(self.requests, {"name": name, "method": method, "args": [encode(a) for a in args],
+            send(self.requests, {"name": name, "method": method, "get": get, "args": [encode(a) for a in args],
                                  "kwargs": [[k, encode(v)] for k, v in (kwargs or {}).items()]})
         except NotPlain as exc:
             raise TypeError(f"an argument of {name}() is not plain data ({exc})") from None
         except OSError:
-            raise self._break(*self._ended(f"{name}()")) from None
-        reply = self._reply(f"{name}()")
+            raise self._break(*self._ended(what)) from None
+        reply = self._reply(what)
         if "value" in reply:
             try:
                 return decode(reply["value"])
             except (ValueError, TypeError, RecursionError) as exc:
-                raise self._break("error", f"{name}() answered with malformed data ({exc})") from None
+                raise self._break("error", f"{what} answered with malformed data ({exc})") from None
         if "not_plain" in reply:  # not catchable by the tests: a value that is not data never passes
-            raise self._break("error", f"{name}() returned {reply['not_plain']}"[:300])
+            raise self._break("error", f"{what} {'is' if get else 'returned'} {reply['not_plain']}"[:300])
         kind, message = [str(part) for part in (reply.get("raised") or ["ProgramError", "malformed reply"])[:2]]
         if kind == "MemoryError":
-            raise self._break("memory", f"{name}() ran out of memory")
+            raise self._break("memory", f"{what} ran out of memory")
         cls = getattr(builtins, kind, None)
         error = None
         if isinstance(cls, type) and issubclass(cls, Exception):
@@ -398,10 +405,16 @@ def run_assert(program, header, report):
     code = header["code"]
     namespace = {"__name__": "__tests__", "__builtins__": builtins}
     # Only the names the tests leave to the program: a program's `abs` or `len` never replaces the tests' own.
-    wanted = (_free_names(code) & set(functions)) | ({entry} if entry else set())
+    free = _free_names(code)
+    wanted = (free & set(functions)) | ({entry} if entry else set())
     namespace.update({name: Proxy(program, name) for name in wanted})
     if entry:
         namespace["candidate"] = Proxy(program, entry)
+    try:  # variables the tests read (`assert result == 5`): their values after loading, as plain data
+        namespace.update({name: program.call(name, (), get=True) for name in sorted(free & set(program.status["variables"]))})
+    except BaseException as exc:  # noqa: BLE001
+        kind, detail = _failure(program, exc)
+        return report({"passed": False, "kind": kind, "detail": detail})
     budget = program.per_call * SCRIPT_CALLS
     outcome = {"passed": False}
     signal.signal(signal.SIGALRM, _script_timeout)

@@ -206,6 +206,22 @@ def test_stdin_tests_grade_the_last_complete_program():
     assert verdict.passed and "graded code block 1 of 2 (the last complete program: it reads stdin)" in verdict.reason
 
 
+def test_blocks_that_need_each_other_are_graded_together():
+    # The solution only defines solve(); the "usage" block after it runs it.
+    answer = ("```python\nimport sys\nsys.setrecursionlimit(10000)\n\ndef solve():\n    name, n = input().split('-')\n"
+              "    print(f'{name}-{int(n) + 1}')\n```\nUsage:\n```python\nsolve()\n```")
+    verdict = grade(answer, STDIN)
+    assert verdict.passed and "graded code block 2 of 2 (the last block that runs something, with definitions from block 1)" in verdict.reason
+    # A complete program, then an example that calls its function on stdin: the complete one is graded.
+    complete = "```python\ndef bump(s):\n    name, n = s.split('-')\n    return f'{name}-{int(n) + 1}'\n\nprint(bump(input()))\n```\n"
+    verdict = grade(complete + "For example:\n```python\nprint(bump(input()))  # zebra-1 -> zebra-2\n```", STDIN)
+    assert verdict.passed and "graded code block 1 of 2 (the last complete program" in verdict.reason
+    # A helper in one block, the entry point in the next.
+    helper = "```python\ndef step(x):\n    return 1\n\nprint(step(0))\n```\n```python\ndef inc(x):\n    return x + step(x)\n```"
+    verdict = grade(helper, HUMANEVAL)
+    assert verdict.passed and "graded code block 2 of 2 (defines inc(), with definitions from block 1)" in verdict.reason
+
+
 def test_choose_program_for_asserts_without_an_entry_point():
     final = f"```python\n{RIGHT}```\n```python\ndef helper():\n    pass\n```"
     chosen = choose_program(final, {"type": "assert", "code": ASSERTS})
@@ -282,3 +298,11 @@ def test_test_code_can_import_distills_own_packages():
     tests = {"type": "assert", "entry_point": "inc", "code": "import typer, pydantic\n\ndef check(candidate):\n    assert candidate(1) == 2\n"}
     verdict = grade(RIGHT, tests)
     assert verdict.passed, verdict.reason
+
+
+def test_assert_tests_read_the_programs_variables_as_plain_data():
+    tests = "assert total == 6\n"
+    assert grade("total = sum([1, 2, 3])\n", tests).passed
+    assert not grade("total = 5\n", tests).passed
+    fake = grade("class Same:\n    def __eq__(self, other):\n        return True\ntotal = Same()\n", tests)
+    assert not fake.passed and fake.reason.startswith("total is a Same, not plain data")
