@@ -18,10 +18,11 @@ into it, and validates it whenever a record is read):
         plain data (a tuple counts as a list). `"unwrap": true` (APPS/TACO) also accepts x
         where the expected value is the one-element list [x], as their harness does.
     {"type": "assert", "code": "assert add(1, 2) == 3\n...", "entry_point": "add"}
-        Test code run in its own process against the program's functions: every function
-        the program defines is callable from it by name, `candidate` is the entry point,
-        and `check(candidate)` is called when the code defines `check` without calling it
-        (HumanEval). `entry_point` is optional (MBPP's asserts name the function).
+        Test code run in its own process against the program: the names it uses but does
+        not define (builtins aside) are the program's functions, called across a pipe, and
+        variables, read as plain data; `candidate` is the entry point, and `check(candidate)`
+        is called when the code defines `check` without calling it (HumanEval).
+        `entry_point` is optional (MBPP's asserts name the function).
 
 The older shapes are still read: a list of {input, output} cases (stdin) and a string of
 asserts (assert).
