@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -24,6 +24,7 @@ from distill.core.jsonl import parse_line, read_lines
 from distill.core.paths import atomic_path  # noqa: F401  (writers import it from here too)
 from distill.core.r1_format import last_boxed
 from distill.core.records import Problem, Trace, derive_problem_id
+from distill.core.test_formats import read_tests
 
 FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -52,7 +53,19 @@ class FieldMap(BaseModel):
     domain: str | None = Field(default="domain", description="Column with the domain, if present.", json_schema_extra={"flags": ["--field-domain"]})
     tests: str | None = Field(default="tests", description="Column with code tests, if present.", json_schema_extra={"flags": ["--field-tests"]})
     language: str | None = Field(default="language", description="Column with the target language, if present.", json_schema_extra={"flags": ["--field-language"]})
-    default_domain: str = Field(default="math", description="Domain for rows without a domain column.")
+    default_domain: str = Field(default="math", description="Domain for rows without a domain column (rows with code tests: code).")
+    # Code tests as public datasets ship them (distill.core.test_formats reads them into `tests`).
+    test_format: Literal["auto", "tests", "humaneval", "mbpp", "apps", "livecodebench", "codecontests"] = Field(
+        default="auto", description="How code tests are stored (auto: by which of the columns below a row has).", json_schema_extra={"flags": ["--field-test-format"]})
+    test_code: str | None = Field(default="test", description="HumanEval: column with the test code defining check(candidate).", json_schema_extra={"flags": ["--field-test-code"]})
+    entry_point: str | None = Field(default="entry_point", description="HumanEval: column with the tested function's name.", json_schema_extra={"flags": ["--field-entry-point"]})
+    test_list: str | None = Field(default="test_list", description="MBPP: column with the list of assert statements.", json_schema_extra={"flags": ["--field-test-list"]})
+    test_setup: str | None = Field(default="test_setup_code", description="MBPP: column with code run before the asserts.", json_schema_extra={"flags": ["--field-test-setup"]})
+    test_imports: str | None = Field(default="test_imports", description="MBPP: column with import statements for the asserts.", json_schema_extra={"flags": ["--field-test-imports"]})
+    input_output: str | None = Field(default="input_output", description="APPS/TACO: column with the JSON of inputs, outputs and fn_name.", json_schema_extra={"flags": ["--field-input-output"]})
+    public_tests: str | None = Field(default=None, description="LiveCodeBench/CodeContests: column with public test cases (default: public_test_cases or public_tests).", json_schema_extra={"flags": ["--field-public-tests"]})
+    private_tests: str | None = Field(default=None, description="LiveCodeBench/CodeContests: column with private test cases (default: private_test_cases, or private_tests and generated_tests).", json_schema_extra={"flags": ["--field-private-tests"]})
+    metadata: str | None = Field(default="metadata", description="LiveCodeBench: column with the JSON metadata naming func_name.", json_schema_extra={"flags": ["--field-metadata"]})
 
 
 # ---------------------------------------------------------------------------- reading rows
@@ -187,12 +200,13 @@ def read_problems(source: str | os.PathLike, fields: FieldMap | None = None, spl
             raise InputError(f"{found}; columns are {', '.join(sorted(row)) or 'none'}", where=where, field=fields.problem)
         answer = _answer_of(row, fields)
         problem_id = str(row[fields.id]) if fields.id and row.get(fields.id) is not None else derive_problem_id(text)
+        tests = read_tests(row, fields, where)
         values = {
             "problem_id": problem_id,
             "problem": text,
             "answer": answer,
-            "domain": row.get(fields.domain) if fields.domain and row.get(fields.domain) else fields.default_domain,
-            "tests": row.get(fields.tests) if fields.tests else None,
+            "domain": row.get(fields.domain) if fields.domain and row.get(fields.domain) else "code" if tests else fields.default_domain,
+            "tests": tests,
             "language": row.get(fields.language) if fields.language else None,
             "source": {"input": str(source), "row": where.rsplit(" ", 1)[-1].rsplit(":", 1)[-1]},
         }

@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from distill.core.data import FieldMap
 from distill.core.r1_format import MATH_INSTRUCTION
+from distill.core.verify.options import CodeOptions
 from teacher import backends
 
 # Known benchmark names -> (hub dataset, split, field mapping). Used when no such file exists.
@@ -20,7 +21,7 @@ KNOWN_BENCHMARKS: dict[str, tuple[str, str, FieldMap]] = {
 }
 
 
-class EvalSettings(BaseModel):
+class EvalSettings(CodeOptions):
     """How models are sampled and graded (shared by `eval` and the quickstart's comparison)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -36,7 +37,7 @@ class EvalSettings(BaseModel):
     fields: FieldMap = Field(default_factory=FieldMap, description="Column names in benchmark files.")
     seed: int = Field(default=0, description="Sampling seed.")
     workers: int = Field(default=max(1, (os.cpu_count() or 2) - 1), ge=1, description="Answer-checking worker processes.")
-    timeout: float = Field(default=10.0, gt=0, description="Seconds one answer check may take.")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds one math answer check may take (code tests: --code-timeout).")
     delimiters: Literal["r1", "sky-t1"] = Field(default="r1", description="Reasoning/answer tags of the completions (r1: <think>...</think>).")
     generate: dict[str, Any] = Field(default_factory=dict, description="Extra settings passed to the generate stage (engine options).")
 

@@ -24,6 +24,7 @@ from distill.core.ids import UniqueIds
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.records import Problem, Trace, sample_id
 from distill.core.stage import Stage
+from distill.core.verify.options import CodeOptions
 from distill.evaluate.config import KNOWN_BENCHMARKS, EvalConfig
 from distill.evaluate.report import markdown_table, print_summary
 from teacher import backends
@@ -46,8 +47,8 @@ def load_benchmark(spec: str, fields: FieldMap, limit: int | None = None) -> lis
     ids = UniqueIds(fields.id or "id")
     for problem in read_problems(source, fields, split=split):
         where = f"{spec} row {problem.source.get('row') if problem.source else '?'}"
-        if not problem.answer:
-            raise InputError("no reference answer", where=where, field=fields.answer or "answer")
+        if not problem.answer and not problem.tests:
+            raise InputError("no reference answer or code tests", where=where, field=fields.answer or "answer")
         if fields.id:  # an id column: one id, one problem (derived ids are unique by construction)
             ids.see(problem.problem_id, where)
         problems.append(problem)
@@ -152,10 +153,11 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
 def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -> dict[str, Any]:
     """Grade samples whose problem ids are 'BENCHMARK/ID', write the result files, return the summary."""
     from distill.core.data import write_records
-    from distill.core.verify import grade
+    from distill.core.verify import VerifyOptions, grade
 
+    options = VerifyOptions(timeout=config.timeout, **config.model_dump(include=set(CodeOptions.model_fields)))
     graded: dict[str, list[Trace]] = {name: [] for name in names}
-    for trace, verdict in _progress(grade(traces, workers=config.workers, timeout=config.timeout, delimiters=config.delimiters), len(traces), "grading"):
+    for trace, verdict in _progress(grade(traces, workers=config.workers, delimiters=config.delimiters, options=options), len(traces), "grading"):
         name, problem_id = trace.problem_id.split("/", 1)
         graded[name].append(trace.model_copy(update={"problem_id": problem_id, "id": sample_id(problem_id, trace.sample_index), "verdicts": {"correctness": verdict}}))
 

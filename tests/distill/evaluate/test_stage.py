@@ -89,6 +89,23 @@ def test_scoring_with_the_real_checker(tmp_path):
     assert "| toy | 2 | 50.0 ± 25.0 |" in (tmp_path / "eval_table.md").read_text()
 
 
+def test_code_benchmark_is_graded_by_its_tests_with_the_code_limits(tmp_path):
+    """A HumanEval-format file: loaded without answers, graded in the sandbox under --code-timeout."""
+    bench = tmp_path / "he.jsonl"
+    bench.write_text(json.dumps({"prompt": "Write inc(x).", "test": "def check(candidate):\n    assert candidate(1) == 2\n", "entry_point": "inc"}) + "\n")
+    config = EvalConfig(model="m", benchmarks=[str(bench)], output_dir=tmp_path / "out", k=3, workers=1, code_timeout=1)
+    problems = load_benchmark(str(bench), config.fields.model_copy(update={"problem": "prompt"}))
+    assert problems[0].domain == "code" and problems[0].tests["entry_point"] == "inc"
+    done = "<think>\nwork\n</think>\n\n```python\n"
+    bodies = ["def inc(x):\n    return x + 1\n", "def inc(x):\n    return x\n", "def inc(x):\n    while True:\n        pass\n"]
+    traces = [Trace(**problems[0].model_dump(exclude={"problem_id"}), problem_id=f"he/{problems[0].problem_id}", id=f"x#{i}",
+                    sample_index=i, completion=done + body + "```") for i, body in enumerate(bodies)]
+    summary = score_and_write(traces, ["he"], config)
+    assert summary["benchmarks"]["he"]["pass@1"] == pytest.approx(1 / 3)
+    reasons = [json.loads(line)["verdicts"]["correctness"]["reason"] for line in (tmp_path / "out" / "he.samples.jsonl").read_text().splitlines()]
+    assert reasons[2].startswith("inc() did not finish within 1s (--code-timeout 1)")
+
+
 def test_benchmark_files_and_names(tmp_path, shared_data, tiny_qwen):
     aime = load_benchmark(str(shared_data / "benchmarks" / "aime24.jsonl"), EvalConfig.model_fields["fields"].default_factory())
     assert len(aime) == 30 and all(p.answer for p in aime)
