@@ -62,26 +62,34 @@ def _chunks(count: int, chunk_size: int):
         yield start, min(start + chunk_size, count)
 
 
+def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The head's matmul dtype: autocast's where it is on (as nn.Linear would run), else the weight's."""
+    device = hidden.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+
+
 def _head_loss_sum(hidden, weight, targets, chunk_size: int, chunk_loss: ChunkLoss, grads: tuple | None = None):
     """Sum of the chunk losses; with `grads` = (grad_hidden, grad_weight or None), also their gradients."""
     loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-    for start, end in _chunks(hidden.shape[0], chunk_size):
-        rows = hidden[start:end]
-        logits = rows @ weight.t()
-        logits = logits.float()  # a no-op in fp32 training; otherwise the bf16 output is freed here
-        part, grad = chunk_loss(logits, _slice(targets, start, end), grads is not None)
-        loss += part
-        if grads is None:
-            continue
-        grad = grad.to(rows.dtype)
-        grad_hidden, grad_weight = grads
-        torch.matmul(grad, weight, out=grad_hidden[start:end])
-        if grad_weight is not None:
-            if grad_weight.dtype == grad.dtype:
-                grad_weight.addmm_(grad.t(), rows)
-            else:  # fp32 accumulator for a bf16 weight: exact sums over many chunks
-                grad_weight.add_(grad.t() @ rows)
-        del logits, grad
+    dtype = _compute_dtype(hidden, weight)
+    with torch.autocast(hidden.device.type, enabled=False):  # explicit dtypes below, the same in forward and backward
+        head = weight.to(dtype)  # a no-op unless autocast runs an fp32 head (QLoRA's upcast) in bf16
+        for start, end in _chunks(hidden.shape[0], chunk_size):
+            rows = hidden[start:end].to(dtype)
+            logits = (rows @ head.t()).float()  # a no-op in fp32; otherwise the low-precision output is freed here
+            part, grad = chunk_loss(logits, _slice(targets, start, end), grads is not None)
+            loss += part
+            if grads is None:
+                continue
+            grad = grad.to(dtype)
+            grad_hidden, grad_weight = grads
+            grad_hidden[start:end] = grad @ head
+            if grad_weight is not None:
+                if grad_weight.dtype == dtype:
+                    grad_weight.addmm_(grad.t(), rows)
+                else:  # fp32 accumulator for a bf16 head: exact sums over many chunks
+                    grad_weight.add_(grad.t() @ rows)
+            del logits, grad
     return loss
 
 
