@@ -156,8 +156,12 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
             "see `distill train --plan`"
         )
         _warn(warnings[-1])
-
     import torch
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not torch.cuda.is_available():
+        # accelerate turns FSDP on only for GPU-like devices; on CPU the same launch is plain DDP
+        warnings.append("FSDP does not run on CPU: this launch trains as DDP, every process holding the whole model")
+        _warn(warnings[-1])
 
     from students.loop import build_trainer
 

@@ -65,3 +65,20 @@ def test_sequence_parallel_degrees_that_cannot_run():
     # the preset's own degree steps aside where it cannot run (one GPU): each GPU takes whole sequences
     assert plan_inputs(TrainConfig(student="qwen-32b", gpus=1))["sp"] == 1
     assert plan_inputs(TrainConfig(student="qwen-32b", sequence_parallel=4))["sp"] == 4
+
+
+def test_sequence_parallel_on_cpu_is_one_line(tiny_qwen, tmp_path):
+    """--sp cannot run here: one line naming the field, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    from .conftest import write_kept
+
+    kept = write_kept(tmp_path / "kept.jsonl", copies=1)
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "cli", "train", "--student", "qwen-7b", "--sp", "2", "--data", str(kept),
+                             "-o", str(out), "--base-model", str(tiny_qwen)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "field 'sequence_parallel': --sp 2 needs CUDA GPUs" in lines[0], result.stderr
+    assert not out.exists()
