@@ -55,6 +55,7 @@ from students.layout import (
     sequence_parallel_from_launcher,
     world_size,
 )
+from students.loss import liger_available
 from students.manifest import TrainManifest
 from students.planner import GIB
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
@@ -130,6 +131,9 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     config = config.model_copy(update={"sequence_parallel": inputs["sp"]})
     if inputs["sp"] > 1:
         check_sequence_parallel_can_run(config)
+    if config.loss_kernel == "liger" and not liger_available(base_config.get("model_type")):
+        raise InputError("liger needs a CUDA GPU, liger-kernel (the gpu extra) and a model type Liger patches",
+                         field="loss_kernel")
     tokenizer, template = load_tokenizer(base, config)
     max_length = config.value("max_length")
 

@@ -67,8 +67,8 @@ def test_sequence_parallel_degrees_that_cannot_run():
     assert plan_inputs(TrainConfig(student="qwen-32b", sequence_parallel=4))["sp"] == 4
 
 
-def test_sequence_parallel_on_cpu_is_one_line(tiny_qwen, tmp_path):
-    """--sp cannot run here: one line naming the field, exit 2, nothing written."""
+def test_gpu_only_options_on_cpu_are_one_line(tiny_qwen, tmp_path):
+    """--sp and --loss-kernel liger cannot run here: one line naming the field, exit 2, nothing written."""
     import subprocess
     import sys
 
@@ -76,9 +76,11 @@ def test_sequence_parallel_on_cpu_is_one_line(tiny_qwen, tmp_path):
 
     kept = write_kept(tmp_path / "kept.jsonl", copies=1)
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "cli", "train", "--student", "qwen-7b", "--sp", "2", "--data", str(kept),
-                             "-o", str(out), "--base-model", str(tiny_qwen)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "field 'sequence_parallel': --sp 2 needs CUDA GPUs" in lines[0], result.stderr
-    assert not out.exists()
+    for flags, message in ((["--sp", "2"], "field 'sequence_parallel': --sp 2 needs CUDA GPUs"),
+                           (["--loss-kernel", "liger"], "field 'loss_kernel': liger needs a CUDA GPU")):
+        result = subprocess.run([sys.executable, "-m", "cli", "train", "--student", "qwen-7b", *flags, "--data", str(kept),
+                                 "-o", str(out), "--base-model", str(tiny_qwen)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
+        assert not out.exists()
