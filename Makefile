@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_filter.py
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_loss.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -117,11 +117,15 @@ def train(config: TrainConfig, plan: bool = False) -> None:
 
         plan_report(config, console)
         return
+    from students.layout import end_distributed, is_main_process
     from students.report import summary_table
     from students.train import run
 
-    summary = run(config)
-    if summary:
+    try:
+        summary = run(config)
+    finally:
+        end_distributed()
+    if summary and is_main_process():  # under a launcher every rank returns; one table is enough
         console.print(summary_table(summary))
 
 

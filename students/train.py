@@ -50,8 +50,16 @@ from students.dataset import (
     split_eval,
     tokenize_all,
 )
+from students.layout import (
+    check_sequence_parallel_can_run,
+    plan_inputs,
+    predict,
+    sequence_parallel_from_launcher,
+    world_size,
+)
+from students.loss import liger_available
 from students.manifest import TrainManifest
-from students.planner import GIB, arch_of, estimate
+from students.planner import GIB
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
 
 # ---------------------------------------------------------------------------- cheap checks
@@ -115,34 +123,6 @@ def context_overrides(config: TrainConfig, base_config: dict[str, Any], max_leng
     return {"rope_theta": float(theta), "max_position_embeddings": max(max_length, native, 32768)}
 
 
-# ---------------------------------------------------------------------------- planning
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def plan_inputs(config: TrainConfig, base_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """GPUs, memory and sharding the planner assumes for this config."""
-    import torch  # cheap next to a model load; needed for device facts
-
-    cuda = torch.cuda.is_available()
-    gpus = config.gpus or (max(world_size(), torch.cuda.device_count()) if cuda else config.preset.gpus)
-    memory = config.gpu_memory_gib or (torch.cuda.get_device_properties(0).total_memory / GIB if cuda else 80.0)
-    sharding = config.sharding or {"ddp": "none"}.get(config.preset.accelerate, config.preset.accelerate)
-    if gpus == 1 and sharding != "zero3-offload":
-        sharding = "none"
-    arch = arch_of(config.base_model, config.preset) if base_config is None else _arch(base_config)
-    tokens = config.batch_size * config.value("max_length")
-    return {"arch": arch, "gpus": gpus, "gpu_memory_gib": memory, "sharding": sharding, "tokens": tokens}
-
-
-def _arch(base_config: dict[str, Any]):
-    from students.planner import arch_from_config
-
-    return arch_from_config(base_config)
-
-
 # ---------------------------------------------------------------------------- the run
 
 
@@ -152,9 +132,17 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         if getattr(config, name) is None:
             raise InputError(f"required for training ({flag}); only --plan works without it", field=name)
     run_dir = _check_run_dir(config)
+    config = sequence_parallel_from_launcher(config)
     preset = config.preset
     base = config.base_model or preset.model_id
     base_config = check_base_model(base)
+    inputs = plan_inputs(config, base_config)  # also refuses a sequence-parallel degree that cannot run
+    config = config.model_copy(update={"sequence_parallel": inputs["sp"]})
+    if inputs["sp"] > 1:
+        check_sequence_parallel_can_run(config)
+    if config.loss_kernel == "liger" and not liger_available(base_config.get("model_type")):
+        raise InputError("liger needs a CUDA GPU, liger-kernel (the gpu extra) and a model type Liger patches",
+                         field="loss_kernel")
     tokenizer, template = load_tokenizer(base, config)
     max_length = config.value("max_length")
 
@@ -172,18 +160,21 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
             where=config.data,
         )
 
-    inputs = plan_inputs(config, base_config)
-    predicted = estimate(inputs["arch"], config.method, inputs["tokens"], inputs["gpus"], inputs["sharding"],
-                         checkpointing=config.gradient_checkpointing, lora_rank=config.lora_r)
+    predicted = predict(config, inputs)
     warnings = []
     if predicted.total * 1.1 > inputs["gpu_memory_gib"] * GIB:
         warnings.append(
             f"predicted peak {predicted.total / GIB:.1f} GiB per GPU exceeds {inputs['gpu_memory_gib']:.0f} GiB "
-            f"({config.method}, {inputs['gpus']} GPU(s), {inputs['sharding']}): see `distill train --plan`"
+            f"({config.method}, {inputs['gpus']} GPU(s), {inputs['sharding']}, sp {inputs['sp']}, {inputs['loss']} loss): "
+            "see `distill train --plan`"
         )
         _warn(warnings[-1])
-
     import torch
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not torch.cuda.is_available():
+        # accelerate turns FSDP on only for GPU-like devices; on CPU the same launch is plain DDP
+        warnings.append("FSDP does not run on CPU: this launch trains as DDP, every process holding the whole model")
+        _warn(warnings[-1])
 
     from students.loop import build_trainer
 
@@ -195,7 +186,9 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     else:
         train_set, collator = PaddedDataset(train_examples), PaddedCollator(tokenizer.pad_token_id)
         eval_set = PaddedDataset(eval_examples) if eval_examples else None
-    grad_accum = config.grad_accum or max(1, preset.global_batch // (config.batch_size * world_size()))
+    # under sequence parallelism `sp` GPUs share each sequence: the data-parallel degree is world / sp
+    data_parallel = max(1, world_size() // config.sequence_parallel)
+    grad_accum = config.grad_accum or max(1, preset.global_batch // (config.batch_size * data_parallel))
 
     trainer = build_trainer(config, base, tokenizer, train_set, eval_set, collator, overrides, use_bf16, grad_accum, callbacks or [])
     resume_from = None
@@ -250,6 +243,8 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
         "world_size": world_size(),
         "bf16": use_bf16,
         "packing": config.packing,
+        "loss_kernel": trainer.loss_kernel,
+        "sequence_parallel": config.sequence_parallel,
         "data": str(config.data),
         "eval_data": config.eval_data,
         "warnings": warnings,
