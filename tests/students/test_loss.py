@@ -121,7 +121,7 @@ def test_autocast_runs_an_fp32_head_in_bf16_like_nn_linear():
 
 
 MEASURE = r"""
-import json, resource, sys, torch
+import json, re, sys, torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 from students.loss import use_chunked_loss
 mode, vocab, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -132,12 +132,15 @@ model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").flo
 if mode == "chunked":
     use_chunked_loss(model, chunk_size=512)
 ids = torch.randint(0, vocab, (1, tokens))
-def rss():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096
-before = rss()
+def status(field):
+    return int(re.search(field + r":\s+(\d+)", open("/proc/self/status").read()).group(1)) * 1024
+# The peak is reset here, so that whatever importing or building the model took earlier is not the figure measured
+# (ru_maxrss is the whole life's peak: on another machine the imports peaked higher than the step itself).
+open("/proc/self/clear_refs", "w").write("5")
+before = status("VmRSS")
 loss = model(input_ids=ids, labels=ids).loss
 loss.backward()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+peak = status("VmHWM") - before
 print(json.dumps({"peak": peak, "loss": loss.item()}))
 """
 
