@@ -4,8 +4,8 @@ the majority answer of their problem's samples (self-consistency as a pseudo-lab
 The vote needs every sample of a problem, wherever it sits in the file, so the stage makes a
 first pass (`tally`): workers extract the final answers of the records without a reference
 (`extract_answer`, the same extraction as the correctness rule, with every part of an answer
-given in several boxes: `\\boxed{2} and \\boxed{5}` votes as "2, 5", not "5"), the parent keeps only those
-short strings per problem, and each problem's vote runs in a worker. Voting:
+given in several boxes: `\\boxed{2} and \\boxed{5}` votes as "2, 5", not "5"), the parent keeps
+only those short strings per problem, and each problem's vote runs in a worker. Voting:
 - samples without an extractable answer do not vote (and are rejected: no final answer);
 - an answer joins the first group whose first answer it matches: equal after `normalise`, or
   equivalent by `check_math` with the group's first answer as the reference (the same checker

@@ -4,8 +4,9 @@ Math (and any record with a reference answer): the final answer is taken from th
 the reasoning (see `extract_answer` for the order of fallbacks) and compared with the
 reference by an exact match after light normalisation, then by math-verify (reference
 first: its comparison is asymmetric). A reference with several parts is compared part by
-part with every part of the final answer (`distill.core.verify.parts` has the rule). Code (a record with `tests`): the last fenced Python
-block of the final answer runs against the tests in `distill.core.sandbox`.
+part with every part of the final answer (`distill.core.verify.parts` has the rule). Code (a
+record with `tests`): the last fenced Python block of the final answer runs against the tests
+in `distill.core.sandbox`.
 
 math-verify runs in worker processes (`distill.core.workers`) with a memory cap and a hard
 wall-clock kill: a hang or an explosion becomes a failed verdict with a reason, never a

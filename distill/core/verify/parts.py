@@ -39,6 +39,7 @@ by position, so when both sides label every component the labels decide, part-wi
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -128,6 +129,10 @@ def _scan(text: str, on_top: Callable[[int], int | None]) -> None:
 def split_parts(text: str) -> list[str]:
     """The parts a text lists outside brackets (see the module docstring), math delimiters removed."""
     text = _clean(text)
+    wrapper = re.match(_TEXT, text)
+    inner = _enclosed(text, wrapper.group(), "}") if wrapper else None
+    if inner is not None:  # \text{(3, 1) and (7, 4)}: words around the whole answer
+        return split_parts(inner)
     cuts: list[tuple[int, int]] = []
 
     def separator(i: int) -> int | None:
@@ -220,6 +225,7 @@ def _numbered_family(labels: list[str]) -> bool:
         range(1, len(labels) + 1))
 
 
+@functools.lru_cache(maxsize=4096)  # one reference is asked about several times per check
 def reference_shape(reference: str) -> Shape | None:
     """The parts of a reference with several, or None for a single-part reference."""
     parts = read_parts(reference)

@@ -31,6 +31,8 @@ SEVERAL_BOXES = [
     ("(3, 1), (7, 4)", r"The pairs are $\boxed{(7,4)}$ and $\boxed{(3,1)}$.", True),  # alternatives: any order
     ("(3, 1), (7, 4)", r"\boxed{\left( 3, 1 \right)}, \boxed{\left(7, 4\right)}", True),
     ("(3,1),(7,4)", "**Final Answer**\n\\[\n\\boxed{(3, 1)} \\text{ and } \\boxed{(7, 4)}\n\\]", True),
+    ("(3, 1), (7, 4)", "The solutions are:\n- $\\boxed{(3,1)}$\n- $\\boxed{(7,4)}$", True),
+    (r"\text{(3, 1) and (7, 4)}", r"\boxed{(3, 1)}, \boxed{(7, 4)}", True),
     ("(3, 1), (7, 4)", r"\boxed{(3, 1)} \quad \text{and} \quad \boxed{(7, 5)}", False),  # one pair wrong
     ("(3, 1), (7, 4)", r"\boxed{(1, 3)} \quad \text{and} \quad \boxed{(4, 7)}", False),  # a tuple is ordered
     ("(3, 1), (7, 4)", r"Only \boxed{(3, 1)}.", False),  # a solution missing
@@ -40,6 +42,7 @@ SEVERAL_BOXES = [
 ONE_VALUE_PER_BOX = [
     (r"\{2,5,11\}", r"\boxed{2},\boxed{5},\boxed{11}", True),
     (r"\{2,5,11\}", r"\boxed{2} and \boxed{5} and \boxed{11}", True),
+    ("{2,5,11}", r"\boxed{2},\boxed{5},\boxed{11}", True),  # braces written for a set
     (r"\{2, 5, 11\}", r"$\boxed{11}$, $\boxed{2}$, and $\boxed{5}$", True),
     ("2, 5, 11", r"\boxed{2}, \boxed{5}, \text{ and } \boxed{11}", True),
     (r"x \in \{2, 5, 11\}", r"\boxed{2}, \boxed{5}, \boxed{11}", True),
