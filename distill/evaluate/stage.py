@@ -67,7 +67,9 @@ def score_problem(samples: list[Trace], k: int, delimiters: str = "r1") -> dict[
     from distill.evaluate.metrics import Sample, majority_vote, pass_at_1, pass_at_k
 
     tags = DELIMITER_PRESETS[delimiters]
-    graded = [Sample(extract_answer(t.completion, tags), bool(t.verdicts and t.verdicts["correctness"].passed)) for t in samples]
+    # the answer as the checker read it (every part of it when the reference has several): the vote groups by it
+    graded = [Sample(extract_answer(t.completion, tags, reference=t.answer), bool(t.verdicts and t.verdicts["correctness"].passed))
+              for t in samples]
     vote = majority_vote(graded)
     first = samples[0]
     tokens = [t.completion_tokens for t in samples if t.completion_tokens is not None]

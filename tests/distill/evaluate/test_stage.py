@@ -61,6 +61,18 @@ def _trace(bench: str, pid: str, index: int, completion: str, answer: str) -> Tr
                  sample_index=index, completion=completion, finish_reason="stop", completion_tokens=10 + index)
 
 
+def test_cons_at_k_votes_on_every_part_of_the_answer(tmp_path):
+    """Against a reference with several parts the vote groups whole answers: one right "2 and 5" does not
+    make the group of two wrong "3 and 5" correct (grouped by their last box, all three would vote "5")."""
+    done = "<think>\nwork\n</think>\n\n"
+    finals = ["\\boxed{2} and \\boxed{5}", "\\boxed{3} and \\boxed{5}", "\\boxed{3}, \\boxed{5}"]
+    traces = [_trace("toy", "c", i, done + text, "2, 5") for i, text in enumerate(finals)]
+    score_and_write(traces, ["toy"], EvalConfig(model="m", benchmarks=["toy"], output_dir=tmp_path, k=3, workers=1))
+    (row,) = map(json.loads, (tmp_path / "toy.jsonl").read_text().splitlines())
+    assert row["answers"] == ["2, 5", "3, 5", "3, 5"] and row["correct"] == 1
+    assert row["vote"] == "3, 5" and row["votes"] == 2 and row["cons@3"] == 0.0
+
+
 def test_scoring_with_the_real_checker(tmp_path):
     """Hand-written samples through the filter's checker: equivalent forms count, reasoning is not searched."""
     done = "<think>\nwork\n</think>\n\n"
