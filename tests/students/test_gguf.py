@@ -4,6 +4,7 @@ steps on the real Qwen2.5 and Llama-3.1 tokenizers (llama.cpp converts released 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -52,10 +53,25 @@ def published(request, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def reference(published):
+    """The published folder as transformers loads it: tokenizer, float32 model, the prompts' token ids."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(published)
+    model = AutoModelForCausalLM.from_pretrained(published, dtype=torch.float32).eval()
+    return tokenizer, model, _prompts(tokenizer)
+
+
+@contextlib.contextmanager
 def _llama(path: Path):
     from llama_cpp import Llama
 
-    return Llama(str(path), n_ctx=512, logits_all=True, n_threads=2, seed=0, verbose=False)
+    llm = Llama(str(path), n_ctx=512, logits_all=True, n_threads=2, seed=0, verbose=False)
+    try:
+        yield llm
+    finally:
+        llm.close()
 
 
 def _gguf(published: Path, kind: str) -> Path:
@@ -79,23 +95,18 @@ def test_files_and_types(published):
     sizes = {k: _gguf(published, k).stat().st_size for k in TYPES}
     assert sizes["f32"] > sizes["f16"] > sizes["q8_0"] >= sizes["q4_k_m"]
     for kind in TYPES:
-        llm = _llama(_gguf(published, kind))
-        ftype = "LLAMA_FTYPE_ALL_F32" if kind == "f32" else f"LLAMA_FTYPE_MOSTLY_{kind.upper()}"
-        assert int(llm.metadata["general.file_type"]) == getattr(llama_cpp, ftype)
-        # llama.cpp recognised the released tokenizer's pre-tokenizer (by the hash of its output).
-        assert llm.metadata["tokenizer.ggml.pre"] in ("qwen2", "llama-bpe")
-        llm.close()
+        with _llama(_gguf(published, kind)) as llm:
+            ftype = "LLAMA_FTYPE_ALL_F32" if kind == "f32" else f"LLAMA_FTYPE_MOSTLY_{kind.upper()}"
+            assert int(llm.metadata["general.file_type"]) == getattr(llama_cpp, ftype)
+            # llama.cpp recognised the released tokenizer's pre-tokenizer (by the hash of its output).
+            assert llm.metadata["tokenizer.ggml.pre"] in ("qwen2", "llama-bpe")
 
 
-def test_f32_gguf_generates_what_transformers_generates(published):
+def test_f32_gguf_generates_what_transformers_generates(published, reference):
     """Same tokens in (llama.cpp's tokenizer) and the same greedy continuation out, token for token."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(published)
-    model = AutoModelForCausalLM.from_pretrained(published, dtype=torch.float32).eval()
-    llm = _llama(_gguf(published, "f32"))
-    try:
-        for ids in _prompts(tokenizer):
+    tokenizer, model, prompts = reference
+    with _llama(_gguf(published, "f32")) as llm:
+        for ids in prompts:
             text = tokenizer.decode(ids)
             assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids, text
             with torch.no_grad():
@@ -107,18 +118,12 @@ def test_f32_gguf_generates_what_transformers_generates(published):
                 if len(got) == len(expected):
                     break
             assert got == expected, text
-    finally:
-        llm.close()
 
 
-def test_f16_gguf_logits_within_tolerance(published):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(published)
-    model = AutoModelForCausalLM.from_pretrained(published, dtype=torch.float32).eval()
-    llm = _llama(_gguf(published, "f16"))
-    try:
-        for ids in _prompts(tokenizer):
+def test_f16_gguf_logits_within_tolerance(published, reference):
+    tokenizer, model, prompts = reference
+    with _llama(_gguf(published, "f16")) as llm:
+        for ids in prompts:
             with torch.no_grad():
                 expected = model(torch.tensor([ids])).logits[0].numpy()
             llm.reset()
@@ -127,8 +132,6 @@ def test_f16_gguf_logits_within_tolerance(published):
             scale = np.abs(expected).max()
             assert scale > 1.0  # trained: the logits are not all near zero
             assert np.abs(got - expected).max() < F16_TOLERANCE * scale
-    finally:
-        llm.close()
 
 
 def test_embedded_chat_template_renders_like_the_published_tokenizer(published):
@@ -139,8 +142,7 @@ def test_embedded_chat_template_renders_like_the_published_tokenizer(published):
     tokenizer = AutoTokenizer.from_pretrained(published)
     expected = tokenizer.apply_chat_template(CONVERSATION, add_generation_prompt=True, tokenize=False)
     expected_ids = tokenizer.apply_chat_template(CONVERSATION, add_generation_prompt=True, tokenize=True, return_dict=False)
-    llm = _llama(_gguf(published, "q8_0"))
-    try:
+    with _llama(_gguf(published, "q8_0")) as llm:
         special = {name: llm.detokenize([token], special=True).decode() for name, token in (("bos", llm.token_bos()), ("eos", llm.token_eos()))}
         # As llama_cpp.Llama builds its handler from the GGUF (a token id of -1 means none).
         formatter = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"], eos_token=special["eos"],
@@ -153,8 +155,6 @@ def test_embedded_chat_template_renders_like_the_published_tokenizer(published):
         assert expected.endswith("<think>\n") and "secret reasoning" not in expected and "You are a careful" in expected
         if tokenizer.bos_token:
             assert expected_ids.count(tokenizer.bos_token_id) == 1 and expected_ids[0] == tokenizer.bos_token_id
-    finally:
-        llm.close()
 
 
 def test_modelfile_runs_the_quantized_file_with_the_r1_template(published):
