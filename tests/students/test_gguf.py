@@ -155,6 +155,9 @@ def test_embedded_chat_template_renders_like_the_published_tokenizer(published):
         assert expected.endswith("<think>\n") and "secret reasoning" not in expected and "You are a careful" in expected
         if tokenizer.bos_token:
             assert expected_ids.count(tokenizer.bos_token_id) == 1 and expected_ids[0] == tokenizer.bos_token_id
+        # Padding is the training's pad token, never the stop token.
+        pad = int(llm.metadata["tokenizer.ggml.padding_token_id"])
+        assert pad == tokenizer.pad_token_id != tokenizer.eos_token_id
 
 
 def test_modelfile_runs_the_quantized_file_with_the_r1_template(published):
