@@ -76,9 +76,9 @@ def render_modelfile(fmt: ChatFormat, gguf: str, stops: list[str], max_length: i
         *[f'PARAMETER stop "{stop}"' for stop in dict.fromkeys(stops)],
         f"PARAMETER temperature {RECOMMENDED_SAMPLING['temperature']}",
         f"PARAMETER top_p {RECOMMENDED_SAMPLING['top_p']}",
-        f"# num_ctx: the student reasons for up to {max_length or 32768} tokens (its training length) after a prompt of up",
-        f"# to {PROMPT_ROOM}. Ollama's default window is a few thousand tokens: once the reasoning outgrows it, the",
-        "# start of the conversation is cut and the model loses the question and loops.",
+        f"# num_ctx: room for the longest reasoning the student was trained on ({max_length or 32768} tokens) plus a prompt",
+        f"# of up to {PROMPT_ROOM}. A shorter window (Ollama's default is a few thousand tokens) cuts the start of the",
+        "# conversation mid-thought: the model loses the question and loops.",
         f"PARAMETER num_ctx {context_window(max_length)}",
     ]
     return "\n".join(lines) + "\n"

@@ -46,16 +46,17 @@ def benchmark(tmp_path_factory) -> Path:
     return path
 
 
-def servers(model: Path) -> list[int]:
-    """Pids of llama.cpp servers running this file."""
-    found = []
+def servers(model: Path) -> dict[int, int]:
+    """pid -> parent pid of the llama.cpp servers running this file."""
+    found = {}
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
         if b"llama_cpp.server" in command and str(model).encode() in command:
-            found.append(int(entry.name))
+            found[int(entry.name)] = parent
     return found
 
 
@@ -73,7 +74,7 @@ def test_eval_of_a_gguf_file_runs_llama_cpp_server(gguf_file, benchmark, tmp_pat
     # Rendered by the server with the GGUF's template, whose generation prompt opens the reasoning.
     assert all(s["completion"].startswith("<think>\n") and s["completion_tokens"] for s in samples)
     assert all(s["teacher"]["backend"] == "llamacpp" and s["verdicts"]["correctness"]["reason"] for s in samples)
-    assert servers(gguf_file) == []  # stopped when the command finished
+    assert servers(gguf_file) == {}  # stopped when the command finished
     # Same request seeds, same samples: the comparison between files is not sampling noise.
     again = tmp_path / "again"
     command[command.index(str(out))] = str(again)
@@ -81,6 +82,7 @@ def test_eval_of_a_gguf_file_runs_llama_cpp_server(gguf_file, benchmark, tmp_pat
     first = {s["id"]: s["completion"] for s in samples}
     assert {s["id"]: s["completion"] for s in map(json.loads, (again / "mini.samples.jsonl").read_text().splitlines())} == first
     assert len(set(first.values())) == len(first)  # the seeds differ between samples
+    assert servers(gguf_file) == {}
 
 
 @pytest.mark.slow
@@ -90,16 +92,16 @@ def test_server_dies_with_the_command(gguf_file, benchmark, tmp_path):
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not servers(gguf_file) and time.monotonic() < deadline:
+        while child.pid not in servers(gguf_file).values() and time.monotonic() < deadline:
             assert child.poll() is None, "eval ended before its server started"
             time.sleep(0.2)
-        assert servers(gguf_file)
+        (server,) = [pid for pid, parent in servers(gguf_file).items() if parent == child.pid]
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         deadline = time.monotonic() + 10
-        while servers(gguf_file) and time.monotonic() < deadline:
+        while server in servers(gguf_file) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert servers(gguf_file) == []
+        assert server not in servers(gguf_file)
     finally:
         if child.poll() is None:
             child.kill()
