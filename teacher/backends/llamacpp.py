@@ -30,6 +30,9 @@ remote = False  # the teacher is a local .gguf file
 PROMPT_ROOM = 2048  # context left for the prompt when max_model_len is not set
 IN_FLIGHT = 2  # one generating, one queued: the server never waits for the client
 STARTUP_S = 300.0  # model load; a big GGUF on a slow disk takes a while
+# llama-cpp-python's server samples with top_k 40, min_p 0.05 and repeat_penalty 1.1 unless a request
+# says otherwise: the protocol is temperature and top_p alone, as vLLM and the other backends sample.
+NEUTRAL_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
 _SERVER: dict[str, Any] = {}
 
 
@@ -59,7 +62,7 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
 
     # Seeded per request (seed + sample index): the samples do not depend on the order requests reach the server.
     served = config.model_copy(update={"base_url": _SERVER["url"], "concurrency": min(config.concurrency, IN_FLIGHT), "api": "chat",
-                                       "request_seed": config.seed is not None})
+                                       "request_seed": config.seed is not None, "extra_body": {**NEUTRAL_SAMPLING, **config.extra_body}})
     openai.generate(served, jobs, sink)
 
 
