@@ -60,10 +60,14 @@ def prepare(config: GenerateConfig) -> None:
 def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
     from teacher.backends import openai
 
+    openai.generate(served(config, _SERVER["url"]), jobs, sink)
+
+
+def served(config: GenerateConfig, url: str) -> GenerateConfig:
+    """The settings the openai backend samples the server with."""
     # Seeded per request (seed + sample index): the samples do not depend on the order requests reach the server.
-    served = config.model_copy(update={"base_url": _SERVER["url"], "concurrency": min(config.concurrency, IN_FLIGHT), "api": "chat",
-                                       "request_seed": config.seed is not None, "extra_body": {**NEUTRAL_SAMPLING, **config.extra_body}})
-    openai.generate(served, jobs, sink)
+    return config.model_copy(update={"base_url": url, "concurrency": min(config.concurrency, IN_FLIGHT), "api": "chat",
+                                     "request_seed": config.seed is not None, "extra_body": {**NEUTRAL_SAMPLING, **config.extra_body}})
 
 
 def release() -> None:
