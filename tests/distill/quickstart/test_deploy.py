@@ -21,6 +21,7 @@ REDUCED = [
     "quickstart.teacher.steps=120",
     "filter.rules=[format, language]",
     "generate.n=2",
+    "generate.reproducible=true",  # an in-process engine starts in seconds, a separate one in a minute or two
     "train.epochs=1",
     "quantized.k=1",
     "quantized.max_tokens=24",
