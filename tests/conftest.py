@@ -37,6 +37,25 @@ def tiny_llama(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def released_qwen(tmp_path_factory) -> Path:
+    """A random-weight Qwen2 model with Qwen2.5's real tokenizer (which llama.cpp's GGUF converter accepts)."""
+    return _released("qwen", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def released_llama(tmp_path_factory) -> Path:
+    """A random-weight Llama model with Llama-3.1's real tokenizer."""
+    return _released("llama", tmp_path_factory)
+
+
+def _released(family: str, tmp_path_factory) -> Path:
+    from distill.quickstart.tiny import build_model
+
+    return build_model(tmp_path_factory.mktemp("models") / f"released-{family}", family=family, tokenizer="released",
+                       hidden_size=64, heads=1, kv_heads=1, intermediate_size=128)
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (real traces and benchmarks); tests that need it skip where it is absent."""
     if not SHARED_DATA.is_dir():

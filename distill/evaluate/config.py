@@ -30,7 +30,7 @@ class EvalSettings(CodeOptions):
     temperature: float = Field(default=0.6, ge=0, description="Sampling temperature (R1 protocol: 0.6).")
     top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling (R1 protocol: 0.95).")
     max_tokens: int = Field(default=32768, ge=1, description="Most new tokens per sample (R1 protocol: 32768).")
-    backend: str = Field(default="vllm", description="vllm (local engine) or openai (an OpenAI-compatible endpoint).")
+    backend: str = Field(default="vllm", description="vllm (local engine), openai (an OpenAI-compatible endpoint) or llamacpp (a .gguf file served by llama.cpp; the default for .gguf models).")
     base_url: str | None = Field(default=None, description="Endpoint URL for the openai backend.")
     instruction: str = Field(default=MATH_INSTRUCTION, description="Appended to every math problem on a new line (empty: none).")
     limit: int | None = Field(default=None, ge=1, description="Only the first N problems of each benchmark.")
@@ -55,7 +55,9 @@ class EvalConfig(EvalSettings):
     output_dir: Path | None = Field(default=None, description="Folder for per-problem results, samples, summary.json and eval_table.md (default: eval/<model name>).", json_schema_extra={"flags": ["-o"]})
 
     @model_validator(mode="after")
-    def _default_output(self) -> EvalConfig:
+    def _defaults(self) -> EvalConfig:
+        if self.model.lower().endswith(".gguf") and "backend" not in self.model_fields_set:
+            self.backend = "llamacpp"  # a GGUF file is served by llama.cpp, as its users run it
         if self.output_dir is None:
             self.output_dir = Path("eval") / Path(self.model.rstrip("/")).name
         return self

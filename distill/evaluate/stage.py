@@ -142,18 +142,22 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
     write_records(prompts, rows, model=Problem)
     raw = out / f".samples-{_settings_hash(config)}.jsonl"
     try:
-        _sample(config, prompts, raw, keep_engine)
+        sampling = _sample(config, prompts, raw, keep_engine)
     finally:
         prompts.unlink(missing_ok=True)
     traces = list(read_records(raw, Trace))
-    summary = score_and_write(traces, list(benches), config)
+    speed = {"tokens_per_s": sampling["tokens_per_s"]} if sampling.get("samples_written") else {}
+    summary = score_and_write(traces, list(benches), config, speed)
     raw.unlink(missing_ok=True)
     print_summary(summary)
     return summary
 
 
-def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -> dict[str, Any]:
-    """Grade samples whose problem ids are 'BENCHMARK/ID', write the result files, return the summary."""
+def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig, speed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Grade samples whose problem ids are 'BENCHMARK/ID', write the result files, return the summary.
+
+    `speed`: sampling figures of this run (tokens_per_s), kept in the summary as they are.
+    """
     from distill.core.data import write_records
     from distill.core.verify import VerifyOptions, grade
 
@@ -171,6 +175,7 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -
         "top_p": config.top_p,
         "max_tokens": config.max_tokens,
         "seed": config.seed,
+        **(speed or {}),
         "benchmarks": {},
     }
     out = config.output_dir
@@ -190,8 +195,8 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -
     return summary
 
 
-def _sample(config: EvalConfig, prompts: Path, output: Path, keep_engine: bool = False) -> None:
-    """k samples per problem with the generate stage (vLLM engine or endpoint)."""
+def _sample(config: EvalConfig, prompts: Path, output: Path, keep_engine: bool = False) -> dict[str, Any]:
+    """k samples per problem with the generate stage (vLLM engine, endpoint or llama.cpp); its summary."""
     from teacher.config import GenerateConfig
     from teacher.generate import run as generate
 
@@ -211,7 +216,7 @@ def _sample(config: EvalConfig, prompts: Path, output: Path, keep_engine: bool =
     if config.base_url:
         settings["base_url"] = config.base_url
     settings.update(config.generate)
-    generate(GenerateConfig.model_validate(settings), keep_engine=keep_engine)
+    return generate(GenerateConfig.model_validate(settings), keep_engine=keep_engine)
 
 
 def _settings_hash(config: EvalConfig) -> str:
