@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from distill.core import cost
 from distill.core.data import read_problems
-from distill.core.errors import InputError, Interrupted
+from distill.core.errors import BudgetReached, InputError, Interrupted
 from distill.core.hub import check_model
 from distill.core.ids import UniqueIds
 from distill.core.paths import Out, check_io, named_paths
@@ -30,11 +31,14 @@ def load_problems(config: GenerateConfig) -> tuple[list[Problem], int]:
     seen: set[str] = set()
     explicit = UniqueIds(config.fields.id) if config.fields.id else None
     duplicates = 0
+    wanted = _wanted_ids(config.problem_ids)
     for row_index, problem in enumerate(read_problems(config.prompts, config.fields, config.split)):
         if explicit is not None:  # an id column: two rows with one id are a mistake, not a repeat
             explicit.see(problem.problem_id, _where(config.prompts, problem))
         # Round-robin on the row index: balanced shards, and long prompts spread evenly.
         if row_index % shards != shard:
+            continue
+        if wanted is not None and problem.problem_id not in wanted:
             continue
         if problem.problem_id in seen:
             duplicates += 1  # same id twice would give two different samples the same id
@@ -44,6 +48,15 @@ def load_problems(config: GenerateConfig) -> tuple[list[Problem], int]:
         if config.limit is not None and len(problems) >= config.limit:
             break
     return problems, duplicates
+
+
+def _wanted_ids(path: str | None) -> set[str] | None:
+    if path is None:
+        return None
+    try:
+        return {line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the problem ids ({type(exc).__name__})", where=path, field="problem_ids") from None
 
 
 def _where(source: str, problem: Problem) -> str:
@@ -103,12 +116,18 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
         "samples_existing": sum(config.n - len(job.indices) for job in jobs) + (len(problems) - len(jobs)) * config.n,
         "torn_bytes_dropped": existing.torn,
     }
+    before = existing.spent  # the budget covers the whole output: a re-run does not spend it again
+    already = cost.over_budget(before, config) if jobs else None
+    if already:
+        raise BudgetReached(f"{already} by the samples in {config.output}; nothing sampled, raise the budget to continue",
+                            {**summary, **cost.figures(before, config, "spent_")})
     if jobs:
         backend.prepare(config)  # engine load stays out of the tokens/s figure
     mend(config.output, existing)  # only now: a refused run leaves OUT exactly as it was
     sink_kwargs = {"console": console} if console is not None else {}
     with AppendWriter(Path(config.output)) as writer:
         sink = Sink(writer, config.teacher_info(), len(jobs), sum(len(job.indices) for job in jobs), **sink_kwargs)
+        sink.limit = lambda prompt, completion: cost.over_budget(before + cost.Spend(prompt, completion), config)
         sink.start(jobs)
         try:
             if jobs:
@@ -124,13 +143,18 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
         samples_written=sink.samples,
         samples_skipped=sink.skipped_samples,
         skipped_prompts=dict(sink.skipped),
-        completion_tokens=sink.tokens,
+        **cost.figures(cost.Spend(sink.prompt_tokens, sink.tokens), config),
+        **cost.figures(before + cost.Spend(sink.prompt_tokens, sink.tokens), config, "spent_"),
         tokens_per_s=sink.tokens / elapsed if elapsed > 0 else 0.0,
         finish_reasons=dict(sink.finish),
         retries=sink.retries,
         errors=sink.errors,
         elapsed_s=elapsed,
+        stopped=sink.stopped,
     )
+    if sink.stopped:
+        raise BudgetReached(f"{sink.stopped}: {writer.count} samples written to {config.output}; "
+                            "raise the budget and re-run the same command to continue", summary)
     return summary
 
 
@@ -143,6 +167,7 @@ STAGES = (
         name="generate", section="generate", default_run=True, config=GenerateConfig, run=run, check=check, resumable=True,
         reads={"prompts": "prompts", "teacher": "teacher_model"}, writes={"output": "traces.jsonl"},
         produces={"traces": "traces.jsonl"}, remote=_served_name,
-        operational=("concurrency", "request_timeout", "max_retries", "retry_base_delay", "retry_max_delay", "max_pending", "api_key_env"),
+        operational=("concurrency", "request_timeout", "max_retries", "retry_base_delay", "retry_max_delay", "max_pending", "api_key_env",
+                     *cost.COST_FIELDS),  # a budget or a price does not change the samples: raising it resumes
     ),
 )

@@ -85,6 +85,7 @@ class Trace(Problem):
     completion: str = Field(description="The teacher's whole output, reasoning included.")
     finish_reason: FinishReason | None = None
     completion_tokens: int | None = Field(default=None, ge=0)
+    prompt_tokens: int | None = Field(default=None, ge=0, description="The prompt's tokens (the endpoint's usage or the engine's count).")
     teacher: dict[str, Any] | None = Field(
         default=None, description="Model, backend, sampling parameters and seed that produced it."
     )

@@ -140,7 +140,7 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
 
     try:
         top_up(_PROMPTS_PER_STEP)
-        while pending:
+        while pending and not sink.stopped:  # at the budget: what is in flight is aborted below
             for output in engine.step():
                 job = pending.pop(output.request_id, None) if output.finished else None
                 if job is None:
@@ -151,6 +151,7 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
                         (job.indices[choice.index], restore_prefill(choice.text, config.think_prefill), choice.finish_reason, len(choice.token_ids))
                         for choice in output.outputs
                     ],
+                    prompt_tokens=len(output.prompt_token_ids or ()),
                 )
             if len(pending) < config.max_pending:
                 top_up(_PROMPTS_PER_STEP)

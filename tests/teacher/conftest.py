@@ -150,7 +150,7 @@ class FakeEndpoint:
                 time.sleep(delay)
                 text = "<think>\n" + "x" * size + "\n</think>\n\n\\boxed{2}"
                 self._send(200, {"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
-                                 "usage": {"completion_tokens": 5}})
+                                 "usage": {"prompt_tokens": 7, "completion_tokens": 5}})
 
         class Server(http.server.ThreadingHTTPServer):
             def handle_error(self, request, client_address):  # a client that hung up (Ctrl-C tests): not news
