@@ -293,6 +293,7 @@ def _pilot(ctx: Context, planned: list[Planned], prompts: int, console: Any, man
     if GENERATE not in by_name or FILTER not in by_name:
         raise InputError("a pilot generates and filters: the run's stages must include generate and filter", field="--pilot")
     generate = by_name[GENERATE]
+    earlier = _execute(ctx, planned[: planned.index(generate)], console, manifest)  # what makes the prompts and the teacher
     config = generate.config.model_copy(update={"limit": min(prompts, generate.config.limit or prompts)})
     items = Planned(GENERATE, config, generate.fingerprint, "new"), Planned(FILTER, by_name[FILTER].config, "", "redo")
     if ctx.rejection is not None:
@@ -309,7 +310,7 @@ def _pilot(ctx: Context, planned: list[Planned], prompts: int, console: Any, man
     _say(console, pilot.table(figures))
     figures["verdict"] = pilot.verdict(figures, generate.config)
     _say(console, figures["verdict"])
-    return {**summaries, "pilot": figures}
+    return {**earlier, **summaries, "pilot": figures}
 
 
 def _run_rejection(ctx: Context, generate: Planned, filter_: Planned, console: Any, manifest: Manifest,
