@@ -268,13 +268,14 @@ def _execute(ctx: Context, planned: list[Planned], console: Any, manifest: Manif
     for item in planned:
         if item.name in results:  # run by the rejection loop with generate
             continue
+        loop = ctx.rejection is not None and item.name == GENERATE and FILTER in by_name
+        if loop and not item.state == by_name[FILTER].state == "done":  # generate's samples may stand, the loop goes on
+            results.update(_run_rejection(ctx, item, by_name[FILTER], console, manifest))
+            continue
         if item.state == "done":
             record = read_state(ctx.dir(item.name))
             results[item.name] = {"skipped": True, **(record.summary if record else {})}
             _say(console, f"[dim]{item.name}: up to date, skipped[/dim]")
-            continue
-        if ctx.rejection is not None and item.name == GENERATE and FILTER in by_name:
-            results.update(_run_rejection(ctx, item, by_name[FILTER], console, manifest))
             continue
         _start(ctx, item, console, manifest)
         started = time.time()
