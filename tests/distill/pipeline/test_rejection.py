@@ -42,6 +42,50 @@ def test_rejection_needs_generate_then_filter(tmp_path):
         plan(recipe, tmp_path / "run")
 
 
+def test_loop_over_an_endpoint_rounds_budget_and_resume(tmp_path, distill_cli):
+    """A local endpoint whose k-th answer is right when k % 4 == 0 (concurrency 1: requests in prompt order)."""
+    from tests.teacher.conftest import FakeEndpoint
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"Problem {i}?", "answer": "2"}) + "\n" for i in range(6)))
+    out = tmp_path / "run"
+    with FakeEndpoint("ok", answers=("2", "5", "5", "5")) as server:
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(yaml.safe_dump({
+            "run": {"stages": ["generate", "filter"]}, "rejection": {"min_kept": 1, "max_samples": 6},
+            "generate": {"prompts": str(prompts), "teacher": "m", "backend": "openai", "base_url": server.url, "max_retries": 0,
+                         "fields": {"id": "id"}, "n": 2, "concurrency": 1},
+            "filter": {"rules": ["format", "correctness"], "workers": 1}}))
+        code, _, err = distill_cli("run", recipe, "-o", out, "--budget-tokens", "70")  # 14 samples: stops in round 2
+        assert code == 3 and err.strip().splitlines()[-1].startswith("stopped: stage 'generate': budget of 70"), err
+        assert len(rows(out / "generate" / "traces.jsonl")) == 14
+        code, _, err = distill_cli("run", recipe, "-o", out)
+        assert code == 0, err
+        assert server.requests == 20  # round 1: 6 prompts x 2; round 2: q1, q3, q5 x 2; round 3: q3 x 2
+        loop = json.loads((out / "filter" / "stage.json").read_text())["summary"]["rejection"]
+        assert [(r["prompts"], r["drawn"], r["kept"], r["still_short"]) for r in loop["rounds"]] == [(6, 12, 3, 3), (3, 6, 2, 1), (1, 2, 0, 1)]
+        assert "rejection sampling, by round" in err
+        stats_rows = {r["problem_id"]: r for r in rows(out / "filter" / "prompts.jsonl")}
+        assert {p: r["drawn"] for p, r in stats_rows.items()} == {"q0": 2, "q1": 4, "q2": 2, "q3": 6, "q4": 2, "q5": 4}
+        assert stats_rows["q3"]["never_solved"] and stats_rows["q1"]["pass_rate"] == 0.25
+        assert stats_rows["q0"]["shortest_correct_id"] == "q0#0" and stats_rows["q0"]["completion_tokens"] == 10
+
+        # Killed during round 3 (its samples gone, no stage complete): the re-run draws round 3 only.
+        traces = out / "generate" / "traces.jsonl"
+        traces.write_text("".join(traces.read_text().splitlines(keepends=True)[:18]))
+        for stage in ("generate", "filter"):
+            (out / stage / "stage.json").unlink()
+        code, _, err = distill_cli("run", recipe, "-o", out)
+        assert code == 0 and server.requests == 22, err
+        # Only the loop's options changed: generate stays, the loop runs again over its samples (nothing drawn).
+        code, _, err = distill_cli("run", recipe, "-o", out, "--set", "rejection.drop_never_solved=true")
+        assert code == 0 and server.requests == 22, err
+        assert [r["dropped"] for r in rows(out / "filter" / "prompts.jsonl")] == [False] * 6  # q3's 21st answer solved it
+    again = json.loads((out / "filter" / "stage.json").read_text())["summary"]["rejection"]
+    assert again["dropped_by_difficulty"] == 0
+    assert again["rounds"][:2] == loop["rounds"][:2] and again["rounds"][2]["kept"] == 1  # the 21st answer is right
+
+
 def write_recipe(path: Path, model: Path, prompts: Path, **rejection) -> Path:
     doc = {
         "run": {"stages": ["generate", "filter"]},
