@@ -94,7 +94,7 @@ def read_outcomes(kept: str, rejected: str | None) -> dict[str, list[dict[str, A
     """problem_id -> [{index, kept, correct, prompt_tokens, completion_tokens, id}], from the filter's outputs."""
     found: dict[str, list[dict[str, Any]]] = {}
     for path, is_kept in ((kept, True), (rejected, False)):
-        if path is None or not Path(path).exists():
+        if path is None or not Path(path).exists() or Path(path).stat().st_size == 0:  # every sample kept, or none
             continue
         for _, row in iter_rows(path):
             verdict = (row.get("verdicts") or {}).get("correctness")

@@ -94,7 +94,7 @@ def write_recipe(path: Path, model: Path, prompts: Path, **rejection) -> Path:
                      "temperature": 1.0, "top_p": 1.0, "seed": 0, "max_model_len": 256, "kv_cache_memory_bytes": 256 * 1024**2,
                      "enforce_eager": True, "reproducible": True, "math_instruction": None},
         # Random weights: a sample's length in characters is what varies, so the length rule keeps about half.
-        "filter": {"rules": ["length"], "workers": 1, "length": {"unit": "chars", "max": 60}},
+        "filter": {"rules": ["length"], "workers": 1, "length": {"unit": "chars", "max": 43}},
     }
     path.write_text(yaml.safe_dump(doc))
     return path
