@@ -12,6 +12,7 @@ Run: python bench/bench_rejection.py [RUN_DIR]   (default runs/rejection)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,7 +25,8 @@ RECIPE = ROOT / "recipes" / "rejection.yaml"
 
 def run(out: Path, *extra: str) -> float:
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "cli", "run", str(RECIPE), "-o", str(out), *extra], cwd=ROOT)
+    done = subprocess.run([sys.executable, "-m", "cli", "run", str(RECIPE), "-o", str(out), *extra], cwd=ROOT,
+                          env={**os.environ, "COLUMNS": os.environ.get("COLUMNS", "130")})  # tables as wide as they are
     if done.returncode != 0:
         sys.exit(f"distill run failed ({done.returncode})")
     return time.monotonic() - started
@@ -62,20 +64,20 @@ def main() -> None:
     for column in ("sampling", "samples drawn", "completion tokens", "cost (R1 API prices)", "kept",
                    f"prompts with {loop['min_kept']}+ kept", "tokens per kept sample", f"tokens per prompt with {loop['min_kept']}+ kept"):
         table.add_column(column, justify="left" if column == "sampling" else "right")
-    for name, f in ((f"stop at {loop['min_kept']} kept (step {loop['step']}, at most {loop['max_samples']})", with_rule),
+    for name, f in ((f"stop at {loop['min_kept']} kept (+{loop['step']}/round, at most {loop['max_samples']})", with_rule),
                     (f"fixed {loop['max_samples']} per prompt", fixed)):
         table.add_row(name, f"{f['drawn']:,}", f"{f['completion']:,}", f"${f['cost']:.4f}", f"{f['kept']:,}", f"{f['covered']:,}",
                       f"{f['per_kept']:,.1f}", f"{f['per_covered']:,.1f}")
-    Console().print(table)
+    Console(width=160).print(table)
     saved = 1 - with_rule["completion"] / fixed["completion"]
     lost = fixed["covered"] - with_rule["covered"]
     print(f"- the stopping rule spent {100 * saved:.0f}% fewer teacher tokens than a fixed {loop['max_samples']} per prompt "
           f"({with_rule['completion']:,} vs {fixed['completion']:,}); {with_rule['covered']} vs {fixed['covered']} prompts reached "
           f"{loop['min_kept']} kept samples" + (f" ({lost} fewer)" if lost > 0 else " (none lost)") + ".")
-    better = "fewer" if with_rule["per_kept"] < fixed["per_kept"] else "more"
-    print(f"- per kept sample it spent {with_rule['per_kept']:,.1f} tokens vs {fixed['per_kept']:,.1f} ({better}: the rounds after "
-          f"the first sample the hard prompts, whose yield is lower); per prompt that reached {loop['min_kept']} kept, "
-          f"{with_rule['per_covered']:,.1f} vs {fixed['per_covered']:,.1f}.")
+    why = (" (more: the later rounds sample the hard prompts, whose yield is lower)" if with_rule["per_kept"] > fixed["per_kept"]
+           else " (about the same: the saving is the samples a prompt did not need, not a higher yield)")
+    print(f"- per kept sample it spent {with_rule['per_kept']:,.1f} tokens vs {fixed['per_kept']:,.1f}{why}; per prompt that "
+          f"reached {loop['min_kept']} kept, {with_rule['per_covered']:,.1f} vs {fixed['per_covered']:,.1f}.")
     print(f"- the pilot on 50 prompts forecast {forecast['run']['completion_tokens']:,.0f} completion tokens and "
           f"{forecast['run']['kept']:,.0f} kept samples for the run; it spent {with_rule['completion']:,} and kept {with_rule['kept']:,}.")
     print(f"(pilot {pilot_seconds:.0f} s with the teacher's training, loop {seconds:.0f} s, fixed-n top-up {fixed_seconds:.0f} s)")

@@ -65,7 +65,7 @@ def table(figures: dict[str, Any]):
     per, run = f["per_kept"] or {}, f["run"]
 
     def money(value: float | None) -> str:
-        return "-" if value is None else f"{value:,.4f}"
+        return "-" if value is None else f"{value:,.4f}" if value >= 0.01 else f"{value:.6f}"
 
     result.add_row("per kept sample", f"{per.get('prompt_tokens', 0):,.0f}", f"{per.get('completion_tokens', 0):,.0f}",
                    money(per.get("cost")), "1")
