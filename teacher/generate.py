@@ -150,10 +150,11 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
         retries=sink.retries,
         errors=sink.errors,
         elapsed_s=elapsed,
-        stopped=sink.stopped,
+        # Said with the final spend: the samples that finished with the one that reached the budget are written too.
+        stopped=sink.stopped and (cost.over_budget(before + cost.Spend(sink.prompt_tokens, sink.tokens), config) or sink.stopped),
     )
     if sink.stopped:
-        raise BudgetReached(f"{sink.stopped}: {writer.count} samples written to {config.output}; "
+        raise BudgetReached(f"{summary['stopped']}: {writer.count} samples written to {config.output}; "
                             "raise the budget and re-run the same command to continue", summary)
     return summary
 
