@@ -19,6 +19,7 @@ from distill.filters.config import FilterConfig
 from distill.filters.inspect import InspectConfig
 from distill.pipeline.stages import sections
 from students.config import TrainConfig
+from students.onpolicy_config import OnPolicyConfig
 from students.publish import PublishConfig
 from teacher.config import GenerateConfig
 
@@ -127,6 +128,16 @@ def train(config: TrainConfig, plan: bool = False) -> None:
         end_distributed()
     if summary and is_main_process():  # under a launcher every rank returns; one table is enough
         console.print(summary_table(summary))
+
+
+@stage_command(app, "onpolicy", OnPolicyConfig, section="onpolicy", sections=sections)
+def onpolicy(config: OnPolicyConfig) -> None:
+    """Continue a student on its own samples, scored token by token by the teacher (reverse KL / JSD), after SFT."""
+    from rich.console import Console
+
+    from students.onpolicy import run, summary_table
+
+    Console().print(summary_table(run(config)))
 
 
 @stage_command(app, "publish", PublishConfig, section="publish", arguments=["run_dir"], sections=sections)

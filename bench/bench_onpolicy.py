@@ -1,0 +1,109 @@
+"""On-policy distillation speed on CPU (prints a table; not a test).
+
+Tokens per second of the student's sampled tokens through each part of an on-policy step:
+student sampling (in-process `generate`), teacher scoring (a local teacher's forward pass, and
+with --server a vLLM server's prompt log-probabilities) and the update (student forward,
+divergence, backward, optimizer). Tiny random models (distill.quickstart.tiny: student 2 layers,
+teacher 3, width 128) on the quickstart-style arithmetic prompts; the split shows where a step's
+time goes, which is what changes with real sizes (sampling dominates: one forward per token).
+
+    .venv/bin/python bench/bench_onpolicy.py [--steps 6] [--batch 8] [--new-tokens 64] [--server]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def start_server(model: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name", "teacher",
+               "--host", "127.0.0.1", "--port", str(port), "--kv-cache-memory-bytes", str(256 * 1024**2), "--max-model-len", "512",
+               "--enforce-eager"]
+    process = subprocess.Popen(command, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"vLLM server exited:\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process, f"http://127.0.0.1:{port}/v1"
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    raise SystemExit("vLLM server not up after 300 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--server", action="store_true", help="also score with the teacher on a local vLLM server")
+    args = parser.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from distill.quickstart.tiny import build_model
+    from students.onpolicy import run
+    from students.onpolicy_config import OnPolicyConfig
+
+    work = Path(tempfile.mkdtemp(prefix="bench-onpolicy-"))
+    teacher = build_model(work / "teacher", family="qwen", layers=3, seed=0)
+    student = build_model(work / "student", family="qwen", layers=2, seed=1)
+    prompts = work / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"problem": f"Compute {i % 9 + 1}-{i % 5}+{i % 7}."}) + "\n" for i in range(64)))
+    modes = {"local teacher": {"teacher": str(teacher)}}
+    server = None
+    if args.server:
+        server, url = start_server(teacher, work / "server.log")
+        modes["teacher on a vLLM server"] = {"teacher": "teacher", "base_url": url}
+    rows = []
+    try:
+        for label, teacher_settings in modes.items():
+            config = OnPolicyConfig(student="qwen-1.5b", student_model=str(student), prompts=str(prompts),
+                                    output_dir=str(work / label.replace(" ", "-")), max_new_tokens=args.new_tokens,
+                                    max_steps=args.steps, batch_size=args.batch, learning_rate=1e-4, save_steps=10_000,
+                                    seed=0, **teacher_settings)
+            on = run(config)["onpolicy"]
+            rows.append((label, on))
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+
+    table = Table(title=f"on-policy steps on CPU ({os.cpu_count()} cores, torch threads {__import__('torch').get_num_threads()}): "
+                        f"{args.steps} steps x {args.batch} prompts, up to {args.new_tokens} new tokens")
+    for column in ("teacher", "sampled tokens", "sample tok/s", "score tok/s", "update tok/s", "step tok/s",
+                   "share: sample / score / update", "teacher tokens read (prompt / completion)"):
+        table.add_column(column, justify="left" if column == "teacher" else "right")
+    for label, on in rows:
+        seconds = on["seconds"]
+        total = sum(seconds.values())
+        speed = on["tokens_per_s"]
+        table.add_row(label, f"{on['sampled_tokens']:,}", *(f"{speed[k]:,.0f}" for k in ("sample", "score", "update")),
+                      f"{on['sampled_tokens'] / total:,.0f}",
+                      " / ".join(f"{seconds[k] / total:.0%}" for k in ("sample", "score", "update")),
+                      f"{on['teacher_tokens']['prompt']:,} / {on['teacher_tokens']['completion']:,}")
+    Console(width=200).print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The teacher of on-policy distillation: it scores token ids the student sampled.
+
+Two ways, one counter:
+- `LocalTeacher`: a model folder loaded in this process (frozen, eval mode). It gives the last
+  hidden states at the completion positions; the loss projects them through the teacher's head a
+  chunk at a time (TRL's `ChunkedDivergenceFunction`), so the full vocabulary is compared.
+- `ServerTeacher`: an OpenAI-compatible vLLM server. The sequence (prompt + completion token ids)
+  is sent as the prompt of a /v1/completions request with `max_tokens: 1` and `prompt_logprobs: 0`:
+  vLLM returns log p_teacher of every prompt token, i.e. of each sampled token given what precedes
+  it. That is all a server gives cheaply, so only the reverse KL (estimated on the sampled tokens)
+  runs against it. TRL's `VLLMClient.get_sequence_logprobs` sends the same request; we keep our own
+  small client for the API key (read from the environment, never shown), retries with backoff,
+  and the token counts.
+
+Both require the student's tokenizer: the teacher reads the student's ids. `check_same_tokenizer`
+compares the vocabularies (local) or the server's /tokenize of a probe text (server).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+
+from distill.core.errors import InputError, StageError
+from distill.core.secrets import redact, register_env
+
+# Digits, operators, words, CJK and the template's own markers: where two tokenizers usually differ.
+PROBE = "Compute 7-3+5. <think>\nFirst, 7-3=4. 然后计算 4+5=9。\n</think>\n\nThe answer is \\boxed{9}."
+
+
+@dataclass
+class TeacherTokens:
+    """What the teacher read: prompt tokens and completion (student-sampled) tokens, separately."""
+
+    prompt: int = 0
+    completion: int = 0
+    requests: int = 0
+
+    def add(self, prompt: int, completion: int) -> None:
+        self.prompt += prompt
+        self.completion += completion
+        self.requests += 1
+
+
+class LocalTeacher:
+    mode = "local"
+
+    def __init__(self, path: str, dtype: torch.dtype):
+        from distill.core.models import load_causal_lm
+
+        self.model = load_causal_lm(path, dtype=dtype)
+        self.model.eval().requires_grad_(False)
+        self.tokens = TeacherTokens()
+
+    @torch.no_grad()
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states predicting each completion token (rows where completion_mask is 1, in order)."""
+        out = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        prompt_width = input_ids.shape[1] - completion_mask.shape[1]
+        hidden = out.last_hidden_state[:, prompt_width - 1 : -1]  # position t predicts token t+1
+        for row, mask in zip(attention_mask, completion_mask, strict=True):
+            self.tokens.add(int(row.sum() - mask.sum()), int(mask.sum()))
+        return hidden[completion_mask.bool()]
+
+    @property
+    def head(self) -> torch.Tensor:
+        return self.model.get_output_embeddings().weight
+
+
+class ServerTeacher:
+    mode = "server"
+
+    def __init__(self, base_url: str, model: str, api_key_env: str, timeout: float, max_retries: int):
+        import httpx
+
+        from teacher.backends.openai import endpoint_root
+
+        register_env(api_key_env)  # its value is redacted from anything we print
+        key = os.environ.get(api_key_env)
+        self.root = endpoint_root(base_url)
+        self.model = model
+        self.max_retries = max_retries
+        self.client = httpx.Client(headers={"Authorization": f"Bearer {key}"} if key else {},
+                                   timeout=httpx.Timeout(timeout, connect=min(30.0, timeout)))
+        self.tokens = TeacherTokens()
+
+    def _post(self, path: str, body: dict) -> dict:
+        import httpx
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self.client.post(path, json=body)
+                if response.status_code < 400:
+                    return response.json()
+                if response.status_code in (401, 403):
+                    raise StageError(f"the teacher server refused the API key (HTTP {response.status_code})")
+                if response.status_code not in (408, 429, 500, 502, 503, 504) or attempt == self.max_retries:
+                    raise StageError(f"the teacher server answered HTTP {response.status_code}: {redact(response.text)[:300]}")
+            except httpx.TransportError as exc:
+                if attempt == self.max_retries:
+                    raise StageError(f"the teacher server at {self.root} is unreachable ({type(exc).__name__}) "
+                                     f"after {self.max_retries} retries") from None
+            time.sleep(min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")
+
+    def check_same_tokenizer(self, tokenizer) -> None:
+        root = self.root.removesuffix("/v1")
+        data = self._post(f"{root}/tokenize", {"model": self.model, "prompt": PROBE, "add_special_tokens": False})
+        if data.get("tokens") != tokenizer.encode(PROBE, add_special_tokens=False):
+            raise InputError("the served teacher tokenizes differently from the student: on-policy distillation scores "
+                             "the student's token ids, so both need one tokenizer", field="teacher")
+
+    def logprobs(self, sequences: list[list[int]], prompt_lengths: list[int]) -> list[list[float]]:
+        """log p_teacher(token | everything before it) for each completion token of each sequence."""
+        out = []
+        for ids, start in zip(sequences, prompt_lengths, strict=True):
+            body = {"model": self.model, "prompt": ids, "max_tokens": 1, "temperature": 1.0, "prompt_logprobs": 0}
+            choice = self._post(f"{self.root}/completions", body)["choices"][0]
+            scored = choice.get("prompt_logprobs") or []
+            if len(scored) != len(ids):
+                raise StageError(f"the teacher server returned {len(scored)} prompt log-probabilities for {len(ids)} tokens")
+            out.append([scored[i][str(ids[i])]["logprob"] for i in range(start, len(ids))])
+            self.tokens.add(start, len(ids) - start)
+        return out
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def check_same_vocabulary(student_tokenizer, teacher_path: str) -> None:
+    from transformers import AutoTokenizer
+
+    teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
+        raise InputError("the teacher's tokenizer differs from the student's: on-policy distillation scores the "
+                         "student's token ids, so both need one tokenizer (vocabulary)", where=teacher_path, field="teacher")

@@ -1,0 +1,165 @@
+"""`distill onpolicy`: the loss (against the definitions), the step with a local teacher and with a
+real vLLM server teacher on 127.0.0.1, token counts, resume mid-stage, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from students.onpolicy_trainer import completion_mask, divergence_loss, sampled_reverse_kl
+
+from ..teacher.test_openai_backend import SECRET, server  # noqa: F401  (a real vLLM server on 127.0.0.1, per module)
+
+
+def test_completion_mask_keeps_the_stop_token_and_masks_what_follows():
+    completion = torch.tensor([[5, 6, 2, 7, 7], [5, 6, 7, 8, 9], [3, 2, 3, 2, 1]])
+    assert completion_mask(completion, [2, 3]).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
+
+
+def _heads(seed=0, n=6, vocab=13):
+    g = torch.Generator().manual_seed(seed)
+    hs, ws = torch.randn(n, 8, generator=g, dtype=torch.float64), torch.randn(vocab, 8, generator=g, dtype=torch.float64)
+    ht, wt = torch.randn(n, 5, generator=g, dtype=torch.float64), torch.randn(vocab, 5, generator=g, dtype=torch.float64)
+    return hs.float().requires_grad_(), ws.float().requires_grad_(), ht.float(), wt.float()
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.0, 0.5])
+def test_divergence_is_the_definition_over_the_whole_vocabulary(beta):
+    hs, ws, ht, wt = _heads()
+    value, _ = divergence_loss(hs, ws, ht, wt, beta)
+    s, t = (hs @ ws.T).log_softmax(-1), (ht @ wt.T).log_softmax(-1)
+    if beta == 1:
+        expected = (s.exp() * (s - t)).sum(-1)  # reverse KL(student || teacher)
+    elif beta == 0:
+        expected = (t.exp() * (t - s)).sum(-1)  # forward KL(teacher || student)
+    else:
+        m = torch.logsumexp(torch.stack([s + torch.log(torch.tensor(1 - beta)), t + torch.log(torch.tensor(beta))]), 0)
+        expected = beta * (t.exp() * (t - m)).sum(-1) + (1 - beta) * (s.exp() * (s - m)).sum(-1)
+    torch.testing.assert_close(value, expected, atol=1e-5, rtol=1e-4)
+    grad = torch.autograd.grad(value.sum(), ws)[0]
+    torch.testing.assert_close(grad, torch.autograd.grad(expected.sum(), ws)[0], atol=1e-4, rtol=1e-3)
+
+
+def test_sampled_reverse_kl_is_unbiased_in_value_and_gradient():
+    """Averaged over x ~ p_student (exactly, over the vocabulary), the server-teacher loss and its
+    gradient are the reverse KL and its gradient."""
+    hs, ws, ht, wt = _heads(n=1, vocab=7)
+    s, t = (hs @ ws.T).log_softmax(-1)[0], (ht @ wt.T).log_softmax(-1)[0]
+    exact = (s.exp() * (s - t)).sum()
+    exact_grad = torch.autograd.grad(exact, ws)[0]
+    value, grad = torch.zeros(()), torch.zeros_like(ws)
+    for token in range(7):
+        loss, gap = sampled_reverse_kl(hs, ws, torch.tensor([token]), t[token].detach().reshape(1))
+        weight = s[token].exp().detach()
+        torch.testing.assert_close(loss.detach(), gap)  # the value is the sampled estimate log p_s - log p_t
+        value += weight * loss.detach().sum()
+        grad += weight * torch.autograd.grad(loss.sum(), ws)[0]
+    torch.testing.assert_close(value, exact.detach(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grad, exact_grad, atol=1e-5, rtol=1e-4)
+
+
+def test_bad_settings_are_one_line(distill_cli, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"problem": "Compute 1+2."}) + "\n")
+    code, _, err = distill_cli("onpolicy", "-s", "qwen-1.5b", "--student-model", tmp_path, "--prompts", prompts,
+                               "--teacher", "t", "--base-url", "http://127.0.0.1:9/v1", "--beta", "0.5", "-o", tmp_path / "o")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "beta must be 1" in err
+    code, _, err = distill_cli("onpolicy", "-s", "qwen-1.5b", "--student-model", tmp_path / "none", "--prompts", prompts,
+                               "--teacher", tmp_path, "-o", tmp_path / "o")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "student_model" in err
+    assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------- real steps (slow)
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory) -> Path:
+    """A second random model with the teacher's tokenizer (trained on the same corpus) and half its depth."""
+    from distill.quickstart.tiny import build_model
+
+    return build_model(tmp_path_factory.mktemp("models") / "onpolicy-student", family="qwen", layers=1, seed=1)
+
+
+def write_prompts(path: Path, count: int = 8) -> Path:
+    path.write_text("".join(json.dumps({"problem": f"Compute {i}+{i + 3}."}) + "\n" for i in range(count)))
+    return path
+
+
+def config(student: Path, teacher: str, prompts: Path, out: Path, **overrides):
+    from students.onpolicy_config import OnPolicyConfig
+
+    values = dict(student="qwen-1.5b", student_model=str(student), teacher=teacher, prompts=str(prompts), output_dir=str(out),
+                  max_new_tokens=12, max_steps=4, batch_size=2, learning_rate=1e-3, save_steps=2, seed=0)
+    values.update(overrides)
+    return OnPolicyConfig(**values)
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_local_teacher_steps_count_tokens_and_resume_gives_the_same_curve(tiny_qwen, student, tmp_path):
+    from transformers import TrainerCallback
+
+    from students.onpolicy import run
+
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    whole = run(config(student, str(tiny_qwen), prompts, tmp_path / "whole"))
+    on = whole["onpolicy"]
+    assert whole["metrics"]["steps"] == 4 and whole["objective"] == "on-policy"
+    assert on["teacher_tokens"]["completion"] == on["sampled_tokens"] > 0
+    assert on["teacher_tokens"]["prompt"] > 0 and on["completions"] == 8
+    assert len(on["reverse_kl_curve"]) == 4 and all(v >= 0 for _, v in on["reverse_kl_curve"])  # exact KL: never negative
+    assert (tmp_path / "whole" / "final" / "config.json").is_file() and (tmp_path / "whole" / "train.json").is_file()
+
+    class CrashAtStep3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise Crash
+
+    with pytest.raises(Crash):
+        run(config(student, str(tiny_qwen), prompts, tmp_path / "cut"), callbacks=[CrashAtStep3()])
+    assert not (tmp_path / "cut" / "train.json").exists()
+    resumed = run(config(student, str(tiny_qwen), prompts, tmp_path / "cut", resume=True))
+    assert resumed["metrics"]["train_loss_curve"][-2:] == whole["metrics"]["train_loss_curve"][-2:]
+    assert resumed["onpolicy"]["reverse_kl_curve"] == on["reverse_kl_curve"]
+    assert resumed["onpolicy"]["teacher_tokens"] == on["teacher_tokens"]  # counted once, across the interruption
+
+
+@pytest.mark.slow
+def test_vllm_server_teacher_scores_like_the_local_model_and_trains(request, tiny_qwen, tiny_llama, student, tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill.core.errors import InputError
+    from students.onpolicy import run
+    from students.onpolicy_teacher import ServerTeacher
+
+    base_url = request.getfixturevalue("server")
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    teacher = ServerTeacher(base_url, "tiny", "OPENAI_API_KEY", timeout=60, max_retries=1)
+    tokenizer = AutoTokenizer.from_pretrained(student)
+    teacher.check_same_tokenizer(tokenizer)
+    with pytest.raises(InputError, match="tokenizes differently"):
+        teacher.check_same_tokenizer(AutoTokenizer.from_pretrained(tiny_llama))
+    # prompt log-probabilities are the teacher's log p(token | what precedes it), aligned token for token
+    ids = tokenizer("Compute 7-3+5. First, 7-3=4. Then, 4+5=9.", add_special_tokens=False)["input_ids"]
+    served = teacher.logprobs([ids], [3])[0]
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen, dtype=torch.float32)
+    with torch.no_grad():
+        local = model(torch.tensor([ids])).logits[0].log_softmax(-1)[2:-1].gather(1, torch.tensor(ids[3:])[:, None])[:, 0]
+    torch.testing.assert_close(torch.tensor(served), local, atol=2e-2, rtol=1e-2)
+    assert (teacher.tokens.prompt, teacher.tokens.completion) == (3, len(ids) - 3)
+    teacher.close()
+
+    prompts = write_prompts(tmp_path / "p.jsonl", 4)
+    summary = run(config(student, "tiny", prompts, tmp_path / "run", base_url=base_url, max_steps=2, save_steps=10))
+    on = summary["onpolicy"]
+    assert summary["metrics"]["steps"] == 2 and on["teacher_mode"] == "server"
+    assert on["teacher_tokens"]["completion"] == on["sampled_tokens"] > 0 and on["teacher_tokens"]["prompt"] > 0
+    assert all(v == v for _, v in on["reverse_kl_curve"])  # finite estimates (may be negative: a sampled estimate)
+    assert SECRET not in (tmp_path / "run" / "train.json").read_text()
