@@ -32,6 +32,11 @@ from distill.core.secrets import redact, register_env
 PROBE = "Compute 7-3+5. <think>\nFirst, 7-3=4. 然后计算 4+5=9。\n</think>\n\nThe answer is \\boxed{9}."
 
 
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids counted from each row's first real token (prompts are left-padded), as generate counts them."""
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
 @dataclass
 class TeacherTokens:
     """What the teacher read: prompt tokens and completion (student-sampled) tokens, separately."""
@@ -59,7 +64,8 @@ class LocalTeacher:
     @torch.no_grad()
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
         """Last hidden states predicting each completion token (rows where completion_mask is 1, in order)."""
-        out = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        out = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask),
+                                       use_cache=False)
         prompt_width = input_ids.shape[1] - completion_mask.shape[1]
         hidden = out.last_hidden_state[:, prompt_width - 1 : -1]  # position t predicts token t+1
         for row, mask in zip(attention_mask, completion_mask, strict=True):

@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 from transformers import Trainer
 
+from students.onpolicy_teacher import positions
+
 TOTALS = "onpolicy_totals.json"  # cumulative counters, saved in each checkpoint for --resume
 
 
@@ -41,10 +43,6 @@ def completion_mask(completion: torch.Tensor, stop_ids: list[int]) -> torch.Tens
     stops = torch.isin(completion, torch.tensor(stop_ids, device=completion.device))
     after = (stops.long().cumsum(dim=1) - stops.long()) > 0
     return (~after).long()
-
-
-def positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
 
 
 def divergence_loss(student_hidden, student_head, teacher_hidden, teacher_head, beta: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -163,3 +163,37 @@ def test_vllm_server_teacher_scores_like_the_local_model_and_trains(request, tin
     assert on["teacher_tokens"]["completion"] == on["sampled_tokens"] > 0 and on["teacher_tokens"]["prompt"] > 0
     assert all(v == v for _, v in on["reverse_kl_curve"])  # finite estimates (may be negative: a sampled estimate)
     assert SECRET not in (tmp_path / "run" / "train.json").read_text()
+
+
+def test_recipe_chains_sft_then_onpolicy_in_one_run_directory(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    recipe = str(Path(__file__).resolve().parents[2] / "recipes" / "quickstart-onpolicy.yaml")
+    result = CliRunner().invoke(app, ["run", recipe, "-o", str(tmp_path / "run"), "--print-config"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load(result.output)
+    run_dir = str((tmp_path / "run").resolve())
+    assert list(doc) == ["teacher", "generate", "filter", "train", "onpolicy", "compare-onpolicy"]
+    assert doc["onpolicy"]["student_model"] == f"{run_dir}/train"  # the SFT run's final/
+    assert doc["onpolicy"]["prompts"] == f"{run_dir}/filter/kept.jsonl" and doc["onpolicy"]["teacher"] == f"{run_dir}/teacher/model"
+    assert doc["compare-onpolicy"]["onpolicy"] == f"{run_dir}/onpolicy"
+    result = CliRunner().invoke(app, ["run", recipe, "-o", str(tmp_path / "run"), "--dry-run"], catch_exceptions=False)
+    assert result.exit_code == 0 and "settings valid for 6 stage(s)" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_verdict_says_so_when_onpolicy_does_not_help():
+    from distill.quickstart.onpolicy import ONPOLICY, SFT, onpolicy_verdicts
+
+    def rows(sft, onp):
+        return [{"model": SFT, "accuracy": sft, "accuracy_stderr": 0.02, "mixing": 0.1},
+                {"model": ONPOLICY, "accuracy": onp, "accuracy_stderr": 0.02, "mixing": 0.05}]
+
+    tokens = {"prompt": 1000, "completion": 2000}
+    assert "did NOT measurably help" in onpolicy_verdicts(rows(0.50, 0.52), 5000, tokens)[0]
+    assert onpolicy_verdicts(rows(0.50, 0.70), 5000, tokens)[0].startswith("On-policy distillation raised accuracy")
+    assert "LOWERED" in onpolicy_verdicts(rows(0.70, 0.50), 5000, tokens)[0]
+    assert "3,000 more (1,000 prompt + 2,000" in onpolicy_verdicts(rows(0.5, 0.5), 5000, tokens)[2]
