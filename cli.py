@@ -132,12 +132,9 @@ def train(config: TrainConfig, plan: bool = False) -> None:
 
 @stage_command(app, "onpolicy", OnPolicyConfig, section="onpolicy", sections=sections)
 def onpolicy(config: OnPolicyConfig) -> None:
-    """Continue a student on its own samples, scored token by token by the teacher (reverse KL / JSD), after SFT."""
-    from rich.console import Console
-
+    """After SFT: the student samples, the teacher scores each of its tokens, the student moves toward it (reverse KL / JSD)."""
     from students.onpolicy import run, summary_table
-
-    Console().print(summary_table(run(config)))
+    _console().print(summary_table(run(config)))
 
 
 @stage_command(app, "publish", PublishConfig, section="publish", arguments=["run_dir"], sections=sections)
