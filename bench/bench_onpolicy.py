@@ -15,39 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def start_server(model: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name", "teacher",
-               "--host", "127.0.0.1", "--port", str(port), "--kv-cache-memory-bytes", str(256 * 1024**2), "--max-model-len", "512",
-               "--enforce-eager"]
-    process = subprocess.Popen(command, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"vLLM server exited:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process, f"http://127.0.0.1:{port}/v1"
-        except httpx.TransportError:
-            pass
-        time.sleep(1)
-    raise SystemExit("vLLM server not up after 300 s")
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def trl_peer(student: Path, teacher: Path, problems: list[str], args, out: Path) -> dict:
@@ -103,7 +79,10 @@ def main() -> None:
     modes = {"local teacher": {"teacher": str(teacher)}}
     server = None
     if args.server:
-        server, url = start_server(teacher, work / "server.log")
+        from bench_generate import start_server
+
+        limits = SimpleNamespace(kv_bytes=256 * 1024**2, max_model_len=512)
+        server, url = start_server(str(teacher), limits, SimpleNamespace(max_num_seqs=64, max_num_batched_tokens=4096))
         modes["teacher on a vLLM server"] = {"teacher": "teacher", "base_url": url}
     rows = []
     try:
@@ -116,8 +95,9 @@ def main() -> None:
             rows.append((label, summary["onpolicy"], summary["metrics"]["train_runtime_s"]))
     finally:
         if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
+            from bench_generate import stop_server
+
+            stop_server(server)
     try:
         peer = trl_peer(student, teacher, problems, args, work / "trl")
     except Exception as exc:  # the peer's failure is a row, not the end of the bench

@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from students.presets import STUDENTS, StudentPreset
-from students.templates import TEMPLATES
+from students.templates import TEMPLATES, known_template
 
 
 class OnPolicyConfig(BaseModel):
@@ -83,12 +83,7 @@ class OnPolicyConfig(BaseModel):
             raise ValueError(f"unknown student '{name}' (known: {', '.join(STUDENTS)})")
         return name
 
-    @field_validator("template")
-    @classmethod
-    def _known_template(cls, name: str | None) -> str | None:
-        if name is not None and name not in TEMPLATES:
-            raise ValueError(f"unknown template '{name}' (known: {', '.join(TEMPLATES)})")
-        return name
+    _known_template = field_validator("template")(known_template)
 
     @model_validator(mode="after")
     def _server_is_reverse_kl(self) -> OnPolicyConfig:
