@@ -197,3 +197,39 @@ def test_verdict_says_so_when_onpolicy_does_not_help():
     assert onpolicy_verdicts(rows(0.50, 0.70), 5000, tokens)[0].startswith("On-policy distillation raised accuracy")
     assert "LOWERED" in onpolicy_verdicts(rows(0.70, 0.50), 5000, tokens)[0]
     assert "3,000 more (1,000 prompt + 2,000" in onpolicy_verdicts(rows(0.5, 0.5), 5000, tokens)[2]
+
+
+@pytest.mark.slow
+def test_distill_run_chains_sft_then_onpolicy_then_publish_with_stage_caching(tiny_qwen, student, tmp_path):
+    import yaml
+
+    from distill.pipeline.run import execute, plan
+
+    from .conftest import write_kept
+
+    kept = write_kept(tmp_path / "kept.jsonl", copies=2)
+    doc = {
+        "name": "sft-onpolicy", "run": {"stages": ["train", "onpolicy", "publish"], "torch_threads": 1},
+        "train": {"student": "qwen-1.5b", "data": str(kept), "base_model": str(student), "max_steps": 2, "max_length": 128,
+                  "batch_size": 2, "grad_accum": 1, "packing": False, "gradient_checkpointing": False, "eval_fraction": 0,
+                  "save_steps": 1000, "logging_steps": 1},
+        "onpolicy": {"student": "qwen-1.5b", "prompts": str(kept), "teacher": str(tiny_qwen), "max_new_tokens": 8,
+                     "max_steps": 2, "batch_size": 2, "save_steps": 1000},
+        "publish": {"merge": False},
+    }
+    recipe, out = tmp_path / "r.yaml", tmp_path / "run"
+    recipe.write_text(yaml.safe_dump(doc))
+
+    def run_recipe(sets=None):
+        ctx, planned = plan(recipe, out, None, None, sets)
+        return execute(ctx, planned, recipe.read_text())
+
+    first = run_recipe()
+    assert list(first) == ["train", "onpolicy", "publish"] and not any(r.get("skipped") for r in first.values())
+    manifest = json.loads((out / "onpolicy" / "train.json").read_text())
+    assert manifest["objective"] == "on-policy" and manifest["onpolicy"]["student_model"] == str(out / "train")
+    assert manifest["onpolicy"]["prompts"]["distinct"] == 6 and manifest["sft"]["metrics"]["steps"] == 2
+    assert (out / "publish" / "model" / "config.json").is_file()  # publish took the on-policy run
+    assert all(r.get("skipped") for r in run_recipe().values())
+    changed = run_recipe(sets=["onpolicy.max_steps=3"])
+    assert changed["train"].get("skipped") and not changed["onpolicy"].get("skipped") and not changed["publish"].get("skipped")
