@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from students.onpolicy_teacher import positions
 
@@ -65,6 +65,20 @@ def sampled_reverse_kl(student_hidden, student_head, tokens, teacher_logprobs) -
     return surrogate - surrogate.detach() + gap, gap
 
 
+class OptimizerClock(TrainerCallback):
+    """Adds the optimizer step to the update's seconds (training_step times forward and backward only)."""
+
+    def __init__(self, totals: dict):
+        self.totals = totals
+        self.started = 0.0
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.totals["update_s"] += time.perf_counter() - self.started
+
+
 class OnPolicyTrainer(Trainer):
     def __init__(self, *args, teacher, settings, stop_ids: list[int], **kwargs):
         super().__init__(*args, **kwargs)
@@ -76,6 +90,7 @@ class OnPolicyTrainer(Trainer):
                        "stopped": 0, "teacher_prompt_tokens": 0, "teacher_completion_tokens": 0, "kl_sum": 0.0}
         self._logged = dict(self.totals)
         self._micro = 0
+        self.add_callback(OptimizerClock(self.totals))
 
     # ------------------------------------------------------------------ the step
 

@@ -66,6 +66,7 @@ def run_compare(config: OnPolicyCompareConfig) -> dict[str, Any]:
     sft_folder, _ = student_folder(onpolicy["student_model"])
     models = {"teacher": config.teacher, SFT: str(sft_folder), ONPOLICY: str(Path(config.onpolicy) / "final")}
     out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     rows = evaluate_models(models, config, config.benchmarks, out, config.language)
     sft_tokens = sum(t.completion_tokens or 0 for t in read_records(config.traces)) if config.traces else None
     lines = onpolicy_verdicts(rows, sft_tokens, onpolicy["teacher_tokens"])

@@ -200,7 +200,7 @@ def test_verdict_says_so_when_onpolicy_does_not_help():
 
 
 @pytest.mark.slow
-def test_distill_run_chains_sft_then_onpolicy_then_publish_with_stage_caching(tiny_qwen, student, tmp_path):
+def test_distill_run_chains_sft_then_onpolicy_then_publish_with_stage_caching(tiny_qwen, student, tmp_path, monkeypatch):
     import yaml
 
     from distill.pipeline.run import execute, plan
@@ -233,3 +233,22 @@ def test_distill_run_chains_sft_then_onpolicy_then_publish_with_stage_caching(ti
     assert all(r.get("skipped") for r in run_recipe().values())
     changed = run_recipe(sets=["onpolicy.max_steps=3"])
     assert changed["train"].get("skipped") and not changed["onpolicy"].get("skipped") and not changed["publish"].get("skipped")
+
+    # compare-onpolicy's own part: which folders it evaluates, the table and the verdicts. The evaluation itself is
+    # the quickstart's evaluate_models (vLLM, tested in tests/distill/quickstart); here a recorder stands in for it.
+    import distill.quickstart.stages as quickstart_stages
+    from distill.quickstart.onpolicy import ONPOLICY, SFT, OnPolicyCompareConfig, run_compare
+
+    seen = {}
+
+    def evaluate_models(models, config, benchmarks, out, language):
+        seen.update(models)
+        return [{"model": label, "path": path, "benchmark": "heldout", "problems": 10, "samples": 20, "accuracy": 0.5,
+                 "accuracy_stderr": 0.1, "mixing": 0.0, "no_answer": 0.0, "tokens_per_s": None} for label, path in models.items()]
+
+    monkeypatch.setattr(quickstart_stages, "evaluate_models", evaluate_models)
+    result = run_compare(OnPolicyCompareConfig(teacher=str(tiny_qwen), onpolicy=str(out / "onpolicy"), traces=str(kept),
+                                               benchmarks=[str(kept)], output_dir=str(tmp_path / "compare")))
+    assert seen == {"teacher": str(tiny_qwen), SFT: str(out / "train" / "final"), ONPOLICY: str(out / "onpolicy" / "final")}
+    assert "did NOT measurably help" in result["verdicts"][0]
+    assert "did NOT measurably help" in (tmp_path / "compare" / "table.md").read_text()
