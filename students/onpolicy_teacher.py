@@ -94,7 +94,8 @@ class ServerTeacher:
                                    timeout=httpx.Timeout(timeout, connect=min(30.0, timeout)))
         self.tokens = TeacherTokens()
 
-    def _post(self, path: str, body: dict) -> dict:
+    def _post(self, path: str, body: dict, optional: bool = False) -> dict | None:
+        """The JSON answer; None for a 404 when `optional` (an endpoint the server may not have)."""
         import httpx
 
         for attempt in range(self.max_retries + 1):
@@ -102,6 +103,8 @@ class ServerTeacher:
                 response = self.client.post(path, json=body)
                 if response.status_code < 400:
                     return response.json()
+                if optional and response.status_code == 404:
+                    return None
                 if response.status_code in (401, 403):
                     raise StageError(f"the teacher server refused the API key (HTTP {response.status_code})")
                 if response.status_code not in (408, 429, 500, 502, 503, 504) or attempt == self.max_retries:
@@ -115,7 +118,13 @@ class ServerTeacher:
 
     def check_same_tokenizer(self, tokenizer) -> None:
         root = self.root.removesuffix("/v1")
-        data = self._post(f"{root}/tokenize", {"model": self.model, "prompt": PROBE, "add_special_tokens": False})
+        data = self._post(f"{root}/tokenize", {"model": self.model, "prompt": PROBE, "add_special_tokens": False}, optional=True)
+        if data is None:  # not vLLM (SGLang, a proxy): the check cannot run; the token ids are sent as they are
+            from rich.console import Console
+
+            Console(stderr=True).print("[yellow]warning:[/yellow] the teacher server has no /tokenize: "
+                                       "cannot check that it shares the student's tokenizer")
+            return
         if data.get("tokens") != tokenizer.encode(PROBE, add_special_tokens=False):
             raise InputError("the served teacher tokenizes differently from the student: on-policy distillation scores "
                              "the student's token ids, so both need one tokenizer", field="teacher")

@@ -252,3 +252,12 @@ def test_distill_run_chains_sft_then_onpolicy_then_publish_with_stage_caching(ti
     assert seen == {"teacher": str(tiny_qwen), SFT: str(out / "train" / "final"), ONPOLICY: str(out / "onpolicy" / "final")}
     assert "did NOT measurably help" in result["verdicts"][0]
     assert "did NOT measurably help" in (tmp_path / "compare" / "table.md").read_text()
+
+
+def test_unreachable_teacher_server_is_one_line_exit_1_and_nothing_written(distill_cli, tiny_qwen, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    prompts = write_prompts(tmp_path / "p.jsonl", 2)
+    code, _, err = distill_cli("onpolicy", "-s", "qwen-1.5b", "--student-model", tiny_qwen, "--prompts", prompts, "--teacher", "t",
+                               "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0", "-o", tmp_path / "o")
+    assert code == 1 and err.strip().splitlines() == [err.strip()] and "unreachable" in err and SECRET not in err
+    assert not (tmp_path / "o").exists()
