@@ -130,11 +130,14 @@ class ServerTeacher:
                              "the student's token ids, so both need one tokenizer", field="teacher")
 
     def logprobs(self, sequences: list[list[int]], prompt_lengths: list[int]) -> list[list[float]]:
-        """log p_teacher(token | everything before it) for each completion token of each sequence."""
+        """log p_teacher(token | everything before it) for each completion token of each sequence (one request
+        for the micro-batch: vLLM takes a list of token-id prompts and batches them)."""
+        body = {"model": self.model, "prompt": sequences, "max_tokens": 1, "temperature": 1.0, "prompt_logprobs": 0}
+        choices = sorted(self._post(f"{self.root}/completions", body)["choices"], key=lambda choice: choice["index"])
+        if len(choices) != len(sequences):
+            raise StageError(f"the teacher server answered {len(choices)} choices for {len(sequences)} sequences")
         out = []
-        for ids, start in zip(sequences, prompt_lengths, strict=True):
-            body = {"model": self.model, "prompt": ids, "max_tokens": 1, "temperature": 1.0, "prompt_logprobs": 0}
-            choice = self._post(f"{self.root}/completions", body)["choices"][0]
+        for ids, start, choice in zip(sequences, prompt_lengths, choices, strict=True):
             scored = choice.get("prompt_logprobs") or []
             if len(scored) != len(ids):
                 raise StageError(f"the teacher server returned {len(scored)} prompt log-probabilities for {len(ids)} tokens")

@@ -147,13 +147,16 @@ def test_vllm_server_teacher_scores_like_the_local_model_and_trains(request, tin
     with pytest.raises(InputError, match="tokenizes differently"):
         teacher.check_same_tokenizer(AutoTokenizer.from_pretrained(tiny_llama))
     # prompt log-probabilities are the teacher's log p(token | what precedes it), aligned token for token
-    ids = tokenizer("Compute 7-3+5. First, 7-3=4. Then, 4+5=9.", add_special_tokens=False)["input_ids"]
-    served = teacher.logprobs([ids], [3])[0]
+    texts = ["Compute 7-3+5. First, 7-3=4. Then, 4+5=9.", "Compute 2+2. So the answer is 4."]
+    sequences = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    served = teacher.logprobs(sequences, [3, 5])  # one request, two sequences of different lengths
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen, dtype=torch.float32)
-    with torch.no_grad():
-        local = model(torch.tensor([ids])).logits[0].log_softmax(-1)[2:-1].gather(1, torch.tensor(ids[3:])[:, None])[:, 0]
-    torch.testing.assert_close(torch.tensor(served), local, atol=2e-2, rtol=1e-2)
-    assert (teacher.tokens.prompt, teacher.tokens.completion) == (3, len(ids) - 3)
+    for ids, start, got in zip(sequences, [3, 5], served, strict=True):
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0].log_softmax(-1)
+        local = logits[start - 1 : -1].gather(1, torch.tensor(ids[start:])[:, None])[:, 0]
+        torch.testing.assert_close(torch.tensor(got), local, atol=2e-2, rtol=1e-2)
+    assert (teacher.tokens.prompt, teacher.tokens.completion) == (8, sum(map(len, sequences)) - 8)
     teacher.close()
 
     prompts = write_prompts(tmp_path / "p.jsonl", 4)
