@@ -104,6 +104,10 @@ def _check(config: OnPolicyConfig) -> None:
     for name, flag in (("student_model", "--student-model"), ("prompts", "--prompts"), ("output_dir", "--output"), ("teacher", "--teacher")):
         if getattr(config, name) is None:
             raise InputError(f"required ({flag})", field=name)
+    from students.layout import world_size
+
+    if world_size() > 1:  # the step calls the decoder directly, past a DDP/FSDP wrapper's forward and its gradient sync
+        raise InputError("distill onpolicy runs in one process for now (not under accelerate launch or torchrun)")
     input_kind(config.prompts)
     student_folder(config.student_model)
     if config.base_url is None and not (Path(config.teacher) / "config.json").is_file():
