@@ -44,8 +44,8 @@ def student_folder(path: str) -> tuple[Path, TrainManifest | None]:
     raise InputError("not a model folder or a `distill train` run (no config.json, no final/)", where=path, field="student_model")
 
 
-def load_prompts(config: OnPolicyConfig, tokenizer, max_length: int) -> tuple[list[list[int]], dict[str, int]]:
-    """Token ids of each distinct prompt, opened for the assistant's answer; prompts past max_length are skipped."""
+def load_prompts(config: OnPolicyConfig, tokenizer, max_length: int) -> tuple[list[tuple[list, list[int]]], dict[str, int]]:
+    """(messages, token ids) of each distinct prompt, opened for the assistant's answer; prompts past max_length are skipped."""
     seen, prompts, stats = set(), [], {"rows": 0, "distinct": 0, "too_long": 0}
     for where, row in iter_rows(config.prompts):
         stats["rows"] += 1
@@ -61,12 +61,11 @@ def load_prompts(config: OnPolicyConfig, tokenizer, max_length: int) -> tuple[li
         if key in seen:
             continue
         seen.add(key)
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = _render(tokenizer, messages)
         if len(ids) > max_length:
             stats["too_long"] += 1
             continue
-        prompts.append(ids)
+        prompts.append((messages, ids))
     stats["distinct"] = len(seen)
     if not prompts:
         raise InputError(f"no usable prompts ({stats['rows']} rows, {stats['too_long']} longer than {max_length} tokens)",
@@ -75,14 +74,17 @@ def load_prompts(config: OnPolicyConfig, tokenizer, max_length: int) -> tuple[li
 
 
 class PromptSet:
-    def __init__(self, prompts: list[list[int]]):
-        self.prompts = prompts
+    """Each prompt as the student's template renders it, and as the teacher's does (the teacher scores the student's
+    completion after its own prompt: an R1-distill teacher behind a ChatML student reads its own format)."""
+
+    def __init__(self, student_ids: list[list[int]], teacher_ids: list[list[int]]):
+        self.student_ids, self.teacher_ids = student_ids, teacher_ids
 
     def __len__(self) -> int:
-        return len(self.prompts)
+        return len(self.student_ids)
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return {"input_ids": self.prompts[index]}
+        return {"input_ids": self.student_ids[index], "teacher_ids": self.teacher_ids[index]}
 
 
 class LeftPad:
@@ -97,7 +99,8 @@ class LeftPad:
         width = max(len(item["input_ids"]) for item in items)
         ids = [[self.pad_id] * (width - len(item["input_ids"])) + item["input_ids"] for item in items]
         mask = [[0] * (width - len(item["input_ids"])) + [1] * len(item["input_ids"]) for item in items]
-        return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+        return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask),
+                "teacher_ids": [item["teacher_ids"] for item in items]}
 
 
 def _check(config: OnPolicyConfig) -> None:
@@ -126,7 +129,7 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
 
     from distill.core.models import load_causal_lm
     from students.loop import RichProgress
-    from students.onpolicy_teacher import LocalTeacher, ServerTeacher, check_same_vocabulary
+    from students.onpolicy_teacher import LocalTeacher, ServerTeacher, check_same_vocabulary, end_of_turn
     from students.onpolicy_trainer import OnPolicyTrainer
     from students.train import _save_final
 
@@ -142,12 +145,19 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
     if config.base_url:
         teacher = ServerTeacher(config.base_url, config.teacher, config.api_key_env, config.request_timeout, config.max_retries)
         teacher.check_same_tokenizer(tokenizer)
+        teacher_ids = [teacher.prompt_ids(messages) or ids for messages, ids in prompts]
+        teacher_stop = tokenizer.convert_tokens_to_ids(config.teacher_stop_token) if config.teacher_stop_token else None
     else:
-        check_same_vocabulary(tokenizer, config.teacher)
+        teacher_tokenizer = check_same_vocabulary(tokenizer, config.teacher)
         teacher = LocalTeacher(config.teacher, dtype)
+        teacher_ids = [_render(teacher_tokenizer, messages) or ids for messages, ids in prompts]
+        teacher_stop = (tokenizer.convert_tokens_to_ids(config.teacher_stop_token) if config.teacher_stop_token
+                        else end_of_turn(teacher_tokenizer))
     model = load_causal_lm(str(folder), dtype=dtype, training=True)
     model_config = json.loads((folder / "config.json").read_text())
     stops = sft.stop_token_ids if sft and sft.stop_token_ids else stop_token_ids(tokenizer, template, model_config.get("eos_token_id"))
+    if config.base_url is None and teacher_stop is not None:
+        teacher.swap = (stops[0], teacher_stop)  # the full-vocabulary loss reads the teacher's end of turn as the student's
 
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=config.batch_size,
@@ -158,9 +168,10 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
         gradient_checkpointing_kwargs={"use_reentrant": False}, report_to=[], seed=config.seed, data_seed=config.seed,
         remove_unused_columns=False, disable_tqdm=True, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
     )
-    trainer = OnPolicyTrainer(model=model, args=args, train_dataset=PromptSet(prompts), data_collator=LeftPad(tokenizer.pad_token_id),
-                              processing_class=tokenizer, callbacks=[RichProgress(), *(callbacks or [])],
-                              teacher=teacher, settings=config, stop_ids=stops)
+    trainer = OnPolicyTrainer(model=model, args=args, train_dataset=PromptSet([ids for _, ids in prompts], teacher_ids),
+                              data_collator=LeftPad(tokenizer.pad_token_id), processing_class=tokenizer,
+                              callbacks=[RichProgress(), *(callbacks or [])], teacher=teacher, settings=config,
+                              stop_ids=stops, teacher_stop=teacher_stop)
     trainer.remove_callback(PrinterCallback)
     resume_from = _checkpoint(run_dir) if config.resume else None
     if resume_from:
@@ -175,6 +186,14 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
     manifest = _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer, result, prompt_stats, elapsed)
     _save_final(trainer, tokenizer, run_dir, manifest)
     return manifest.model_dump(mode="json")
+
+
+def _render(tokenizer, messages) -> list[int] | None:
+    """The prompt in the tokenizer's own chat template (None without one)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def _pad_token(config: OnPolicyConfig, sft: TrainManifest | None) -> str:

@@ -22,7 +22,7 @@ class OnPolicyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
         "Student, prompts and output": ("student", "student_model", "prompts", "output_dir", "template", "field_problem"),
-        "Teacher": ("teacher", "base_url", "api_key_env", "request_timeout", "max_retries"),
+        "Teacher": ("teacher", "base_url", "teacher_stop_token", "api_key_env", "request_timeout", "max_retries"),
         "Loss and sampling": ("beta", "temperature", "max_new_tokens", "max_length"),
         "Schedule": ("learning_rate", "max_steps", "batch_size", "grad_accum", "warmup_ratio", "lr_scheduler",
                      "max_grad_norm", "seed", "gradient_checkpointing", "bf16"),
@@ -47,6 +47,9 @@ class OnPolicyConfig(BaseModel):
     base_url: str | None = Field(
         default=None, description="OpenAI-compatible vLLM server of the teacher: tokens are scored through prompt "
         "log-probabilities (/v1/completions with prompt_logprobs), which gives the sampled tokens' log-probabilities only.")
+    teacher_stop_token: str | None = Field(
+        default=None, description="The token the teacher ends its turn with, read in place of the student's stop token "
+        "(default: found from a local teacher's chat template; with a server, the student's stop token as is).")
     api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the server's API key (never printed).")
     request_timeout: float = Field(default=600.0, gt=0, description="Seconds per scoring request.")
     max_retries: int = Field(default=5, ge=0, description="Retries of a failed scoring request (backoff), then the run stops.")

@@ -60,21 +60,32 @@ class LocalTeacher:
         self.model = load_causal_lm(path, dtype=dtype)
         self.model.eval().requires_grad_(False)
         self.tokens = TeacherTokens()
+        self.swap: tuple[int, int] | None = None  # (student stop id, teacher stop id): read one as the other
 
     @torch.no_grad()
-    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden states predicting each completion token (rows where completion_mask is 1, in order)."""
-        out = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask),
-                                       use_cache=False)
-        prompt_width = input_ids.shape[1] - completion_mask.shape[1]
-        hidden = out.last_hidden_state[:, prompt_width - 1 : -1]  # position t predicts token t+1
-        for row, mask in zip(attention_mask, completion_mask, strict=True):
-            self.tokens.add(int(row.sum() - mask.sum()), int(mask.sum()))
-        return hidden[completion_mask.bool()]
+    def hidden(self, rows: list[list[int]], prompt_lengths: list[int]) -> torch.Tensor:
+        """Last hidden states predicting each token after its row's prompt (rows in order, tokens in order)."""
+        width = max(map(len, rows))
+        device = self.model.device
+        ids = torch.tensor([[0] * (width - len(row)) + row for row in rows], device=device)
+        mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
+        out = self.model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=False)
+        picked = []
+        for index, (row, start) in enumerate(zip(rows, prompt_lengths, strict=True)):
+            scored = len(row) - start
+            picked.append(out.last_hidden_state[index, width - scored - 1 : width - 1])  # position t predicts token t+1
+            self.tokens.add(start, scored)
+        return torch.cat(picked)
 
     @property
     def head(self) -> torch.Tensor:
-        return self.model.get_output_embeddings().weight
+        weight = self.model.get_output_embeddings().weight
+        if self.swap is None or self.swap[0] == self.swap[1]:
+            return weight
+        student, teacher = self.swap  # the teacher's end of turn, read as the student's (and back)
+        order = torch.arange(weight.shape[0], device=weight.device)
+        order[student], order[teacher] = teacher, student
+        return weight.index_select(0, order)
 
 
 class ServerTeacher:
@@ -129,6 +140,13 @@ class ServerTeacher:
             raise InputError("the served teacher tokenizes differently from the student: on-policy distillation scores "
                              "the student's token ids, so both need one tokenizer", field="teacher")
 
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int] | None:
+        """The prompt as the server's chat template renders it (vLLM's /tokenize with messages); None without one."""
+        root = self.root.removesuffix("/v1")
+        body = {"model": self.model, "messages": messages, "add_generation_prompt": True, "add_special_tokens": False}
+        data = self._post(f"{root}/tokenize", body, optional=True)
+        return None if data is None else data["tokens"]
+
     def logprobs(self, sequences: list[list[int]], prompt_lengths: list[int]) -> list[list[float]]:
         """log p_teacher(token | everything before it) for each completion token of each sequence (one request
         for the micro-batch: vLLM takes a list of token-id prompts and batches them)."""
@@ -149,10 +167,24 @@ class ServerTeacher:
         self.client.close()
 
 
-def check_same_vocabulary(student_tokenizer, teacher_path: str) -> None:
+def end_of_turn(tokenizer) -> int | None:
+    """The token a chat template closes an assistant turn with (R1's <｜end▁of▁sentence｜>, ChatML's <|im_end|>)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return tokenizer.eos_token_id
+    marker = "Zq9xMarker"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "u"}, {"role": "assistant", "content": marker}],
+                                         tokenize=False)
+    after = text[text.rfind(marker) + len(marker):]
+    ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after else []
+    return ids[0] if ids else tokenizer.eos_token_id
+
+
+def check_same_vocabulary(student_tokenizer, teacher_path: str):
+    """The teacher's tokenizer (its own chat template); InputError when its vocabulary is not the student's."""
     from transformers import AutoTokenizer
 
     teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_path)
     if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
         raise InputError("the teacher's tokenizer differs from the student's: on-policy distillation scores the "
                          "student's token ids, so both need one tokenizer (vocabulary)", where=teacher_path, field="teacher")
+    return teacher_tokenizer

@@ -65,6 +65,31 @@ def sampled_reverse_kl(student_hidden, student_head, tokens, teacher_logprobs) -
     return surrogate - surrogate.detach() + gap, gap
 
 
+def overlap(prompt: list[int], tokens: list[int], most: int = 16) -> int:
+    """How many first tokens of the completion the teacher's prompt already ends with (a prefill such as the R1
+    template's `<think>\n`, which the student writes itself): the teacher takes those as given."""
+    for k in range(min(most, len(prompt), len(tokens)), 0, -1):
+        if prompt[-k:] == tokens[:k]:
+            return k
+    return 0
+
+
+def teacher_rows(teacher_prompts, completion, mask, stop_ids: list[int], teacher_stop: int | None):
+    """Per row: the teacher's own prompt + the student's completion (its prefill overlap dropped, its stop token read
+    as the teacher's end of turn), the prompt length, and how many first completion tokens the teacher does not score."""
+    rows, starts, skips = [], [], []
+    for prompt, comp, keep in zip(teacher_prompts, completion.tolist(), mask.tolist(), strict=True):
+        tokens = [token for token, kept in zip(comp, keep, strict=True) if kept]
+        skip = overlap(prompt, tokens)
+        tokens = tokens[skip:]
+        if teacher_stop is not None and tokens and tokens[-1] in stop_ids:
+            tokens[-1] = teacher_stop
+        rows.append(list(prompt) + tokens)
+        starts.append(len(prompt))
+        skips.append(skip)
+    return rows, starts, skips
+
+
 class OptimizerClock(TrainerCallback):
     """Adds the optimizer step to the update's seconds (training_step times forward and backward only)."""
 
@@ -80,14 +105,16 @@ class OptimizerClock(TrainerCallback):
 
 
 class OnPolicyTrainer(Trainer):
-    def __init__(self, *args, teacher, settings, stop_ids: list[int], **kwargs):
+    def __init__(self, *args, teacher, settings, stop_ids: list[int], teacher_stop: int | None, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher = teacher
         self.settings = settings
         self.stop_ids = stop_ids
+        self.teacher_stop = teacher_stop
         self.model_accepts_loss_kwargs = False  # our loss is a per-micro-batch mean: the Trainer divides by grad_accum
         self.totals = {"sample_s": 0.0, "score_s": 0.0, "update_s": 0.0, "sampled_tokens": 0, "completions": 0,
-                       "stopped": 0, "teacher_prompt_tokens": 0, "teacher_completion_tokens": 0, "kl_sum": 0.0}
+                       "stopped": 0, "teacher_prompt_tokens": 0, "teacher_completion_tokens": 0, "kl_sum": 0.0,
+                       "scored_tokens": 0}
         self._logged = dict(self.totals)
         self._micro = 0
         self.add_callback(OptimizerClock(self.totals))
@@ -99,19 +126,22 @@ class OnPolicyTrainer(Trainer):
         prompt_ids, prompt_mask = inputs["input_ids"], inputs["attention_mask"]
         started = time.perf_counter()
         completion = self._sample(student, prompt_ids, prompt_mask)
-        mask = completion_mask(completion, self.stop_ids)
+        visible = completion_mask(completion, self.stop_ids)  # what the student wrote, up to its stop token
+        mask = visible.clone()  # what the loss sees
         sampled = time.perf_counter()
 
+        rows, starts, skips = teacher_rows(inputs["teacher_ids"], completion, mask, self.stop_ids, self.teacher_stop)
+        for row, skip in enumerate(skips):
+            mask[row, :skip] = 0  # the teacher's prompt already holds these tokens: no signal for them
         input_ids = torch.cat([prompt_ids, completion], dim=1)
-        attention = torch.cat([prompt_mask, mask], dim=1)
+        attention = torch.cat([prompt_mask, visible], dim=1)
         width = prompt_ids.shape[1]
         tokens = completion[mask.bool()]
         before = (self.teacher.tokens.prompt, self.teacher.tokens.completion)
         if self.teacher.mode == "local":
-            teacher_hidden = self.teacher.hidden(input_ids, attention, mask)
+            teacher_hidden = self.teacher.hidden(rows, starts)
         else:
-            rows = [row[keep.bool()].tolist() for row, keep in zip(input_ids, attention, strict=True)]
-            scored = self.teacher.logprobs(rows, [int(m.sum()) for m in prompt_mask])
+            scored = self.teacher.logprobs(rows, starts)
             teacher_logprobs = torch.tensor([lp for row in scored for lp in row], dtype=torch.float32, device=input_ids.device)
         scored_at = time.perf_counter()
 
@@ -126,7 +156,7 @@ class OnPolicyTrainer(Trainer):
 
         self._micro += 1
         stopped = int(torch.isin(completion, torch.tensor(self.stop_ids, device=completion.device)).any(dim=1).sum())
-        self._count(sampled - started, scored_at - sampled, mask, kl, before, stopped)
+        self._count(sampled - started, scored_at - sampled, visible, kl, before, stopped)
         return (loss, None) if return_outputs else loss
 
     @torch.no_grad()
@@ -161,6 +191,7 @@ class OnPolicyTrainer(Trainer):
         t["teacher_prompt_tokens"] += self.teacher.tokens.prompt - before[0]
         t["teacher_completion_tokens"] += self.teacher.tokens.completion - before[1]
         t["kl_sum"] += float(kl.sum())
+        t["scored_tokens"] += kl.numel()
 
     # ------------------------------------------------------------------ logging and resume
 
@@ -168,7 +199,8 @@ class OnPolicyTrainer(Trainer):
         if "loss" in logs:
             now, last = self.totals, self._logged
             tokens = now["sampled_tokens"] - last["sampled_tokens"]
-            logs["reverse_kl" if self.settings.beta == 1 else "divergence"] = round((now["kl_sum"] - last["kl_sum"]) / max(tokens, 1), 6)
+            scored = now.get("scored_tokens", 0) - last.get("scored_tokens", 0)
+            logs["reverse_kl" if self.settings.beta == 1 else "divergence"] = round((now["kl_sum"] - last["kl_sum"]) / max(scored, 1), 6)
             logs["completion_tokens"] = round(tokens / max(now["completions"] - last["completions"], 1), 1)
             logs["teacher_prompt_tokens"] = now["teacher_prompt_tokens"]
             logs["teacher_completion_tokens"] = now["teacher_completion_tokens"]

@@ -19,6 +19,16 @@ def test_completion_mask_keeps_the_stop_token_and_masks_what_follows():
     assert completion_mask(completion, [2, 3]).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
 
 
+def test_teacher_reads_its_own_prompt_without_the_prefill_twice_and_its_own_end_of_turn():
+    from students.onpolicy_trainer import teacher_rows
+
+    # teacher prompt "... <Assistant> <think> \n" (ids 9 7 8); student wrote "<think> \n a b <im_end>" then padding
+    completion = torch.tensor([[7, 8, 5, 6, 2, 0], [5, 6, 5, 6, 5, 6]])
+    mask = completion_mask(completion, [2])
+    rows, starts, skips = teacher_rows([[1, 9, 7, 8], [1, 9, 7, 8]], completion, mask, stop_ids=[2], teacher_stop=4)
+    assert rows == [[1, 9, 7, 8, 5, 6, 4], [1, 9, 7, 8, 5, 6, 5, 6, 5, 6]] and starts == [4, 4] and skips == [2, 0]
+
+
 def _heads(seed=0, n=6, vocab=13):
     g = torch.Generator().manual_seed(seed)
     hs, ws = torch.randn(n, 8, generator=g, dtype=torch.float64), torch.randn(vocab, 8, generator=g, dtype=torch.float64)
@@ -112,7 +122,8 @@ def test_local_teacher_steps_count_tokens_and_resume_gives_the_same_curve(tiny_q
     whole = run(config(student, str(tiny_qwen), prompts, tmp_path / "whole"))
     on = whole["onpolicy"]
     assert whole["metrics"]["steps"] == 4 and whole["objective"] == "on-policy"
-    assert on["teacher_tokens"]["completion"] == on["sampled_tokens"] > 0
+    # the teacher scores what the student wrote, less what its own prompt already ends with (R1's `<think>\n`)
+    assert 0 < on["teacher_tokens"]["completion"] <= on["sampled_tokens"]
     assert on["teacher_tokens"]["prompt"] > 0 and on["completions"] == 8
     assert len(on["reverse_kl_curve"]) == 4 and all(v >= 0 for _, v in on["reverse_kl_curve"])  # exact KL: never negative
     assert (tmp_path / "whole" / "final" / "config.json").is_file() and (tmp_path / "whole" / "train.json").is_file()
@@ -163,7 +174,7 @@ def test_vllm_server_teacher_scores_like_the_local_model_and_trains(request, tin
     summary = run(config(student, "tiny", prompts, tmp_path / "run", base_url=base_url, max_steps=2, save_steps=10))
     on = summary["onpolicy"]
     assert summary["metrics"]["steps"] == 2 and on["teacher_mode"] == "server"
-    assert on["teacher_tokens"]["completion"] == on["sampled_tokens"] > 0 and on["teacher_tokens"]["prompt"] > 0
+    assert 0 < on["teacher_tokens"]["completion"] <= on["sampled_tokens"] and on["teacher_tokens"]["prompt"] > 0
     assert all(v == v for _, v in on["reverse_kl_curve"])  # finite estimates (may be negative: a sampled estimate)
     assert SECRET not in (tmp_path / "run" / "train.json").read_text()
 
