@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import typer
 
+from distill.core import processes
 from distill.core.errors import EXIT_BAD_INPUT, InputError, StageError
 from distill.core.flags import stage_command
 from distill.evaluate.config import EvalConfig
@@ -185,6 +186,7 @@ def run_recipe(
 
 def main() -> None:
     """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
+    processes.guard()  # whatever a stage starts (engines, workers, servers) dies with this process
     try:
         app(standalone_mode=False)
     except (InputError, click.UsageError) as exc:
