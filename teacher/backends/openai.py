@@ -5,6 +5,11 @@ request retried with exponential backoff and jitter on 429, 5xx, timeouts and dr
 connections, honouring Retry-After. A request that still fails after `max_retries` stops the
 run (StageError): everything written so far stays, and a re-run resumes. The API key is read
 from the environment variable named in the config and only ever put in a request header.
+
+A request lost on a reused keep-alive connection before any answer came back is no fault:
+the server closed that idle connection (vLLM's keep-alive timeout is 5 s) just as the request
+went out on it, so the server never saw it. It is resent at once, without backoff, and not
+counted as a retry (`_post`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from teacher.prompts import messages_for, render, stitch
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 RETRY_AFTER_CEILING = 300.0  # a server asking for longer is treated as down
+_STALE_RESENDS = 4  # in a row, for one request: more would mean the server drops requests, not idle connections
 _CONTEXT_HINTS = ("context length", "context_length", "maximum context", "too long", "max_model_len", "input tokens")
 
 
@@ -151,7 +157,7 @@ async def _request(client, body: dict[str, Any], config: GenerateConfig, sink: S
     for attempt in range(config.max_retries + 1):
         retry_after = None
         try:
-            response = await client.post(path, json=body)
+            response = await _post(client, path, body)
             if response.status_code == 200:
                 data = response.json()
                 if data.get("choices"):
@@ -170,6 +176,35 @@ async def _request(client, body: dict[str, Any], config: GenerateConfig, sink: S
         sink.retried()
         await asyncio.sleep(backoff(attempt, config, retry_after))
     raise StageError(f"{endpoint_root(config.base_url)}{path} still failing after {config.max_retries} retries ({problem}); what was done is saved, re-run to resume")
+
+
+class _ConnectionTrace:
+    """httpcore's trace events of one request: whether it opened a connection, whether an answer began."""
+
+    def __init__(self) -> None:
+        self.connected = self.answered = False
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event.startswith("connection.connect_"):
+            self.connected = True
+        elif event == "http11.receive_response_headers.complete":
+            self.answered = True
+
+
+async def _post(client, path: str, body: dict[str, Any]):
+    """POST, resending at once a request that a reused connection lost before any answer came back
+    (the server had closed it while idle). Each such loss closes that connection, so this ends:
+    after `_STALE_RESENDS` the request goes out once more and its failure counts as usual."""
+    import httpx
+
+    for _ in range(_STALE_RESENDS):
+        trace = _ConnectionTrace()
+        try:
+            return await client.post(path, json=body, extensions={"trace": trace})
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            if trace.connected or trace.answered:
+                raise  # a fresh connection failed, or the server had begun to answer: a real fault
+    return await client.post(path, json=body)
 
 
 def _raise_for(response) -> None:
