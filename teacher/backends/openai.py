@@ -15,7 +15,9 @@ counted as a retry (`_post`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import functools
 import os
 import random
 import time
@@ -95,14 +97,20 @@ async def _generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     tokenizer = _local_tokenizer(config) if config.api == "completions" else None
     timeout = httpx.Timeout(config.request_timeout, connect=min(30.0, config.request_timeout))
-    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
-    async with httpx.AsyncClient(base_url=endpoint_root(config.base_url), headers=headers, timeout=timeout, limits=limits) as client:
-        await _preflight(client, config, sink)
+    # One connection per worker, each in its own client: httpx's shared pool scans every
+    # connection for every request, which made the client, not the server, the bottleneck at
+    # a few hundred in flight (78 vs 1,700 requests/s). The TLS context is built once.
+    tls = httpx.create_ssl_context()
+    own = functools.partial(httpx.AsyncClient, base_url=endpoint_root(config.base_url), headers=headers, timeout=timeout, verify=tls,
+                            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+    async with contextlib.AsyncExitStack() as stack:
+        await _preflight(await stack.enter_async_context(own()), config, sink)
         queue: asyncio.Queue = asyncio.Queue()
         for job in jobs:
             for index in job.indices:
                 queue.put_nowait((job, index))
-        workers = [asyncio.create_task(_worker(client, queue, config, sink, tokenizer)) for _ in range(min(config.concurrency, queue.qsize()))]
+        clients = [await stack.enter_async_context(own()) for _ in range(min(config.concurrency, queue.qsize()))]
+        workers = [asyncio.create_task(_worker(client, queue, config, sink, tokenizer)) for client in clients]
         try:
             done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
