@@ -9,13 +9,14 @@ is plain accuracy; it is compared with the harness's. Run: python bench/bench_ev
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TRACES = ROOT.parent / "shared" / "data" / "traces" / "sky-t1-27b_math500.jsonl"
+TRACES = Path(os.environ.get("DISTILL_SHARED_DATA") or ROOT.parent / "shared" / "data") / "traces" / "sky-t1-27b_math500.jsonl"
 
 
 def main() -> None:

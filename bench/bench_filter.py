@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
+DATA = Path(os.environ.get("DISTILL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data") / "traces"
 
 
 def build(path: Path, count: int) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from distill.core.data import iter_rows, validate_record
 from distill.core.errors import InputError
+from distill.core.ids import UniqueIds
 from distill.core.r1_format import with_think_open
 from distill.core.records import Trace
 
@@ -79,8 +80,11 @@ def load_conversations(source: str | os.PathLike, stats: LoadStats | None = None
     """All usable conversations of `source`; InputError if there are none."""
     stats = stats if stats is not None else LoadStats()
     conversations = []
+    ids = UniqueIds()  # one sample twice would be trained on twice
     for where, row in iter_rows(source):
         stats.rows += 1
+        if isinstance(row.get("id"), str):
+            ids.see(row["id"], where)
         conversation = conversation_of(row, where)
         if conversation is None:
             stats.rejected_skipped += 1

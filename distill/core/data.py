@@ -8,20 +8,23 @@ row) and the field.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
 from distill.core.errors import InputError
+from distill.core.hub import prepare_hub
 from distill.core.jsonl import parse_line, read_lines
+from distill.core.paths import atomic_path  # noqa: F401  (writers import it from here too)
 from distill.core.r1_format import last_boxed
 from distill.core.records import Problem, Trace, derive_problem_id
+from distill.core.test_formats import read_tests
 
 FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -50,7 +53,19 @@ class FieldMap(BaseModel):
     domain: str | None = Field(default="domain", description="Column with the domain, if present.", json_schema_extra={"flags": ["--field-domain"]})
     tests: str | None = Field(default="tests", description="Column with code tests, if present.", json_schema_extra={"flags": ["--field-tests"]})
     language: str | None = Field(default="language", description="Column with the target language, if present.", json_schema_extra={"flags": ["--field-language"]})
-    default_domain: str = Field(default="math", description="Domain for rows without a domain column.")
+    default_domain: str = Field(default="math", description="Domain for rows without a domain column (rows with code tests: code).")
+    # Code tests as public datasets ship them (distill.core.test_formats reads them into `tests`).
+    test_format: Literal["auto", "tests", "humaneval", "mbpp", "apps", "livecodebench", "codecontests"] = Field(
+        default="auto", description="How code tests are stored (auto: by which of the columns below a row has).", json_schema_extra={"flags": ["--field-test-format"]})
+    test_code: str | None = Field(default="test", description="HumanEval: column with the test code defining check(candidate).", json_schema_extra={"flags": ["--field-test-code"]})
+    entry_point: str | None = Field(default="entry_point", description="HumanEval: column with the tested function's name.", json_schema_extra={"flags": ["--field-entry-point"]})
+    test_list: str | None = Field(default="test_list", description="MBPP: column with the list of assert statements.", json_schema_extra={"flags": ["--field-test-list"]})
+    test_setup: str | None = Field(default="test_setup_code", description="MBPP: column with code run before the asserts.", json_schema_extra={"flags": ["--field-test-setup"]})
+    test_imports: str | None = Field(default="test_imports", description="MBPP: column with import statements for the asserts.", json_schema_extra={"flags": ["--field-test-imports"]})
+    input_output: str | None = Field(default="input_output", description="APPS/TACO: column with the JSON of inputs, outputs and fn_name.", json_schema_extra={"flags": ["--field-input-output"]})
+    public_tests: str | None = Field(default=None, description="LiveCodeBench/CodeContests: column with public test cases (default: public_test_cases or public_tests).", json_schema_extra={"flags": ["--field-public-tests"]})
+    private_tests: str | None = Field(default=None, description="LiveCodeBench/CodeContests: column with private test cases (default: private_test_cases, or private_tests and generated_tests).", json_schema_extra={"flags": ["--field-private-tests"]})
+    metadata: str | None = Field(default="metadata", description="LiveCodeBench: column with the JSON metadata naming func_name.", json_schema_extra={"flags": ["--field-metadata"]})
 
 
 # ---------------------------------------------------------------------------- reading rows
@@ -62,10 +77,14 @@ def input_kind(source: str | os.PathLike) -> str:
     if text.startswith(("hf:", "hf://")):
         return "hub"
     path = Path(text)
-    if path.is_dir():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # a folder on the way we may not enter
+        raise InputError(f"cannot read ({(exc.strerror or str(exc)).lower()})", where=text) from None
+    if is_dir:
         return "dataset"
     suffix = path.suffix.lower()
-    if path.exists():
+    if exists:
         if suffix not in FILE_SUFFIXES:
             raise InputError(f"unknown format '{suffix or path.name}' (expected .jsonl, .json, .parquet, a dataset folder or a hub id)", where=text)
         return FILE_SUFFIXES[suffix]
@@ -81,8 +100,8 @@ def iter_rows(source: str | os.PathLike, split: str = "train") -> Iterator[tuple
     if reader is not None:
         try:
             yield from reader(Path(source))
-        except PermissionError as exc:
-            raise InputError(f"cannot read ({exc.strerror.lower()})", where=str(source)) from None
+        except OSError as exc:
+            raise InputError(f"cannot read ({(exc.strerror or str(exc)).lower()})", where=str(source)) from None
         return
     yield from _dataset_rows(str(source), kind, split)
 
@@ -159,6 +178,7 @@ def _dataset_rows(source: str, kind: str, split: str) -> Iterator[tuple[str, dic
             loaded = loaded[split]
     else:
         name = source.removeprefix("hf://").removeprefix("hf:")
+        prepare_hub()  # unreachable: the cache only, failing at once instead of retrying
         try:
             loaded = datasets.load_dataset(name, split=split, streaming=True)
         except Exception as exc:  # the hub raises many types; all mean "cannot load"
@@ -180,12 +200,13 @@ def read_problems(source: str | os.PathLike, fields: FieldMap | None = None, spl
             raise InputError(f"{found}; columns are {', '.join(sorted(row)) or 'none'}", where=where, field=fields.problem)
         answer = _answer_of(row, fields)
         problem_id = str(row[fields.id]) if fields.id and row.get(fields.id) is not None else derive_problem_id(text)
+        tests = read_tests(row, fields, where)
         values = {
             "problem_id": problem_id,
             "problem": text,
             "answer": answer,
-            "domain": row.get(fields.domain) if fields.domain and row.get(fields.domain) else fields.default_domain,
-            "tests": row.get(fields.tests) if fields.tests else None,
+            "domain": row.get(fields.domain) if fields.domain and row.get(fields.domain) else "code" if tests else fields.default_domain,
+            "tests": tests,
             "language": row.get(fields.language) if fields.language else None,
             "source": {"input": str(source), "row": where.rsplit(" ", 1)[-1].rsplit(":", 1)[-1]},
         }
@@ -230,24 +251,6 @@ def count_rows(source: str | os.PathLike, split: str = "train") -> int:
 # ---------------------------------------------------------------------------- writing
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `path` that replaces it only if the block finishes.
-
-    An exception (or a crash) leaves any existing file at `path` untouched and no temporary
-    file behind (on a crash the `.tmp` file may remain; it is never mistaken for output).
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 class RecordWriter:
     """Writes records to JSONL or Parquet (by suffix), atomically: use as a context manager."""
 
@@ -262,6 +265,9 @@ class RecordWriter:
         self._pending: list[dict[str, Any]] = []
 
     def __enter__(self) -> RecordWriter:
+        from distill.core.secrets import scrubber
+
+        self._scrub = scrubber()
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         if self.format == "jsonl":
@@ -277,7 +283,7 @@ class RecordWriter:
         row = record.model_dump(mode="json", exclude_none=True) if isinstance(record, BaseModel) else record
         self.count += 1
         if self.format == "jsonl":
-            self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._handle.write(self._scrub(json.dumps(row, ensure_ascii=False)) + "\n")
             return
         self._pending.append(row)
         if len(self._pending) >= _PARQUET_BATCH:
@@ -292,12 +298,16 @@ class RecordWriter:
         self._pending = []
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.format == "jsonl":
-            self._handle.close()
-        else:
-            if self._pending and exc_type is None:
-                self._flush_parquet()
-            self._parquet.close()
+        try:  # closing flushes: a full disk can fail here, and the old output must stay
+            if self.format == "jsonl":
+                self._handle.close()
+            else:
+                if self._pending and exc_type is None:
+                    self._flush_parquet()
+                self._parquet.close()
+        except BaseException:
+            self._atomic.__exit__(*sys.exc_info())
+            raise
         self._atomic.__exit__(exc_type, exc, tb)
 
 
