@@ -204,7 +204,6 @@ def main() -> None:
     DISTILL_TRACEBACK=1 shows the traceback of an unexpected error.
     """
     import os
-
     processes.guard()  # whatever a stage starts (engines, workers, servers) dies with this process
     try:
         # The command itself, without typer's own handling around it: that turns Ctrl-C into a
