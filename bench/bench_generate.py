@@ -228,7 +228,7 @@ def main() -> None:
                       str(retries.get(peer, "")))
         table.add_row(mine_name, ", ".join(f"{r:,.0f}" for r in mine_rates), f"{median(mine_rates):,.0f}", f"{ratio:.3f}", verdict,
                       str(retries.get(mine, "")))
-    Console().print(table)
+    Console(width=200).print(table)  # full names and figures, also when piped
     load_after = os.getloadavg()
     print(f"load average (1, 5, 15 min) before: {', '.join(f'{x:.1f}' for x in load_before)}; "
           f"after: {', '.join(f'{x:.1f}' for x in load_after)}; {os.cpu_count()} CPUs")
