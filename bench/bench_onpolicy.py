@@ -95,9 +95,9 @@ def main() -> None:
             rows.append((label, summary["onpolicy"], summary["metrics"]["train_runtime_s"]))
     finally:
         if server is not None:
-            from bench_generate import stop_server
+            from distill.core import processes
 
-            stop_server(server)
+            processes.stop(server)
     try:
         peer = trl_peer(student, teacher, problems, args, work / "trl")
     except Exception as exc:  # the peer's failure is a row, not the end of the bench
