@@ -18,6 +18,7 @@ from distill.evaluate.config import EvalConfig
 from distill.filters.config import FilterConfig
 from distill.filters.inspect import InspectConfig
 from distill.pipeline.stages import sections
+from distill.publish_data.stage import PublishDataConfig
 from students.config import TrainConfig
 from students.publish import PublishConfig
 from teacher.config import GenerateConfig
@@ -136,6 +137,17 @@ def publish(config: PublishConfig) -> None:
 
     summary = run(config)
     typer.echo(f"published {summary['kind']} model to {summary['output']} ({len(summary['files'])} files)"
+               + (f"; pushed to {summary['url']}" if summary.get("url") else ""))
+
+
+@stage_command(app, "publish-data", PublishDataConfig, section="publish_data", arguments=["input"], sections=sections)
+def publish_data(config: PublishDataConfig) -> None:
+    """Publish kept traces as a dataset: Parquet shards with `messages`, and a card written from the run; optionally push."""
+    from distill.publish_data.stage import run
+
+    summary = run(config)
+    rows = ", ".join(f"{split} {n:,}" for split, n in summary["rows"].items())
+    typer.echo(f"published {rows} rows to {summary['output']} ({len(summary['files'])} files, license {summary['license']})"
                + (f"; pushed to {summary['url']}" if summary.get("url") else ""))
 
 

@@ -24,6 +24,7 @@ STAGE_MODULES = (
     "distill.filters.stage",
     "students.train",
     "students.publish",
+    "distill.publish_data.stage",
     "distill.evaluate.stage",
     "distill.quickstart.stages",
 )

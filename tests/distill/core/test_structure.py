@@ -13,7 +13,7 @@ from distill.filters.registry import RULES, default_rules, ordered
 from distill.pipeline.stages import STAGE_MODULES, registry, sections
 
 ROOT = Path(__file__).resolve().parents[3]
-STAGE_PACKAGES = ("distill.filters", "distill.evaluate", "distill.pipeline", "distill.quickstart", "teacher", "students", "cli")
+STAGE_PACKAGES = ("distill.filters", "distill.evaluate", "distill.publish_data", "distill.pipeline", "distill.quickstart", "teacher", "students", "cli")
 
 
 def _imports(path: Path) -> set[str]:
