@@ -41,8 +41,9 @@ def _percentile(ordered: list[int], q: float) -> int:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def render_card(name: str, repo_id: str | None, stats: DataStats, report: dict[str, Any] | None,
+def render_card(name: str, repo_id: str | None, folder: str, stats: DataStats, report: dict[str, Any] | None,
                 license_: str, license_note: str, histogram: bool) -> str:
+    """README.md: the hub's front matter (with `configs:` naming the shards), then the sections."""
     splits = sorted(stats.rows, key=lambda split: split != "train")  # train first
     meta: dict[str, Any] = {
         "license": license_,
@@ -70,7 +71,7 @@ def render_card(name: str, repo_id: str | None, stats: DataStats, report: dict[s
              f"{stats.total:,} long chain-of-thought reasoning traces for {problems:,} problems{by}, kept by the "
              "rejection sampling of distill (R1 form: `<think>` reasoning `</think>` answer). "
              "Each row is a conversation ready for supervised fine-tuning, with its provenance.\n",
-             _loading(repo_id, name, splits)]
+             _loading(repo_id, folder, splits)]
     parts.append("## Columns\n\n" + markdown_table(("column", "what it holds"), [(f"`{c}`", text) for c, text in COLUMNS], numbers=False) + "\n")
     split_rows = [(split, f"{stats.rows[split]:,}", f"{len(stats.problems[split]):,}") for split in splits]
     parts.append("## Splits\n\n" + markdown_table(("split", "rows", "problems"), split_rows)

@@ -91,6 +91,7 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
 
     `api` is the huggingface_hub client for --push (default: a new `HfApi()`).
     """
+    from rich.console import Console
     from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from distill.publish_data.card import HISTOGRAM, plot_lengths, render_card
@@ -101,7 +102,7 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
     stats, secrets, ids, arrow = DataStats(), SecretCheck(), UniqueIds(), schema()
     max_bytes = shard_bytes(config.max_shard_size)
     columns = [SpinnerColumn(), TextColumn("publish-data"), MofNCompleteColumn(), TimeElapsedColumn()]
-    with staged(config.output) as staging, Progress(*columns, transient=True) as progress, contextlib.ExitStack() as shards:
+    with staged(config.output) as staging, Progress(*columns, transient=True, console=Console(stderr=True)) as progress, contextlib.ExitStack() as shards:
         bar = progress.add_task("rows", total=None)
         writers: dict[str, ShardWriter] = {}  # split -> its shards, opened when its first row comes
         for where, raw in iter_rows(config.input):
@@ -123,7 +124,7 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
         license_, note = _license(config, stats.sources)
         histogram = plot_lengths(stats, staging / HISTOGRAM)
         name = config.dataset_name or config.push or config.output.name
-        card = render_card(name, config.push, stats, report, license_, note, histogram)
+        card = render_card(name, config.push, config.output.name, stats, report, license_, note, histogram)
         (staging / "README.md").write_text(redact(card), encoding="utf-8")
     summary: dict[str, Any] = {
         "output": str(config.output), "rows": dict(stats.rows), "problems": {s: len(p) for s, p in stats.problems.items()},
