@@ -54,11 +54,12 @@ def published(filtered, tmp_path_factory) -> Path:
     return out
 
 
-def test_folder_loads_with_datasets(published, filtered):
+def test_folder_loads_with_datasets(published, filtered, tmp_path):
     import datasets
 
     kept = list(read_records(filtered["kept"]))
-    loaded = datasets.load_dataset(str(published))
+    # A fresh cache: datasets may serve an earlier folder of the same name from ~/.cache.
+    loaded = datasets.load_dataset(str(published), cache_dir=str(tmp_path / "cache"))
     assert list(loaded) == ["train"]
     train = loaded["train"]
     assert train.num_rows == len(kept) > 0
@@ -78,7 +79,7 @@ def test_test_split_holds_whole_problems_and_shards_roll_over(filtered, tmp_path
 
     out = tmp_path / "split"
     summary = run(PublishDataConfig(input=str(filtered["kept"]), output=out, test_fraction=0.3, seed=1, max_shard_size="2KB"))
-    loaded = datasets.load_dataset(str(out))
+    loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
     assert sorted(loaded) == ["test", "train"]
     assert {s: loaded[s].num_rows for s in loaded} == summary["rows"]
     assert sum(summary["rows"].values()) == len(list(read_records(filtered["kept"])))
@@ -125,13 +126,14 @@ def test_token_in_environment_never_reaches_the_folder(filtered, tmp_path, monke
     assert "<redacted>" in (out / "README.md").read_text()
     for path in out.rglob("*"):
         assert path.is_dir() or token.encode() not in path.read_bytes()
-    # A record holding the token: refused, nothing written (Parquet compresses it out of a byte scan's sight).
+    # A record holding the token: refused, naming the record (a byte scan of compressed Parquet could miss
+    # it), and nothing written.
     rows = filtered["kept"].read_text().splitlines()
     leaky = tmp_path / "leaky.jsonl"
     row = json.loads(rows[0])
     row["messages"][1]["content"] += f" my key is {token}"
     leaky.write_text("\n".join([*rows[1:], json.dumps(row)]) + "\n")
-    with pytest.raises(StageError, match="contains a token from the environment"):
+    with pytest.raises(StageError, match=f"{leaky}:{len(rows)} contains a token from the environment"):
         run(PublishDataConfig(input=str(leaky), output=tmp_path / "leak"))
     assert not (tmp_path / "leak").exists() and not list(tmp_path.glob(".leak*"))
 
@@ -187,3 +189,23 @@ def test_cli_one_line_errors_and_summary(filtered, tmp_path, distill_cli):
     assert code == 2 and err.strip().count("\n") == 0 and "no such file" in err
     code, out, err = distill_cli("publish-data", filtered["kept"], "-o", tmp_path / "cli3", "--max-shard-size", "huge")
     assert code == 2 and "max_shard_size" in err and not (tmp_path / "cli3").exists()
+
+
+def test_a_recipe_publishes_the_kept_data_as_a_stage(filtered, tmp_path):
+    import yaml
+
+    from distill.pipeline.run import execute, plan
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "data", "run": {"stages": ["filter", "publish-data"]},
+        "filter": {"input": str(filtered["traces"]), "rules": ["format", "language", "correctness"], "workers": 1},
+        "publish_data": {"license": "apache-2.0", "test_fraction": 0.2},
+    }))
+    results = execute(*plan(recipe, tmp_path / "run", None, None, None), recipe.read_text())
+    dataset = tmp_path / "run" / "publish-data" / "dataset"
+    report = json.loads((tmp_path / "run" / "filter" / "report.json").read_text())
+    assert sum(results["publish-data"]["rows"].values()) == report["kept"]  # wired: the filter's kept file and report
+    assert f"{report['kept']} of {report['records_in']} teacher samples kept" in (dataset / "README.md").read_text()
+    again = execute(*plan(recipe, tmp_path / "run", None, None, ["publish_data.test_fraction=0"]), recipe.read_text())
+    assert again["filter"].get("skipped") and list(again["publish-data"]["rows"]) == ["train"]  # replaced its own folder
