@@ -34,6 +34,7 @@ class ShardWriter:
         self.folder, self.split, self.schema, self.max_bytes = Path(folder), split, schema, max_bytes
         self.paths: list[Path] = []
         self.rows = 0
+        self.nbytes = 0  # in Arrow memory, as `datasets` counts a split's num_bytes
         self._writer = None
         self._pending: list[dict[str, Any]] = []
         self._bytes = 0  # of the open shard
@@ -66,7 +67,9 @@ class ShardWriter:
         import pyarrow as pa
 
         if self._pending:
-            self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self.schema))
+            table = pa.Table.from_pylist(self._pending, schema=self.schema)
+            self._writer.write_table(table)
+            self.nbytes += table.nbytes
             self._pending = []
 
     def _close_shard(self) -> None:

@@ -59,6 +59,7 @@ def render_card(name: str, repo_id: str | None, folder: str, stats: DataStats, r
         meta["source_datasets"] = hub_sources
     meta["configs"] = [{"config_name": "default",
                         "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits]}]
+    meta["dataset_info"] = _dataset_info(stats, splits)
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
 
     problems = len(set().union(*stats.problems.values()))
@@ -68,7 +69,7 @@ def render_card(name: str, repo_id: str | None, folder: str, stats: DataStats, r
         model, local = teachers[0]["model"], teachers[0].get("backend") in ("vllm", "llamacpp") and not is_hub_id(teachers[0]["model"])
         by = f" sampled from `{model}`" + (" (a local model)" if local else "")
     parts = [f"---\n{front}---\n", f"# {name}\n",
-             f"{stats.total:,} long chain-of-thought reasoning traces for {problems:,} problems{by}, kept by the "
+             f"{stats.total:,} chain-of-thought reasoning traces for {problems:,} problems{by}, kept by the "
              "rejection sampling of distill (R1 form: `<think>` reasoning `</think>` answer). "
              "Each row is a conversation ready for supervised fine-tuning, with its provenance.\n",
              _loading(repo_id, folder, splits)]
@@ -85,6 +86,22 @@ def render_card(name: str, repo_id: str | None, folder: str, stats: DataStats, r
     parts.append(f"## License\n\n`{license_}`: {license_note}. The traces were written by the teacher model: its "
                  "license and terms of use also apply to its outputs.\n")
     return "\n".join(parts)
+
+
+def _dataset_info(stats: DataStats, splits: list[str]) -> dict[str, Any]:
+    """The features and split sizes, as `push_to_hub` writes them. `datasets` caches a local folder by
+    its name and this block, and checks the row counts against it: a re-published folder with other
+    rows is then read afresh instead of from the cache of the earlier one."""
+    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+
+    from distill.publish_data.rows import schema
+
+    sizes = SplitDict()
+    for split in splits:
+        sizes.add(SplitInfo(name=split, num_bytes=stats.arrow_bytes.get(split, 0), num_examples=stats.rows[split]))
+    info = DatasetInfo(features=Features.from_arrow_schema(schema()), splits=sizes, download_size=stats.parquet_bytes,
+                       dataset_size=sum(stats.arrow_bytes.values()))
+    return info._to_yaml_dict()
 
 
 def _loading(repo_id: str | None, folder: str, splits: list[str]) -> str:

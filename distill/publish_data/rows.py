@@ -100,6 +100,8 @@ class DataStats:
         self.chars = array("l")
         self.sources: set[str] = set()  # where the prompts came from (the input of `generate`)
         self.language_options = LanguageOptions()
+        self.arrow_bytes: dict[str, int] = {}  # split -> bytes in Arrow memory (set once the shards are written)
+        self.parquet_bytes = 0  # of all shards, on disk
 
     def language(self, trace: Trace) -> str:
         return target_language(trace, self.language_options)

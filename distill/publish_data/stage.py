@@ -102,20 +102,23 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
     stats, secrets, ids, arrow = DataStats(), SecretCheck(), UniqueIds(), schema()
     max_bytes = shard_bytes(config.max_shard_size)
     columns = [SpinnerColumn(), TextColumn("publish-data"), MofNCompleteColumn(), TimeElapsedColumn()]
-    with staged(config.output) as staging, Progress(*columns, transient=True, console=Console(stderr=True)) as progress, contextlib.ExitStack() as shards:
-        bar = progress.add_task("rows", total=None)
-        writers: dict[str, ShardWriter] = {}  # split -> its shards, opened when its first row comes
-        for where, raw in iter_rows(config.input):
-            trace = validate_record(Trace, raw, where)
-            ids.see(trace.id, where)
-            secrets(trace, where)
-            row = row_of(trace, where, stats.language(trace))
-            split = split_of(trace.problem_id, config.test_fraction, config.seed)
-            if split not in writers:
-                writers[split] = shards.enter_context(ShardWriter(staging / "data", split, arrow, max_bytes))
-            writers[split].write(row)
-            stats.add(trace, row, split)
-            progress.advance(bar)
+    with staged(config.output) as staging:
+        with Progress(*columns, transient=True, console=Console(stderr=True)) as progress, contextlib.ExitStack() as shards:
+            bar = progress.add_task("rows", total=None)
+            writers: dict[str, ShardWriter] = {}  # split -> its shards, opened when its first row comes
+            for where, raw in iter_rows(config.input):
+                trace = validate_record(Trace, raw, where)
+                ids.see(trace.id, where)
+                secrets(trace, where)
+                row = row_of(trace, where, stats.language(trace))
+                split = split_of(trace.problem_id, config.test_fraction, config.seed)
+                if split not in writers:
+                    writers[split] = shards.enter_context(ShardWriter(staging / "data", split, arrow, max_bytes))
+                writers[split].write(row)
+                stats.add(trace, row, split)
+                progress.advance(bar)
+        stats.arrow_bytes = {split: writer.nbytes for split, writer in writers.items()}
+        stats.parquet_bytes = sum(path.stat().st_size for writer in writers.values() for path in writer.paths)
         if report is not None and report.get("kept") not in (None, stats.total):
             raise InputError(f"the filter report counts {report['kept']:,} kept samples, the input has {stats.total:,}; "
                              "give the report of this file", where=str(report_path), field="filter_report")

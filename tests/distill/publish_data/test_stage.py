@@ -209,3 +209,16 @@ def test_a_recipe_publishes_the_kept_data_as_a_stage(filtered, tmp_path):
     assert f"{report['kept']} of {report['records_in']} teacher samples kept" in (dataset / "README.md").read_text()
     again = execute(*plan(recipe, tmp_path / "run", None, None, ["publish_data.test_fraction=0"]), recipe.read_text())
     assert again["filter"].get("skipped") and list(again["publish-data"]["rows"]) == ["train"]  # replaced its own folder
+
+
+def test_a_republished_folder_is_not_read_from_the_cache_of_the_earlier_one(filtered, tmp_path):
+    import datasets
+
+    rows = filtered["kept"].read_text().splitlines()
+    fewer = tmp_path / "fewer.jsonl"
+    fewer.write_text("\n".join(rows[:5]) + "\n")
+    out, cache = tmp_path / "same-name", str(tmp_path / "cache")
+    run(PublishDataConfig(input=str(filtered["kept"]), output=out))
+    assert datasets.load_dataset(str(out), cache_dir=cache)["train"].num_rows == len(rows)
+    run(PublishDataConfig(input=str(fewer), output=out, overwrite=True))
+    assert datasets.load_dataset(str(out), cache_dir=cache)["train"].num_rows == 5
