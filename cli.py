@@ -142,13 +142,10 @@ def publish(config: PublishConfig) -> None:
 
 @stage_command(app, "publish-data", PublishDataConfig, section="publish_data", arguments=["input"], sections=sections)
 def publish_data(config: PublishDataConfig) -> None:
-    """Publish kept traces as a dataset: Parquet shards with `messages`, and a card written from the run; optionally push."""
-    from distill.publish_data.stage import run
+    """Publish kept traces as a dataset: Parquet shards with `messages` and a card written from the run; optionally push."""
+    from distill.publish_data import stage
 
-    summary = run(config)
-    rows = ", ".join(f"{split} {n:,}" for split, n in summary["rows"].items())
-    typer.echo(f"published {rows} rows to {summary['output']} ({len(summary['files'])} files, license {summary['license']})"
-               + (f"; pushed to {summary['url']}" if summary.get("url") else ""))
+    typer.echo(stage.summary_line(stage.run(config)))
 
 
 @stage_command(app, "eval", EvalConfig, section="eval", arguments=["model"], sections=sections)

@@ -139,6 +139,12 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
     return summary
 
 
+def summary_line(summary: dict[str, Any]) -> str:
+    rows = ", ".join(f"{split} {n:,}" for split, n in summary["rows"].items())
+    return (f"published {rows} rows to {summary['output']} ({len(summary['files'])} files, license {summary['license']})"
+            + (f"; pushed to {summary['url']}" if summary.get("url") else ""))
+
+
 def _filter_report(config: PublishDataConfig) -> tuple[dict[str, Any] | None, Path | None]:
     """The report given, else report.json beside INPUT when it names INPUT as the filter's output."""
     path = config.filter_report
