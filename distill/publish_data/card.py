@@ -110,7 +110,7 @@ def _loading(repo_id: str | None, folder: str, splits: list[str]) -> str:
     return ("## Load it\n\n```python\nfrom datasets import load_dataset\n\n"
             f'data = load_dataset("{repo}", split="{splits[0]}"){where}\nprint(data[0]["messages"])\n```\n\n'
             f"Train a student on it with distill (the `messages` column is read as is):\n\n"
-            f"```bash\ndistill train --student qwen-7b --data hf:{repo} -o runs/student\n```\n")
+            f"```bash\ndistill train --student qwen-7b --data hf:{repo} -o runs/student{'   # or --data ' + folder if not repo_id else ''}\n```\n")
 
 
 def _teacher_section(stats: DataStats) -> str:

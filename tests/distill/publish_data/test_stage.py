@@ -222,3 +222,10 @@ def test_a_republished_folder_is_not_read_from_the_cache_of_the_earlier_one(filt
     assert datasets.load_dataset(str(out), cache_dir=cache)["train"].num_rows == len(rows)
     run(PublishDataConfig(input=str(fewer), output=out, overwrite=True))
     assert datasets.load_dataset(str(out), cache_dir=cache)["train"].num_rows == 5
+
+
+def test_distill_reads_the_published_folder_back(published, filtered):
+    from students.dataset import load_conversations
+
+    kept = list(read_records(filtered["kept"]))
+    assert load_conversations(published) == [trace.messages for trace in kept]  # `distill train --data FOLDER`
