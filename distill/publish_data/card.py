@@ -134,8 +134,8 @@ def _filter_section(report: dict[str, Any] | None) -> str:
             for rule, n in (report.get("rejected_by") or {}).items()]
     share = f" ({100 * kept / records:.1f}%)" if records else ""
     return (f"## Filtering\n\n{kept:,} of {records:,} teacher samples kept{share}. Rules ran in this order; a "
-            "rejected sample is charged to the first rule that rejected it (\"rejected\"); \"failed\" counts every "
-            "rule that failed it where all rules were evaluated.\n\n"
+            "rejected sample is charged to the first rule that rejected it (\"rejected\"); \"failed\" counts the samples "
+            "each rule failed (more than \"rejected\" only where the filter evaluated every rule, `--all-verdicts`).\n\n"
             + markdown_table(("rule", "rejected", "failed"), rows) + "\n")
 
 
