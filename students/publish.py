@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distill.core.errors import InputError, StageError
+from distill.core.jsonl import read_json
 from distill.core.models import NF4, load_causal_lm
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.publishing import assert_no_secrets, push, staged
@@ -224,18 +225,9 @@ def _card_inputs(config: PublishConfig) -> dict[str, Any]:
             recipe_text = recipe.read_text(encoding="utf-8")
         except OSError as exc:
             raise InputError(f"cannot read recipe ({exc.strerror})", where=str(recipe)) from None
-    filter_report = _read_json(config.filter_report) if config.filter_report else None
-    evals = [_read_json(path) for path in config.eval]
+    filter_report = read_json(config.filter_report) if config.filter_report else None
+    evals = [read_json(path) for path in config.eval]
     return {"recipe_text": recipe_text, "filter_report": filter_report, "evals": evals}
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such file", where=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=f"{path}:{exc.lineno}") from None
 
 
 def _write_weights(config: PublishConfig, info: TrainManifest, final: Path, is_adapter: bool, out: Path, console) -> str:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from distill.core.data import iter_rows, validate_record
 from distill.core.errors import InputError
 from distill.core.ids import UniqueIds
+from distill.core.jsonl import read_json
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.publishing import push, staged
 from distill.core.records import Trace
@@ -152,23 +153,14 @@ def _filter_report(config: PublishDataConfig) -> tuple[dict[str, Any] | None, Pa
         beside = Path(config.input).parent / "report.json"
         if not beside.is_file():
             return None, None
-        report = _read_json(beside)
+        report = read_json(beside)
         output = report.get("output") if isinstance(report, dict) else None
         same = isinstance(output, str) and Path(output).exists() and Path(output).resolve() == Path(config.input).resolve()
         return (report, beside) if same else (None, None)
-    report = _read_json(path)
+    report = read_json(path)
     if not isinstance(report, dict) or "kept" not in report:
         raise InputError("not a filter report (no 'kept' count)", where=str(path), field="filter_report")
     return report, path
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such file", where=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=f"{path}:{exc.lineno}") from None
 
 
 # ---------------------------------------------------------------------------- license
