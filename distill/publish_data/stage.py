@@ -131,7 +131,7 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
         card = render_card(name, config.push, config.output.name, stats, report, license_, note, histogram)
         (staging / "README.md").write_text(redact(card), encoding="utf-8")
     summary: dict[str, Any] = {
-        "output": str(config.output), "rows": dict(stats.rows), "problems": {s: len(p) for s, p in stats.problems.items()},
+        "output": str(config.output), "rows": {split: stats.rows[split] for split in sorted(stats.rows, key=lambda s: s != "train")}, "problems": {s: len(p) for s, p in stats.problems.items()},
         "languages": dict(stats.languages), "license": license_,
         "files": sorted(p.relative_to(config.output).as_posix() for p in config.output.rglob("*") if p.is_file()),
     }
