@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from distill.core import processes
 from distill.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InputError, Interrupted, StageError
 from distill.core.flags import stage_command
 from distill.evaluate.config import EvalConfig
@@ -212,7 +213,7 @@ def main() -> None:
     DISTILL_TRACEBACK=1 shows the traceback of an unexpected error.
     """
     import os
-
+    processes.guard()  # whatever a stage starts (engines, workers, servers) dies with this process
     try:
         # The command itself, without typer's own handling around it: that turns Ctrl-C into a
         # silent exit code (and our `Interrupted` message would be lost).
