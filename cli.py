@@ -19,6 +19,7 @@ from distill.evaluate.config import EvalConfig
 from distill.filters.config import FilterConfig
 from distill.filters.inspect import InspectConfig
 from distill.pipeline.stages import sections
+from distill.publish_data.stage import PublishDataConfig
 from students.config import TrainConfig
 from students.onpolicy_config import OnPolicyConfig
 from students.publish import PublishConfig
@@ -146,6 +147,14 @@ def publish(config: PublishConfig) -> None:
     summary = run(config)
     typer.echo(f"published {summary['kind']} model to {summary['output']} ({len(summary['files'])} files)"
                + (f"; pushed to {summary['url']}" if summary.get("url") else ""))
+
+
+@stage_command(app, "publish-data", PublishDataConfig, section="publish_data", arguments=["input"], sections=sections)
+def publish_data(config: PublishDataConfig) -> None:
+    """Publish kept traces as a dataset: Parquet shards with `messages` and a card written from the run; optionally push."""
+    from distill.publish_data import stage
+
+    typer.echo(stage.summary_line(stage.run(config)))
 
 
 @stage_command(app, "eval", EvalConfig, section="eval", arguments=["model"], sections=sections)

@@ -142,3 +142,27 @@ def distill_cli(capfd, monkeypatch):
         return code, out, err
 
     return run
+
+
+class RecordingApi:
+    """Stands in for huggingface_hub.HfApi at the network boundary (no hub is reachable): records the
+    calls, and for an upload the folder's files (relative path -> bytes) as they were at that moment."""
+
+    endpoint = "http://127.0.0.1:9"
+
+    def __init__(self):
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, folder_path, repo_id, **kwargs):
+        root = Path(folder_path)
+        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        self.calls.append(("upload_folder", repo_id, {**kwargs, "files": files}))
+
+
+@pytest.fixture
+def hub_api() -> RecordingApi:
+    """The recording stand-in for huggingface_hub.HfApi that publishing stages push through."""
+    return RecordingApi()

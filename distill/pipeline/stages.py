@@ -25,6 +25,7 @@ STAGE_MODULES = (
     "students.train",
     "students.onpolicy",
     "students.publish",
+    "distill.publish_data.stage",
     "distill.evaluate.stage",
     "distill.quickstart.stages",
     "distill.quickstart.onpolicy",
