@@ -82,8 +82,8 @@ def load_tokenizer(base: str, config: TrainConfig):
         tokenizer = AutoTokenizer.from_pretrained(base)
     except Exception as exc:
         raise InputError(f"cannot load the tokenizer ({type(exc).__name__}: {str(exc).splitlines()[0]})", where=base, field="base_model") from None
-    template = TEMPLATES[config.template or config.preset.template]
-    return prepare_tokenizer(tokenizer, template, config.preset.pad_token, where=base), template
+    template = TEMPLATES[config.template or config.student_preset.template]
+    return prepare_tokenizer(tokenizer, template, config.student_preset.pad_token, where=base), template
 
 
 def _check_run_dir(config: TrainConfig) -> Path:
@@ -97,10 +97,10 @@ def _check_run_dir(config: TrainConfig) -> Path:
 
 def context_overrides(config: TrainConfig, base_config: dict[str, Any], max_length: int) -> dict[str, Any]:
     """Config changes for training past the base's window (see presets.py for the decision)."""
-    native = base_config.get("max_position_embeddings") or config.preset.native_context
+    native = base_config.get("max_position_embeddings") or config.student_preset.native_context
     theta = config.rope_theta
     if theta is None and config.extend_context and max_length > native:
-        theta = config.preset.long_rope_theta
+        theta = config.student_preset.long_rope_theta
     if theta is None:
         return {}
     return {"rope_theta": float(theta), "max_position_embeddings": max(max_length, native, 32768)}
@@ -118,12 +118,12 @@ def plan_inputs(config: TrainConfig, base_config: dict[str, Any] | None = None) 
     import torch  # cheap next to a model load; needed for device facts
 
     cuda = torch.cuda.is_available()
-    gpus = config.gpus or (max(world_size(), torch.cuda.device_count()) if cuda else config.preset.gpus)
+    gpus = config.gpus or (max(world_size(), torch.cuda.device_count()) if cuda else config.student_preset.gpus)
     memory = config.gpu_memory_gib or (torch.cuda.get_device_properties(0).total_memory / GIB if cuda else 80.0)
-    sharding = config.sharding or {"ddp": "none"}.get(config.preset.accelerate, config.preset.accelerate)
+    sharding = config.sharding or {"ddp": "none"}.get(config.student_preset.accelerate, config.student_preset.accelerate)
     if gpus == 1 and sharding != "zero3-offload":
         sharding = "none"
-    arch = arch_of(config.base_model, config.preset) if base_config is None else _arch(base_config)
+    arch = arch_of(config.base_model, config.student_preset) if base_config is None else _arch(base_config)
     tokens = config.batch_size * config.value("max_length")
     return {"arch": arch, "gpus": gpus, "gpu_memory_gib": memory, "sharding": sharding, "tokens": tokens}
 
@@ -143,16 +143,16 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         if getattr(config, name) is None:
             raise InputError(f"required for training ({flag}); only --plan works without it", field=name)
     run_dir = _check_run_dir(config)
-    preset = config.preset
+    preset = config.student_preset
     base = config.base_model or preset.model_id
     base_config = check_base_model(base)
     tokenizer, template = load_tokenizer(base, config)
     max_length = config.value("max_length")
 
     stats = LoadStats()
-    conversations = load_conversations(config.data, stats)
+    conversations = load_conversations(config.data, stats, config)
     if config.eval_data:
-        train_conversations, eval_conversations = conversations, load_conversations(config.eval_data)
+        train_conversations, eval_conversations = conversations, load_conversations(config.eval_data, layout=config)
     else:
         train_conversations, eval_conversations = split_eval(conversations, config.eval_fraction, config.seed)
     train_examples = tokenize_all(tokenizer, train_conversations, max_length, stats)
@@ -221,8 +221,8 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
     return TrainManifest(**{
         "student": config.student,
         "base_model": base,
-        "model_id": config.preset.model_id,
-        "family": config.preset.family,
+        "model_id": config.student_preset.model_id,
+        "family": config.student_preset.family,
         "method": config.method,
         "template": template.name,
         "eos_token": tokenizer.eos_token,

@@ -16,7 +16,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("DISTILL_SHARED_DATA") or ROOT.parent / "shared" / "data")  # a worktree elsewhere can point at it
 
 
 @pytest.fixture(scope="session")
