@@ -20,7 +20,8 @@ class TrainConfig(TraceLayout):
 
     model_config = ConfigDict(extra="forbid")
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
-        "Student, data and output": ("student", "data", "output_dir", "method", "base_model", "template", "preset", "delimiters"),
+        "Student, data and output": ("student", "data", "output_dir", "method", "base_model", "template"),
+        **TraceLayout.panels,
         "Schedule": ("max_length", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "warmup_ratio",
                      "lr_scheduler", "weight_decay", "max_grad_norm", "seed"),
         "Memory and speed": ("packing", "gradient_checkpointing", "bf16", "attn_implementation"),

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -73,9 +73,10 @@ PRESETS: dict[str, Preset] = {
 class TraceLayout(BaseModel):
     """How input traces are laid out (filter, inspect, train): a preset, columns, delimiters."""
 
+    panels: ClassVar[dict[str, tuple[str, ...]]] = {"Input layout (--preset sets the columns; a --field-* flag overrides one)": ("preset", "delimiters", "fields")}
+
     preset: PresetName = Field(
-        default="distill", description="Layout of the input: distill (this project's records), openr1 (OpenR1-Math), "
-        "sharegpt (OpenThoughts, Bespoke-Stratos), s1k, messages (OpenAI chat); sets the --field-* and --delimiters defaults.")
+        default="distill", description="Layout of the input: this project's records, or a public set's (README: Bring your own traces).")
     fields: FieldMap = Field(default_factory=FieldMap, description="Which input columns hold the prompt, completion, ids... (default: the preset's).")
     delimiters: DelimiterName | None = Field(
         default=None, description="Reasoning delimiters of the completions (default: the preset's: sky-t1 for sharegpt, else r1).")

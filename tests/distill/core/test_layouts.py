@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.core.data import iter_rows, read_records, write_records
+from distill.core.data import FieldMap, iter_rows, read_problems, read_records, write_records
 from distill.core.errors import InputError
 from distill.core.layouts import PRESETS, TraceLayout, read_traces
 from distill.core.r1_format import DELIMITER_PRESETS, split_completion
@@ -153,3 +153,19 @@ def test_carried_columns_survive_parquet_with_their_types(tmp_path):
     schema = pq.read_schema(tmp_path / "t.parquet")
     assert str(schema.field("correctness_math_verify").type) == "bool" and str(schema.field("difficulty").type) == "int64"
     assert str(schema.field("orig_source").type) == "string" and str(schema.field("finish_reasons").type) == "string"
+
+
+def test_prompts_read_through_the_same_mapping():
+    # generate's prompts and eval's benchmarks use FieldMap too: a chat's last user turn is the prompt
+    problems = list(read_problems(FIXTURES / "messages.jsonl", FieldMap(conversation="messages")))
+    assert [p.problem for p in problems] == ["What is 7 plus 7?", "Compute 12 times 3.", "What is 9 squared?"]
+    assert [p.answer for p in problems] == ["14", "36", "81"]
+    assert [p.problem_id for p in problems] == [t.problem_id for t in traces("messages")]  # same prompt, same id
+
+
+def test_a_finish_reason_we_do_not_know_is_carried_not_lost(tmp_path):
+    chat = [{"role": "user", "content": "What is 7 plus 7?"}, {"role": "assistant", "content": "<think>\nadd\n</think>\n\n14"}]
+    items = [{"messages": chat, "stop_reason": "eos"}, {"messages": chat, "stop_reason": "length"}]
+    first, second = traces("messages", write_jsonl(tmp_path / "m.jsonl", items), fields={"finish_reason": "stop_reason"})
+    assert (first.finish_reason, first.model_extra) == (None, {"stop_reason": "eos"})
+    assert (second.finish_reason, second.model_extra) == ("length", {})
