@@ -10,10 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import click
 import typer
 
-from distill.core.errors import EXIT_BAD_INPUT, InputError, StageError
+from distill.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InputError, Interrupted, StageError
 from distill.core.flags import stage_command
 from distill.evaluate.config import EvalConfig
 from distill.filters.config import FilterConfig
@@ -118,11 +117,15 @@ def train(config: TrainConfig, plan: bool = False) -> None:
 
         plan_report(config, console)
         return
+    from students.layout import end_distributed, is_main_process
     from students.report import summary_table
     from students.train import run
 
-    summary = run(config)
-    if summary:
+    try:
+        summary = run(config)
+    finally:
+        end_distributed()
+    if summary and is_main_process():  # under a launcher every rank returns; one table is enough
         console.print(summary_table(summary))
 
 
@@ -155,6 +158,7 @@ def run_recipe(
     sets: list[str] | None = typer.Option(None, "--set", help="Override a recipe value: SECTION.KEY=VALUE (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate every stage's settings and show the plan; loads no model."),
     print_config: bool = typer.Option(False, "--print-config", help="Print every stage's resolved configuration and exit."),
+    force: bool = typer.Option(False, "--force", help="Run in a directory that holds files distill did not write (they are left untouched)."),
 ) -> None:
     """Run a recipe's stages (generate, filter, train, publish, eval) in one run directory; unchanged stages are skipped."""
     from distill.core.config import dump
@@ -179,26 +183,66 @@ def run_recipe(
     for row in rows:  # fail before any stage runs, not hours into the run
         if row["missing"] and not row["action"].startswith("skip"):
             raise InputError(f"stage '{row['stage']}' reads {row['missing'][0]}, which does not exist", where=str(recipe))
-    results = execute(ctx, planned, recipe.read_text(encoding="utf-8"), console)
+    results = execute(ctx, planned, recipe.read_text(encoding="utf-8"), console, force=force)
     console.print(summary_table(ctx, results))
 
 
+def _say(prefix: str, message: str) -> None:
+    """One line on stderr, secrets redacted (a server may echo a key back into an error)."""
+    from distill.core.secrets import redact
+
+    line = " ".join(redact(str(message)).split()) or "(no details)"
+    sys.stderr.write(f"{prefix}: {line}\n")
+
+
 def main() -> None:
-    """Entry point: user mistakes become one line on stderr and exit code 2, never a traceback."""
+    """Entry point: every failure is one line on stderr, never a traceback.
+
+    exit 2: a user's mistake (input, configuration, paths), nothing written; exit 1: the
+    environment failed mid-run (full disk, server gone), earlier outputs kept; exit 130: Ctrl-C.
+    DISTILL_TRACEBACK=1 shows the traceback of an unexpected error.
+    """
+    import os
+
     try:
-        app(standalone_mode=False)
-    except (InputError, click.UsageError) as exc:
-        message = exc.format_message() if isinstance(exc, click.UsageError) else str(exc)
-        sys.stderr.write(f"error: {(message.splitlines() or [repr(exc)])[0]}\n")
+        # The command itself, without typer's own handling around it: that turns Ctrl-C into a
+        # silent exit code (and our `Interrupted` message would be lost).
+        command = typer.main.get_command(app)
+        with command.make_context("distill", sys.argv[1:]) as ctx:
+            command.invoke(ctx)
+    except InputError as exc:
+        _say("error", (str(exc).splitlines() or [repr(exc)])[0])
         sys.exit(EXIT_BAD_INPUT)
     except StageError as exc:
-        sys.stderr.write(f"failed: {exc}\n")
+        _say("failed", str(exc))
         sys.exit(1)
-    except (KeyboardInterrupt, click.Abort):
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+    except KeyboardInterrupt as exc:
+        _say("interrupted", str(exc) if isinstance(exc, Interrupted) else "outputs are as they were, or resumable: re-run the same command")
+        sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:  # the environment: full disk, a file gone, a device error
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _say("failed", f"{exc.strerror or exc}{where}; outputs written before are kept")
+        sys.exit(1)
+    except Exception as exc:
+        kind = _click_kind(exc)
+        if kind == "exit":  # --help, --version
+            sys.exit(exc.exit_code)
+        if kind == "abort":
+            _say("interrupted", "outputs are as they were, or resumable: re-run the same command")
+            sys.exit(EXIT_INTERRUPTED)
+        if kind == "usage":  # an unknown option or command, a missing argument
+            _say("error", (exc.format_message().splitlines() or [repr(exc)])[0])
+            sys.exit(EXIT_BAD_INPUT)
+        if os.environ.get("DISTILL_TRACEBACK"):
+            raise
+        _say("failed", f"internal error: {type(exc).__name__}: {exc} (DISTILL_TRACEBACK=1 shows where; please report it)")
+        sys.exit(1)
+
+
+def _click_kind(exc: Exception) -> str | None:
+    """click's (or typer's vendored click's) control exceptions, by class name: both may be installed."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return "exit" if "Exit" in names else "abort" if "Abort" in names else "usage" if "ClickException" in names else None
 
 
 if __name__ == "__main__":

@@ -172,8 +172,9 @@ def bench_planner(models: dict[str, Path], cases: list[tuple[str, str, int, bool
             continue
         measured = json.loads(out.stdout.strip().splitlines()[-1])
         cuda = measured["device"] == "cuda"
+        # MEASURE loads the model without students/loss.py's chunked loss: the plain loss is what it measures
         predicted = estimate(arch, method, tokens, precision="bf16" if cuda else "fp32", checkpointing=checkpointing,
-                             lora_rank=16, device="cuda" if cuda else "cpu")
+                             lora_rank=16, device="cuda" if cuda else "cpu", loss="plain")
         # max_memory_allocated (GPU) and RSS growth (CPU) both exclude the CUDA context.
         total = predicted.total - (CUDA_CONTEXT if cuda else 0.0)
         rows.append({"model": name, "method": method, "tokens": tokens, "checkpointing": checkpointing,

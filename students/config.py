@@ -24,7 +24,8 @@ class TrainConfig(TraceLayout):
         **TraceLayout.panels,
         "Schedule": ("max_length", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "warmup_ratio",
                      "lr_scheduler", "weight_decay", "max_grad_norm", "seed"),
-        "Memory and speed": ("packing", "gradient_checkpointing", "bf16", "attn_implementation"),
+        "Memory and speed": ("packing", "gradient_checkpointing", "bf16", "attn_implementation", "loss_kernel",
+                             "loss_chunk_size", "sequence_parallel"),
         "LoRA / QLoRA": ("lora_r", "lora_alpha", "lora_dropout", "lora_targets"),
         "Context window": ("extend_context", "rope_theta"),
         "Evaluation, checkpoints, logging": ("eval_fraction", "eval_data", "eval_steps", "save_steps", "save_total_limit",
@@ -59,6 +60,18 @@ class TrainConfig(TraceLayout):
         default=None,
         description="flash_attention_2, sdpa_varlen (causal sdpa per packed sample, no dense mask), sdpa or eager "
         "(default: flash_attention_2 if installed on a GPU, else sdpa_varlen).",
+    )
+    loss_kernel: Literal["auto", "liger", "chunked", "plain"] = Field(
+        default="auto",
+        description="How the loss is computed from the last hidden states: liger (Liger's fused linear cross-entropy, "
+        "CUDA), chunked (students/loss.py: one chunk of logits at a time, any device), plain (transformers' loss on "
+        "the full logits). auto: liger where it runs, else chunked.",
+    )
+    loss_chunk_size: int = Field(default=1024, ge=16, description="Tokens per chunk of logits for the chunked loss.")
+    sequence_parallel: int | None = Field(
+        default=None, ge=1, json_schema_extra={"flags": ["--sp"]},
+        description="Ulysses sequence parallelism (DeepSpeed ALST): each sequence is split over this many GPUs "
+        "(DeepSpeed, flash-attention; students/accelerate/zero3-sp.yaml). 1: off. Default: the preset's.",
     )
 
     lora_r: int = Field(default=64, ge=1, description="LoRA rank.")

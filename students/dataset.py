@@ -26,6 +26,7 @@ from typing import Any
 
 from distill.core.data import iter_rows, validate_record
 from distill.core.errors import InputError
+from distill.core.ids import UniqueIds
 from distill.core.layouts import PRESETS, TraceLayout, map_row
 from distill.core.r1_format import DELIMITER_PRESETS, in_r1_form
 from distill.core.records import Trace
@@ -91,9 +92,14 @@ def _checked(messages: Any, where: str) -> list[dict[str, str]]:
 def load_conversations(source: str | os.PathLike, stats: LoadStats | None = None, layout: TraceLayout | None = None) -> list[list[dict[str, str]]]:
     """All usable conversations of `source` (in `layout`, this project's by default); InputError if there are none."""
     stats = stats if stats is not None else LoadStats()
+    layout = layout or TraceLayout()
+    own = PRESETS[layout.preset].own
     conversations = []
+    ids = UniqueIds()  # one sample twice would be trained on twice
     for where, row in iter_rows(source):
         stats.rows += 1
+        if own and isinstance(row.get("id"), str):  # public layouts' ids are derived, duplicates are theirs
+            ids.see(row["id"], where)
         for conversation in conversations_of(row, where, layout):
             if conversation is None:
                 stats.rejected_skipped += 1

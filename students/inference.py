@@ -4,6 +4,7 @@ student's own turn format, and the generation config with the recommended sampli
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from distill.core.errors import StageError
@@ -11,32 +12,67 @@ from distill.core.errors import StageError
 RECOMMENDED_SAMPLING = {"do_sample": True, "temperature": 0.6, "top_p": 0.95}
 
 
-# Inference templates in each format the training template may use. All three drop the
-# reasoning of earlier assistant turns (the R1 distills never see old reasoning) and open
-# the new assistant turn with "<think>\n" so the model always starts by reasoning.
-_DROP_REASONING = "{% set content = message['content'] %}{% if '</think>' in content %}{% set content = content.split('</think>')[-1].lstrip() %}{% endif %}"
-INFERENCE_TEMPLATES = {
-    "chatml": (
-        "{% for message in messages %}"
-        "{% if message['role'] == 'assistant' %}" + _DROP_REASONING + "<|im_start|>assistant\n{{ content }}<|im_end|>\n"
-        "{% else %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endif %}"
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
-    ),
-    "llama3": (
-        "{{ bos_token }}{% for message in messages %}"
-        "{% if message['role'] == 'assistant' %}" + _DROP_REASONING + "<|start_header_id|>assistant<|end_header_id|>\n\n{{ content }}<|eot_id|>"
-        "{% else %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n{{ message['content'] }}<|eot_id|>{% endif %}"
-        "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n<think>\n{% endif %}"
-    ),
-    "r1": (
-        "{% if bos_token %}{{ bos_token }}{% endif %}{% for message in messages %}"
-        "{% if message['role'] == 'system' %}{{ message['content'] }}"
-        "{% elif message['role'] == 'user' %}<｜User｜>{{ message['content'] }}"
-        "{% elif message['role'] == 'assistant' %}" + _DROP_REASONING + "<｜Assistant｜>{{ content }}<｜end▁of▁sentence｜>{% endif %}"
-        "{% endfor %}{% if add_generation_prompt %}<｜Assistant｜><think>\n{% endif %}"
-    ),
+THINK_OPEN = "<think>\n"  # every answer starts by reasoning, as DeepSeek recommends for the R1 distills
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """The text around each turn of one chat format.
+
+    Both inference templates are written from it, so they cannot drift apart: the Jinja one (the
+    tokenizer's, which the GGUF converter embeds and llama.cpp, vLLM and SGLang render) and the Go
+    one in the Ollama Modelfile (`students/modelfile.py`).
+    """
+
+    name: str
+    turns: dict[str, tuple[str, str]]  # role -> (before, after) its content; "*": any other role, "{role}" its name
+    end_of_turn: str  # closes an assistant turn: the student's stop token
+    bos: str = "none"  # "always", "if set" (when the tokenizer has one) or "none"
+
+    def turn(self, role: str) -> tuple[str, str]:
+        before, after = self.turns.get(role) or self.turns["*"]
+        return before.replace("{role}", role), after
+
+    def generation_prompt(self) -> str:
+        """What opens the model's answer: the assistant turn's header and the reasoning tag."""
+        return self.turn("assistant")[0] + THINK_OPEN
+
+
+CHAT_FORMATS = {
+    fmt.name: fmt
+    for fmt in (
+        ChatFormat("chatml", {"*": ("<|im_start|>{role}\n", "<|im_end|>\n")}, "<|im_end|>"),
+        ChatFormat("llama3", {"*": ("<|start_header_id|>{role}<|end_header_id|>\n\n", "<|eot_id|>")}, "<|eot_id|>", bos="always"),
+        ChatFormat(
+            "r1", {"system": ("", ""), "user": ("<｜User｜>", ""), "assistant": ("<｜Assistant｜>", "<｜end▁of▁sentence｜>")},
+            "<｜end▁of▁sentence｜>", bos="if set",
+        ),
+    )
 }
-END_OF_TURN = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "r1": "<｜end▁of▁sentence｜>"}
+
+# Earlier assistant turns lose their reasoning (the R1 distills never see old reasoning).
+_DROP_REASONING = "{% set content = message['content'] %}{% if '</think>' in content %}{% set content = content.split('</think>')[-1].lstrip() %}{% endif %}"
+_BOS = {"always": "{{ bos_token }}", "if set": "{% if bos_token %}{{ bos_token }}{% endif %}", "none": ""}
+
+
+def jinja_template(fmt: ChatFormat) -> str:
+    """The format's R1-distill inference template in Jinja (Hugging Face chat templates)."""
+    before, after = fmt.turn("assistant")
+    branches = [f"{{% if message['role'] == 'assistant' %}}{_DROP_REASONING}{before}{{{{ content }}}}{after}"]
+    for role, (before, after) in fmt.turns.items():
+        if role not in ("assistant", "*"):
+            branches.append(f"{{% elif message['role'] == '{role}' %}}{before}{{{{ message['content'] }}}}{after}")
+    if "*" in fmt.turns:
+        before, after = (part.replace("{role}", "{{ message['role'] }}") for part in fmt.turns["*"])
+        branches.append(f"{{% else %}}{before}{{{{ message['content'] }}}}{after}")
+    return (
+        _BOS[fmt.bos] + "{% for message in messages %}" + "".join(branches) + "{% endif %}{% endfor %}"
+        + "{% if add_generation_prompt %}" + fmt.generation_prompt() + "{% endif %}"
+    )
+
+
+INFERENCE_TEMPLATES = {name: jinja_template(fmt) for name, fmt in CHAT_FORMATS.items()}
+END_OF_TURN = {name: fmt.end_of_turn for name, fmt in CHAT_FORMATS.items()}
 
 
 def template_format(tokenizer) -> str:

@@ -26,6 +26,9 @@ def load_model(config: TrainConfig, base: str, overrides: dict[str, Any], use_bf
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=config.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
         )
+    from transformers import set_seed
+
+    set_seed(config.seed)  # the adapter's random init; the Trainer seeds only after the model exists
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -36,12 +39,39 @@ def load_model(config: TrainConfig, base: str, overrides: dict[str, Any], use_bf
     return get_peft_model(model, lora)
 
 
+def prepare_loss(model, config: TrainConfig) -> str:
+    """Set up the loss kernel the config asks for (students/loss.py); returns the one that runs:
+    liger (applied by the Trainer), chunked (applied here) or plain."""
+    from students.loss import resolve_loss, supports_chunked, use_chunked_loss
+
+    kernel = resolve_loss(config.loss_kernel, getattr(model.config, "model_type", None))
+    if kernel == "chunked":
+        if not supports_chunked(model):
+            return "plain"  # a head the chunked loss does not cover (bias, soft-capping): the full logits
+        use_chunked_loss(model, config.loss_chunk_size)
+    return kernel
+
+
+def parallelism_config(config: TrainConfig, attn: str):
+    """accelerate's ParallelismConfig for Ulysses sequence parallelism (DeepSpeed ALST); None when off."""
+    sp = config.value("sequence_parallel")
+    if sp == 1:
+        return None
+    from accelerate.parallelism_config import ParallelismConfig
+    from accelerate.utils import DeepSpeedSequenceParallelConfig
+
+    # variable lengths: packed rows differ from step to step; the loader pads each to a multiple of sp
+    handler = DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True, sp_attn_implementation=attn)
+    return ParallelismConfig(sp_size=sp, sp_backend="deepspeed", sp_handler=handler)
+
+
 def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set, collator, overrides, use_bf16: bool,
                   grad_accum: int, callbacks: list):
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
     model = load_model(config, base, overrides, use_bf16)
+    loss_kernel = prepare_loss(model, config)
     run_dir = Path(config.output_dir)
     save_steps = config.save_steps
     args = TrainingArguments(
@@ -73,6 +103,9 @@ def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every trainable parameter is used; the search costs a graph walk
+        use_liger_kernel=loss_kernel == "liger",
+        parallelism_config=parallelism_config(config, model.config._attn_implementation),
     )
     trainer = Trainer(
         model=model,
@@ -84,6 +117,7 @@ def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set
         callbacks=[RichProgress(), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the progress bar shows the loss
+    trainer.loss_kernel = loss_kernel
     return trainer
 
 

@@ -41,6 +41,8 @@ class TrainManifest(BaseModel):
     world_size: int = 1
     bf16: bool | None = None
     packing: bool | None = None
+    loss_kernel: str | None = Field(default=None, description="The loss that ran: liger, chunked or plain.")
+    sequence_parallel: int = Field(default=1, description="GPUs sharing each sequence (Ulysses).")
     data: str | None = None
     eval_data: str | None = None
     warnings: list[str] = Field(default_factory=list)

@@ -71,8 +71,12 @@ def render_card(
     filter_report: Any = None,
     evals: list[dict[str, Any]] | None = None,
     loss_plot: str | None = None,
+    gguf: dict[str, str] | None = None,
 ) -> str:
-    """README.md text: YAML front matter for the hub, then the sections."""
+    """README.md text: YAML front matter for the hub, then the sections.
+
+    `gguf`: quantization type -> GGUF file name, for the "Run it locally" section.
+    """
     from distill.evaluate.stage import markdown_table
 
     info = redact(info)
@@ -99,6 +103,8 @@ def render_card(
         "inside `<think> ... </think>`, then answers.\n"
     )
     parts.append(_usage(name, kind, base))
+    if kind != "adapter":
+        parts.append(_run_locally(name, gguf or {}, info.get("max_length")))
     if kind == "merged" and method == "qlora":
         merge = config.qlora_merge
         parts.append(
@@ -148,6 +154,37 @@ def _usage(name: str, kind: str, base: str) -> str:
         "(up to 32k tokens).\n\n"
         f"```python\n{load}\n```\n\n```bash\n{serve}\n```\n"
     )
+
+
+def _run_locally(name: str, gguf: dict[str, str], max_length: int | None) -> str:
+    """Commands for Ollama, llama.cpp, vLLM and SGLang, run inside this folder."""
+    from students.modelfile import context_window, pick_gguf
+
+    window = context_window(max_length)
+    tag = name.rstrip("/").rsplit("/", 1)[-1].lower()
+    lines = ["## Run it locally\n",
+             f"Commands to run inside this folder. Give the model a context window of {window} tokens: its reasoning "
+             f"runs up to {max_length or 32768} tokens (its training length) after the prompt, and a shorter window "
+             "cuts the conversation mid-thought, after which reasoning models loop.\n"]
+    if gguf:
+        chosen = pick_gguf(gguf)
+        lines += [
+            f"GGUF files written with llama.cpp: {', '.join(f'`{file}`' for file in gguf.values())}. `Modelfile` runs "
+            f"`{chosen}` with this model's chat template (the answer opens with `<think>`), its stop tokens, temperature "
+            "0.6, top_p 0.95 and that window.\n",
+            "```bash\n# Ollama\n"
+            f"ollama create {tag} -f Modelfile\nollama run {tag}\n\n"
+            "# llama.cpp (--jinja: the chat template inside the GGUF)\n"
+            f"llama-server -m {chosen} --jinja -c {window} --temp 0.6 --top-p 0.95\n"
+            f"python -m llama_cpp.server --model {chosen} --n_ctx {window}   # llama-cpp-python, OpenAI-compatible\n```\n",
+        ]
+    lines.append(
+        "```bash\n# vLLM (OpenAI-compatible server; sampling from generation_config.json)\n"
+        f"vllm serve . --generation-config auto --max-model-len {window}\n\n"
+        "# SGLang\n"
+        f"python -m sglang.launch_server --model-path . --context-length {window}\n```\n"
+    )
+    return "\n".join(lines)
 
 
 def _training_rows(info: dict[str, Any]) -> list[tuple[str, str]]:

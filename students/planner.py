@@ -14,10 +14,21 @@ answers in milliseconds. The model, per GPU, for T tokens per micro-step:
   Llama modules with torch.autograd.graph.saved_tensors_hooks (see LAYER_* below). With
   gradient checkpointing only each layer's input is kept, plus one layer recomputed in full
   and its gradients while backward runs through it.
-- logits: the head's output and the fp32 copies the loss makes (T x vocab): at 16k tokens and
-  a 152k vocabulary this alone is ~35 GB, the reason the 32B/70B presets train at 8k.
-- other: the CUDA context (~1 GiB on a GPU), QLoRA's dequantised bf16 weight temporaries, and
-  allocator slack (fragmentation, transient buffers) as a share of the activations + logits.
+- logits: what the loss needs besides the hidden states (T x vocab scale), per loss kernel:
+  plain (transformers' loss on the full logits): the head's output, its fp32 copy, cross-
+  entropy's saved log-softmax and the fp32 gradient; at 16k tokens and a 152k vocabulary ~33
+  GiB. chunked (students/loss.py): one chunk of logits (fp32, plus its bf16 gradient), the
+  gathered hidden states of the target tokens and their gradient, and an fp32 accumulator (plus
+  a bf16 temporary) for the head's weight gradient when the head trains. liger: Liger's fused
+  kernel, whose chunk holds about as many logits as there are hidden-state elements, writes
+  the gradient into the chunk in place and keeps the weight gradient in the weight's dtype.
+- sequence parallelism (Ulysses, `sp` GPUs per sequence): each GPU holds T / sp tokens of every
+  layer's activations and of the loss; weights, gradients and optimizer are sharded over all
+  GPUs by ZeRO (data-parallel degree = GPUs / sp).
+- other: the CUDA context (~1 GiB on a GPU), QLoRA's dequantised bf16 weight temporaries, the
+  parameters ZeRO-3/FSDP gather for the layer being computed and the next (prefetch) and for
+  the embedding/head, and allocator slack (fragmentation, transient buffers) as a share of the
+  activations + logits.
 
 Checked against measured peaks by bench/bench_train.py (figures in the README).
 """
@@ -25,6 +36,7 @@ Checked against measured peaks by bench/bench_train.py (figures in the README).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +57,11 @@ LAYER_MLP = 4
 LORA_TARGETS_PER_LAYER = 7
 # - outside the layers: embedding output and the final norm's tensors.
 OUTSIDE_LAYERS = 3
-# Loss on the logits: the head output (compute dtype), HF's fp32 upcast (a no-op when training
-# in fp32), cross-entropy's saved log-softmax and, in backward, the fp32 gradient: 3 fp32
-# copies besides bf16 logits, 2 besides fp32 ones. Measured: 12.4 bytes/logit in fp32.
+# Plain loss on the logits: the head output (compute dtype), HF's fp32 upcast (a no-op when
+# training in fp32), cross-entropy's saved log-softmax and, in backward, the fp32 gradient: 3
+# fp32 copies besides bf16 logits, 2 besides fp32 ones. Measured: 12.4 bytes/logit in fp32.
 LOGIT_FP32_COPIES = 3
+LOSS_KERNELS = ("chunked", "liger", "plain")
 QLORA_BYTES = 0.52  # NF4 (0.5) + double-quantised absmax constants
 # Allocator slack and transient buffers (matmul outputs before they are saved, the gradient
 # of the layer being back-propagated) as a share of activations + logits; calibrated by
@@ -134,8 +147,12 @@ def estimate(
     checkpointing: bool = True,
     lora_rank: int = 64,
     device: str = "cuda",
+    loss: str = "chunked",
+    loss_chunk: int = 1024,
+    sp: int = 1,
 ) -> Estimate:
-    """Predicted peak bytes per device for one micro-step of `tokens` tokens."""
+    """Predicted peak bytes per device for one micro-step of `tokens` tokens (per sequence-parallel
+    group: each of its `sp` GPUs holds tokens / sp of them)."""
     n = gpus if sharding in ("zero3", "zero3-offload", "fsdp") else 1
     w = 2 if precision == "bf16" else 4
     p = arch.params
@@ -156,7 +173,7 @@ def estimate(
         weights = frozen / n + adapter * 4
         grads, optimizer = adapter * 4, adapter * 8
     a = w  # activations are kept in the compute dtype
-    h, i, t = arch.hidden, arch.intermediate, tokens
+    h, i, t = arch.hidden, arch.intermediate, -(-tokens // sp)
     # sdpa_varlen (no flash-attention: CPU) repeats k/v to every query head before attention
     kv = arch.hidden if device == "cpu" else arch.kv_width
     stream = LAYER_STREAM_FULL if method == "full" else LAYER_STREAM_FROZEN
@@ -167,16 +184,51 @@ def estimate(
     else:
         activations = arch.layers * layer
     activations += OUTSIDE_LAYERS * t * h * a
-    logits = t * arch.vocab * (a + 4 * (LOGIT_FP32_COPIES - (precision == "fp32")))
+    logits = loss_memory(arch, t, loss, a, head_trains=method == "full", chunk=loss_chunk)
     overhead = ALLOCATOR_SLACK * (activations + logits)
     if method == "qlora":
         # bnb dequantises the current weight to bf16 (forward and backward) and casts the
         # linear's input to the compute dtype and its output back: one layer's widest input
         # and output in both dtypes (measured +13 MiB at h=256, i=704, 4k tokens).
         overhead += 2 * max(h * i, h * h) * 2 + t * (h + i) * (a + 2)
+    if n > 1:  # sharded weights are gathered: the layer computed, the one prefetched, and the embedding/head
+        overhead += (2 * arch.block_linear_params / arch.layers + arch.vocab * h) * w
     if device == "cuda":
         overhead += CUDA_CONTEXT
     return Estimate(method, weights, grads, optimizer, activations, logits, overhead)
+
+
+def loss_memory(arch: Arch, tokens: int, loss: str, a: int, head_trains: bool, chunk: int = 1024) -> float:
+    """Bytes the loss holds at its peak besides the hidden states (see the module docstring)."""
+    v, h, t = arch.vocab, arch.hidden, tokens
+    if loss == "plain":
+        return t * v * (a + 4 * (LOGIT_FP32_COPIES - (a == 4)))
+    if loss == "liger":
+        rows = 2 ** math.ceil(math.log2(max(1, math.ceil(t / math.ceil(v / h)))))  # Liger's chunk size
+        return min(rows, t) * v * a + 2 * t * h * a + t * 4 + (v * h * a if head_trains else 0)
+    if loss != "chunked":
+        raise ValueError(f"unknown loss kernel {loss!r} (known: {', '.join(LOSS_KERNELS)})")
+    rows = min(chunk, t)
+    # fp32 logits (the gradient is formed in place) and, below fp32, the gradient in the compute dtype
+    per_logit = 4 + (a if a != 4 else 0)
+    weight_grad = v * h * (4 + (a if a != 4 else 0)) if head_trains else 0  # fp32 accumulator (+ bf16 chunk term)
+    return rows * v * per_logit + 2 * t * h * a + t * 16 + weight_grad
+
+
+def check_sequence_parallel(arch: Arch, sp: int, gpus: int, sharding: str) -> str | None:
+    """Why `sp` cannot run with these GPUs and this model (None when it can). DeepSpeed's Ulysses
+    splits attention heads over the sequence-parallel GPUs (ulysses_sp.UlyssesSPAttentionHF)."""
+    if sp == 1:
+        return None
+    if sharding not in ("zero2", "zero3", "zero3-offload"):
+        return f"sequence parallelism runs under DeepSpeed (sharding zero2, zero3 or zero3-offload), not {sharding}"
+    if gpus % sp:
+        return f"{gpus} GPUs are not a multiple of the sequence-parallel degree {sp}"
+    if arch.heads % sp:
+        return f"{arch.heads} attention heads do not split over {sp} GPUs"
+    if arch.kv_heads % sp and sp % arch.kv_heads:
+        return f"{arch.kv_heads} key/value heads and the sequence-parallel degree {sp} do not divide one another"
+    return None
 
 
 def plan(
@@ -187,11 +239,15 @@ def plan(
     sharding: str,
     checkpointing: bool = True,
     lora_rank: int = 64,
+    loss: str = "chunked",
+    loss_chunk: int = 1024,
+    sp: int = 1,
 ) -> list[tuple[Estimate, bool]]:
     """Every method with whether it fits (10% headroom for fragmentation)."""
     rows = []
     for method in ("full", "lora", "qlora"):
-        found = estimate(arch, method, tokens, gpus, sharding, "bf16", checkpointing, lora_rank)
+        found = estimate(arch, method, tokens, gpus, sharding, "bf16", checkpointing, lora_rank,
+                         loss=loss, loss_chunk=loss_chunk, sp=sp)
         rows.append((found, found.total * 1.1 <= gpu_memory_gib * GIB))
     return rows
 

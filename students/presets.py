@@ -46,6 +46,7 @@ class StudentPreset(BaseModel):
     method: Method = Field(description="Method that fits the recommended GPUs.")
     gpus: int = Field(description="Recommended number of 80 GB GPUs for `method`.")
     accelerate: str = Field(description="Recommended accelerate config (students/accelerate/).")
+    sequence_parallel: int = Field(default=1, description="GPUs sharing each sequence (Ulysses) for `max_length` to fit.")
     arch: dict[str, Any] = Field(description="config.json fields the planner needs.")
 
 
@@ -63,47 +64,48 @@ def _arch(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int
 
 # Hyperparameters follow the public reproductions (open-r1 OpenR1-Distill-7B, Bespoke/Sky-T1,
 # DeepSeek's report): lr 1e-5..4e-5 smaller for bigger models, 3-5 epochs, cosine with warmup,
-# global batch ~128 sequences of up to 16k-32k tokens. max_length, method and GPU count are
-# what the planner says fits 80 GB GPUs; the 32B and 70B students drop to 8k tokens (the
-# logits of a 16k micro-step alone take ~30 GB). The 70B student also runs on ONE 80 GB GPU
-# with --qlora --max-length 4096 (see the README).
+# global batch ~128 sequences of up to 32k tokens (R1's traces run that long; longer ones are
+# dropped). max_length, method, GPU count and sequence parallelism are what the planner says
+# fits 80 GB GPUs with the chunked loss (students/loss.py; the full logits of a 32k micro-step
+# alone would take ~65 GB): the 32B and 70B students split each sequence over 2 GPUs (Ulysses,
+# zero3-sp). The 70B student also runs on ONE 80 GB GPU with --qlora --max-length 8192.
 STUDENTS: dict[str, StudentPreset] = {
     preset.name: preset
     for preset in [
         StudentPreset(
             name="qwen-1.5b", model_id="Qwen/Qwen2.5-Math-1.5B", family="qwen", template="chatml",
-            pad_token="<|endoftext|>", native_context=4096, long_rope_theta=300000.0, max_length=16384,
+            pad_token="<|endoftext|>", native_context=4096, long_rope_theta=300000.0, max_length=32768,
             learning_rate=4e-5, epochs=5, global_batch=128, method="full", gpus=1, accelerate="ddp",
             arch=_arch(1536, 28, 12, 2, 8960, 151936, True),
         ),
         StudentPreset(
             name="qwen-7b", model_id="Qwen/Qwen2.5-Math-7B", family="qwen", template="chatml",
-            pad_token="<|endoftext|>", native_context=4096, long_rope_theta=300000.0, max_length=16384,
+            pad_token="<|endoftext|>", native_context=4096, long_rope_theta=300000.0, max_length=32768,
             learning_rate=4e-5, epochs=5, global_batch=128, method="full", gpus=8, accelerate="zero3",
             arch=_arch(3584, 28, 28, 4, 18944, 152064, False),
         ),
         StudentPreset(
             name="qwen-14b", model_id="Qwen/Qwen2.5-14B", family="qwen", template="chatml",
-            pad_token="<|endoftext|>", native_context=131072, long_rope_theta=None, max_length=16384,
+            pad_token="<|endoftext|>", native_context=131072, long_rope_theta=None, max_length=32768,
             learning_rate=2e-5, epochs=3, global_batch=128, method="full", gpus=16, accelerate="zero3",
             arch=_arch(5120, 48, 40, 8, 13824, 152064, False),
         ),
         StudentPreset(
             name="qwen-32b", model_id="Qwen/Qwen2.5-32B", family="qwen", template="chatml",
-            pad_token="<|endoftext|>", native_context=131072, long_rope_theta=None, max_length=8192,
-            learning_rate=1e-5, epochs=3, global_batch=96, method="full", gpus=16, accelerate="zero3",
+            pad_token="<|endoftext|>", native_context=131072, long_rope_theta=None, max_length=32768,
+            learning_rate=1e-5, epochs=3, global_batch=96, method="full", gpus=16, accelerate="zero3-sp", sequence_parallel=2,
             arch=_arch(5120, 64, 40, 8, 27648, 152064, False),
         ),
         StudentPreset(
             name="llama-8b", model_id="meta-llama/Llama-3.1-8B", family="llama", template="llama3",
-            pad_token="<|finetune_right_pad_id|>", native_context=131072, long_rope_theta=None, max_length=16384,
+            pad_token="<|finetune_right_pad_id|>", native_context=131072, long_rope_theta=None, max_length=32768,
             learning_rate=2e-5, epochs=3, global_batch=128, method="full", gpus=8, accelerate="zero3",
             arch=_arch(4096, 32, 32, 8, 14336, 128256, False),
         ),
         StudentPreset(
             name="llama-70b", model_id="meta-llama/Llama-3.3-70B-Instruct", family="llama", template="llama3",
-            pad_token="<|finetune_right_pad_id|>", native_context=131072, long_rope_theta=None, max_length=8192,
-            learning_rate=1e-5, epochs=3, global_batch=96, method="qlora", gpus=8, accelerate="zero3",
+            pad_token="<|finetune_right_pad_id|>", native_context=131072, long_rope_theta=None, max_length=32768,
+            learning_rate=1e-5, epochs=3, global_batch=96, method="qlora", gpus=8, accelerate="zero3-sp", sequence_parallel=2,
             arch=_arch(8192, 80, 64, 8, 28672, 128256, False),
         ),
     ]

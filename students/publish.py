@@ -4,8 +4,10 @@ Reads RUN_DIR/final (full weights or a PEFT adapter) and RUN_DIR/train.json, and
 safetensors shards (adapters merged into the base when asked), the tokenizer with an
 inference chat template (R1-distill style: the assistant turn opens with "<think>\\n" and
 earlier turns' reasoning is dropped), generation_config.json with the recommended sampling,
-and a model card. The folder is built beside OUTPUT and renamed into place at the end, so a
-failure never leaves a half-written or half-replaced output.
+and a model card; with `gguf`, GGUF files written by llama.cpp's own converter and quantizer
+(`students/gguf.py`) and an Ollama Modelfile (`students/modelfile.py`). The folder is built
+beside OUTPUT and renamed into place at the end, so a failure never leaves a half-written or
+half-replaced output.
 
 QLoRA merge: the adapter was trained against the 4-bit (NF4) weights, not the bf16 originals.
 Adding it to the originals gives a model that differs from the one trained (the difference
@@ -22,15 +24,16 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distill.core.errors import InputError, StageError
 from distill.core.models import NF4, load_causal_lm
+from distill.core.paths import Out, check_io, named_paths, temporary
+from distill.core.secrets import known_values, redact
 from distill.core.stage import Stage
-from students.inference import INFERENCE_TEMPLATES, generation_config, template_format
+from students.gguf import converter, export, file_name
+from students.inference import CHAT_FORMATS, INFERENCE_TEMPLATES, generation_config, template_format
 from students.manifest import TrainManifest
-
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY")
 
 
 class PublishConfig(BaseModel):
@@ -57,6 +60,22 @@ class PublishConfig(BaseModel):
     recipe_file: Path | None = Field(default=None, description="Recipe YAML to show in the card (default: RUN_DIR/recipe.yaml if present).")
     filter_report: Path | None = Field(default=None, description="Filter report JSON whose figures go into the card.")
     eval: list[Path] = Field(default_factory=list, description="`distill eval` summary.json files whose table goes into the card.")
+    gguf: list[str] = Field(
+        default_factory=list,
+        description="Also write GGUF files of these types with llama.cpp's converter and quantizer (f32, bf16, f16, q8_0, "
+        "q6_k, q5_k_m, q4_k_m, ...), and an Ollama Modelfile; needs distill[gguf] and full or merged weights.",
+    )
+
+    @field_validator("gguf")
+    @classmethod
+    def _known_gguf_types(cls, value: list[str]) -> list[str]:
+        from students.gguf import GGUF_TYPES
+
+        kinds = list(dict.fromkeys(kind.strip().lower() for kind in value))
+        unknown = [kind for kind in kinds if kind not in GGUF_TYPES]
+        if unknown:
+            raise ValueError(f"unknown GGUF type {unknown[0]!r} (known: {', '.join(GGUF_TYPES)})")
+        return kinds
 
 
 # ---------------------------------------------------------------------------- run directory
@@ -127,24 +146,39 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
     from students.model_card import plot_loss, render_card
 
     console = Console(stderr=True)
-    info, final, is_adapter = read_run(config.run_dir)
     output = config.output
+    check_io([Out(output, "output", kind="dir", replace=not config.card_only)], named_paths(config, skip=("output",)))
+    info, final, is_adapter = read_run(config.run_dir)
+    if info.base_model and is_adapter:  # merging reads the base: it must not be inside what is replaced
+        check_io([Out(output, "output", kind="dir", replace=not config.card_only)], named_paths([str(info.base_model)]))
     if config.card_only:
         kind, fmt = _refresh_card(config, info, is_adapter, _card_inputs(config))
         return _finish(config, kind, fmt, api)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not config.overwrite:
-        raise InputError("output exists and is not empty (use --overwrite to replace it)", where=str(output))
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        if not config.overwrite:
+            raise InputError("output exists and is not empty (use --overwrite to replace it)", where=str(output))
+        if not _is_published(output):  # --overwrite replaces a model folder, never anything else
+            raise InputError("holds files that are not a published model (no config.json or adapter_config.json); "
+                             "publish replaces only model folders", where=str(output), field="output")
     card_inputs = _card_inputs(config)  # read (and validate) everything before the slow part
+    if config.gguf:
+        if is_adapter and not config.merge:
+            raise InputError("GGUF files need the full weights: add --merge to merge the adapter", field="gguf")
+        converter()  # installed and cached (fetched once) before anything is written
 
-    staging = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = temporary(output)  # `.NAME.tmp-PID`; an interrupted run's leftover is removed here
     staging.mkdir(parents=True)
     try:
         kind = _write_weights(config, info, final, is_adapter, staging, console)
         fmt = _write_tokenizer_and_generation(final, info, staging, is_adapter)
         plot = "training_loss.png" if plot_loss(info.model_dump(), staging / "training_loss.png") else None
-        card = render_card(config, info.model_dump(), kind=kind, chat_format=fmt, loss_plot=plot, **card_inputs)
-        (staging / "README.md").write_text(card, encoding="utf-8")
+        ggufs = {kind: file_name(_stem(config), kind) for kind in config.gguf}
+        card = render_card(config, info.model_dump(), kind=kind, chat_format=fmt, loss_plot=plot, gguf=ggufs, **card_inputs)
+        (staging / "README.md").write_text(redact(card), encoding="utf-8")
+        if ggufs:  # from the finished folder: the GGUF carries its card metadata and inference template
+            with console.status("writing GGUF files") as status:
+                export(staging, staging, config.gguf, _stem(config), status=status.update)
+            _write_modelfile(staging, fmt, ggufs, info.max_length)
         assert_no_secrets(staging)
         _replace(staging, output)
     finally:
@@ -176,8 +210,9 @@ def _refresh_card(config: PublishConfig, info: TrainManifest, is_adapter: bool, 
     staging.mkdir(exist_ok=True)
     try:
         plot = "training_loss.png" if plot_loss(info.model_dump(), staging / "training_loss.png") else None
-        card = render_card(config, info.model_dump(), kind=kind, chat_format=fmt, loss_plot=plot, **card_inputs)
-        (staging / "README.md").write_text(card, encoding="utf-8")
+        ggufs = {path.stem.rsplit("-", 1)[-1].lower(): path.name for path in sorted(output.glob("*.gguf"))}
+        card = render_card(config, info.model_dump(), kind=kind, chat_format=fmt, loss_plot=plot, gguf=ggufs, **card_inputs)
+        (staging / "README.md").write_text(redact(card), encoding="utf-8")
         assert_no_secrets(staging)
         for path in staging.iterdir():
             os.replace(path, output / path.name)
@@ -237,9 +272,34 @@ def _write_tokenizer_and_generation(final: Path, info: TrainManifest, out: Path,
     return fmt
 
 
+def _is_published(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / name).is_file() for name in ("config.json", "adapter_config.json"))
+
+
+def _stem(config: PublishConfig) -> str:
+    """GGUF file names start with the model's name (the repo's, when pushed)."""
+    name = (config.model_name or config.push or config.output.name).rstrip("/").rsplit("/", 1)[-1]
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name).strip("-.") or "model"
+
+
+def _write_modelfile(folder: Path, fmt: str, ggufs: dict[str, str], max_length: int | None) -> None:
+    """The Ollama Modelfile beside the GGUF files, stopping where generation_config.json stops."""
+    from transformers import AutoTokenizer
+
+    from students.modelfile import pick_gguf, render_modelfile
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    stops = json.loads((folder / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id") or []
+    names = [tokenizer.convert_ids_to_tokens(i) for i in (stops if isinstance(stops, list) else [stops])]
+    chosen = pick_gguf(ggufs)
+    text = render_modelfile(CHAT_FORMATS[fmt], chosen, [CHAT_FORMATS[fmt].end_of_turn, *names], max_length,
+                            others=[name for name in ggufs.values() if name != chosen])
+    (folder / "Modelfile").write_text(text, encoding="utf-8")
+
+
 def _replace(staging: Path, output: Path) -> None:
     """Move the finished folder into place; an old output is removed only once the new one is complete."""
-    old = output.with_name(f".{output.name}.old-{os.getpid()}")
+    old = temporary(output, "old")
     if output.exists():
         os.replace(output, old)
     os.replace(staging, output)
@@ -247,14 +307,26 @@ def _replace(staging: Path, output: Path) -> None:
         shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
-def assert_no_secrets(folder: Path) -> None:
-    """Refuse to publish a folder that contains the value of a token in the environment."""
-    secrets = [os.environ[name].encode() for name in SECRET_ENV if len(os.environ.get(name, "")) >= 8]
+def assert_no_secrets(folder: Path, chunk: int = 64 << 20) -> None:
+    """Refuse to publish a folder that contains the value of a token in the environment.
+
+    Files are read in chunks that overlap by the longest token, so a 100 GB GGUF is scanned
+    without being loaded and a token across a chunk boundary is still found.
+    """
+    secrets = [value.encode() for value in known_values()]
     if not secrets:
         return
+    overlap = max(map(len, secrets)) - 1
     for path in folder.rglob("*"):
-        if path.is_file() and any(secret in path.read_bytes() for secret in secrets):
-            raise StageError(f"refusing to publish: {path.name} contains a token from the environment")
+        if not path.is_file():
+            continue
+        with open(path, "rb") as handle:
+            tail = b""
+            while block := handle.read(chunk):
+                window = tail + block
+                if any(secret in window for secret in secrets):
+                    raise StageError(f"refusing to publish: {path.name} contains a token from the environment")
+                tail = window[-overlap:] if overlap else b""
 
 
 def push(folder: Path, repo_id: str, private: bool, api=None) -> str:

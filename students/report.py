@@ -8,51 +8,64 @@ from rich.console import Console
 from rich.table import Table
 
 from students.config import TrainConfig
-from students.planner import GIB, estimate, plan_table
+from students.planner import GIB, plan, plan_table
 from students.presets import STUDENTS
 
 
 def students_table() -> Table:
-    table = Table(title="Student presets (distill train --student NAME)")
-    for column in ("name", "base model", "template", "max len", "lr", "epochs", "batch", "method", "GPUs (80 GB)", "accelerate"):
-        table.add_column(column)
+    """The presets, each with the planner's verdict for its own method, GPUs, length and SP."""
+    from students.layout import plan_inputs, predict
+
+    table = Table(title="Student presets (distill train --student NAME)",
+                  caption="GPUs: 80 GB each, SP = GPUs per sequence; plan: predicted peak GiB per GPU (distill train --plan)")
+    for column in ("name", "base model", "template", "max len", "lr", "epochs", "batch", "method", "GPUs", "accelerate",
+                   "plan"):
+        table.add_column(column, justify="right" if column in ("max len", "epochs", "batch", "plan") else "left")
     for preset in STUDENTS.values():
+        config = TrainConfig(student=preset.name, method=preset.method)
+        inputs = plan_inputs(config)
+        total = predict(config, inputs).total
+        fits = total * 1.1 <= inputs["gpu_memory_gib"] * GIB
+        gpus = f"{preset.gpus}" + (f", SP {inputs['sp']}" if inputs["sp"] > 1 else "")
         table.add_row(
             preset.name, preset.model_id, preset.template, str(preset.max_length), f"{preset.learning_rate:g}",
-            str(preset.epochs), str(preset.global_batch), preset.method, str(preset.gpus), preset.accelerate,
+            str(preset.epochs), str(preset.global_batch), preset.method, gpus, preset.accelerate,
+            f"{total / GIB:.1f}" + ("" if fits else " [red]too big[/red]"),
         )
     return table
 
 
 def plan_report(config: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     """Print the planner's table for this config (nothing heavy is loaded); returns the figures."""
-    from students.train import plan_inputs
+    from students.layout import plan_inputs
 
     console = console or Console()
     inputs = plan_inputs(config)
     arch = inputs["arch"]
-    rows = []
-    for method in ("full", "lora", "qlora"):
-        found = estimate(arch, method, inputs["tokens"], inputs["gpus"], inputs["sharding"],
-                         checkpointing=config.gradient_checkpointing, lora_rank=config.lora_r)
-        rows.append((found, found.total * 1.1 <= inputs["gpu_memory_gib"] * GIB))
+    rows = plan(arch, inputs["tokens"], inputs["gpus"], inputs["gpu_memory_gib"], inputs["sharding"],
+                checkpointing=config.gradient_checkpointing, lora_rank=config.lora_r, loss=inputs["loss"],
+                loss_chunk=inputs["loss_chunk"], sp=inputs["sp"])
     title = (
         f"{config.student} ({arch.params / 1e9:.2f}B params): {inputs['tokens']} tokens/micro-step, "
         f"{inputs['gpus']} GPU(s) x {inputs['gpu_memory_gib']:.0f} GiB, sharding {inputs['sharding']}, "
+        f"sequence parallel {inputs['sp']}, {inputs['loss']} loss, "
         f"checkpointing {'on' if config.gradient_checkpointing else 'off'}"
     )
     console.print(plan_table(rows, title))
     chosen = next(fits for found, fits in rows if found.method == config.method)
     if not chosen:
         console.print(f"[yellow]warning:[/yellow] {config.method} does not fit; "
-                      "try more GPUs with --sharding zero3, --qlora, or a shorter --max-length / --batch-size")
+                      "try more GPUs with --sharding zero3, --sp 2, --qlora, or a shorter --max-length / --batch-size")
     return {
         "params": arch.params,
         "gpus": inputs["gpus"],
         "gpu_memory_gib": inputs["gpu_memory_gib"],
         "sharding": inputs["sharding"],
         "tokens": inputs["tokens"],
-        "methods": {found.method: {"total_gib": round(found.total / GIB, 2), "fits": fits} for found, fits in rows},
+        "sp": inputs["sp"],
+        "loss": inputs["loss"],
+        "methods": {found.method: {"total_gib": round(found.total / GIB, 2), "logits_gib": round(found.logits / GIB, 2),
+                                   "fits": fits} for found, fits in rows},
     }
 
 

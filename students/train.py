@@ -33,9 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill.core.data import is_hub_id
+from distill.core.data import input_kind
 from distill.core.errors import InputError, StageError
+from distill.core.hub import check_model
 from distill.core.models import NF4
+from distill.core.paths import Out, check_io, named_paths
 from distill.core.stage import Stage
 from students.config import TrainConfig
 from students.dataset import (
@@ -48,8 +50,16 @@ from students.dataset import (
     split_eval,
     tokenize_all,
 )
+from students.layout import (
+    check_sequence_parallel_can_run,
+    plan_inputs,
+    predict,
+    sequence_parallel_from_launcher,
+    world_size,
+)
+from students.loss import liger_available
 from students.manifest import TrainManifest
-from students.planner import GIB, arch_of, estimate
+from students.planner import GIB
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
 
 # ---------------------------------------------------------------------------- cheap checks
@@ -65,8 +75,7 @@ def check_base_model(base: str) -> dict[str, Any]:
             return json.loads((path / "config.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"unreadable config.json ({exc})", where=base, field="base_model") from None
-    if not is_hub_id(base):
-        raise InputError("no such model directory", where=base, field="base_model")
+    check_model(base, "base_model")  # a hub id while the hub is unreachable fails here, at once
     try:
         from transformers import AutoConfig
 
@@ -87,11 +96,19 @@ def load_tokenizer(base: str, config: TrainConfig):
 
 
 def _check_run_dir(config: TrainConfig) -> Path:
+    """Before anything is read: inputs exist, and the run directory is ours to write (never a user's final/)."""
+    for name in ("data", "eval_data"):  # a local-looking path that is not there is "not found", not a hub error
+        if getattr(config, name):
+            input_kind(getattr(config, name))
     run_dir = Path(config.output_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError("exists and is not a directory", where=str(run_dir), field="output_dir")
+    outputs = [Out(run_dir, "output_dir", kind="dir"), Out(run_dir / "final", "output_dir", kind="dir", replace=True),
+               Out(run_dir / "train.json", "output_dir")]
+    check_io(outputs, named_paths(config, skip=("output_dir",)))
     if (run_dir / "train.json").exists() and not (config.resume or config.overwrite):
         raise InputError("already holds a finished run (use --resume to continue it or --overwrite)", where=str(run_dir), field="output_dir")
+    if (run_dir / "final").exists() and not (run_dir / "train.json").exists():
+        raise InputError("holds a final/ folder that no finished training run wrote; choose another output_dir or move it away",
+                         where=str(run_dir), field="output_dir")
     return run_dir
 
 
@@ -106,34 +123,6 @@ def context_overrides(config: TrainConfig, base_config: dict[str, Any], max_leng
     return {"rope_theta": float(theta), "max_position_embeddings": max(max_length, native, 32768)}
 
 
-# ---------------------------------------------------------------------------- planning
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def plan_inputs(config: TrainConfig, base_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """GPUs, memory and sharding the planner assumes for this config."""
-    import torch  # cheap next to a model load; needed for device facts
-
-    cuda = torch.cuda.is_available()
-    gpus = config.gpus or (max(world_size(), torch.cuda.device_count()) if cuda else config.student_preset.gpus)
-    memory = config.gpu_memory_gib or (torch.cuda.get_device_properties(0).total_memory / GIB if cuda else 80.0)
-    sharding = config.sharding or {"ddp": "none"}.get(config.student_preset.accelerate, config.student_preset.accelerate)
-    if gpus == 1 and sharding != "zero3-offload":
-        sharding = "none"
-    arch = arch_of(config.base_model, config.student_preset) if base_config is None else _arch(base_config)
-    tokens = config.batch_size * config.value("max_length")
-    return {"arch": arch, "gpus": gpus, "gpu_memory_gib": memory, "sharding": sharding, "tokens": tokens}
-
-
-def _arch(base_config: dict[str, Any]):
-    from students.planner import arch_from_config
-
-    return arch_from_config(base_config)
-
-
 # ---------------------------------------------------------------------------- the run
 
 
@@ -143,9 +132,17 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         if getattr(config, name) is None:
             raise InputError(f"required for training ({flag}); only --plan works without it", field=name)
     run_dir = _check_run_dir(config)
+    config = sequence_parallel_from_launcher(config)
     preset = config.student_preset
     base = config.base_model or preset.model_id
     base_config = check_base_model(base)
+    inputs = plan_inputs(config, base_config)  # also refuses a sequence-parallel degree that cannot run
+    config = config.model_copy(update={"sequence_parallel": inputs["sp"]})
+    if inputs["sp"] > 1:
+        check_sequence_parallel_can_run(config)
+    if config.loss_kernel == "liger" and not liger_available(base_config.get("model_type")):
+        raise InputError("liger needs a CUDA GPU, liger-kernel (the gpu extra) and a model type Liger patches",
+                         field="loss_kernel")
     tokenizer, template = load_tokenizer(base, config)
     max_length = config.value("max_length")
 
@@ -163,18 +160,21 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
             where=config.data,
         )
 
-    inputs = plan_inputs(config, base_config)
-    predicted = estimate(inputs["arch"], config.method, inputs["tokens"], inputs["gpus"], inputs["sharding"],
-                         checkpointing=config.gradient_checkpointing, lora_rank=config.lora_r)
+    predicted = predict(config, inputs)
     warnings = []
     if predicted.total * 1.1 > inputs["gpu_memory_gib"] * GIB:
         warnings.append(
             f"predicted peak {predicted.total / GIB:.1f} GiB per GPU exceeds {inputs['gpu_memory_gib']:.0f} GiB "
-            f"({config.method}, {inputs['gpus']} GPU(s), {inputs['sharding']}): see `distill train --plan`"
+            f"({config.method}, {inputs['gpus']} GPU(s), {inputs['sharding']}, sp {inputs['sp']}, {inputs['loss']} loss): "
+            "see `distill train --plan`"
         )
         _warn(warnings[-1])
-
     import torch
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not torch.cuda.is_available():
+        # accelerate turns FSDP on only for GPU-like devices; on CPU the same launch is plain DDP
+        warnings.append("FSDP does not run on CPU: this launch trains as DDP, every process holding the whole model")
+        _warn(warnings[-1])
 
     from students.loop import build_trainer
 
@@ -186,7 +186,9 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     else:
         train_set, collator = PaddedDataset(train_examples), PaddedCollator(tokenizer.pad_token_id)
         eval_set = PaddedDataset(eval_examples) if eval_examples else None
-    grad_accum = config.grad_accum or max(1, preset.global_batch // (config.batch_size * world_size()))
+    # under sequence parallelism `sp` GPUs share each sequence: the data-parallel degree is world / sp
+    data_parallel = max(1, world_size() // config.sequence_parallel)
+    grad_accum = config.grad_accum or max(1, preset.global_batch // (config.batch_size * data_parallel))
 
     trainer = build_trainer(config, base, tokenizer, train_set, eval_set, collator, overrides, use_bf16, grad_accum, callbacks or [])
     resume_from = None
@@ -241,6 +243,8 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
         "world_size": world_size(),
         "bf16": use_bf16,
         "packing": config.packing,
+        "loss_kernel": trainer.loss_kernel,
+        "sequence_parallel": config.sequence_parallel,
         "data": str(config.data),
         "eval_data": config.eval_data,
         "warnings": warnings,
@@ -266,7 +270,7 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
 
 def _save_final(trainer, tokenizer, run_dir: Path, summary: TrainManifest) -> None:
     """final/ and train.json appear whole or not at all (written aside, then renamed)."""
-    tmp = run_dir / ".final.tmp"
+    tmp = run_dir / ".final.tmp"  # one name for every rank; an interrupted run's is replaced here
     if trainer.is_world_process_zero() and tmp.exists():
         shutil.rmtree(tmp)
     trainer.save_model(str(tmp))  # collective under ZeRO-3/FSDP: every rank calls it

@@ -48,7 +48,7 @@ class GenerateConfig(BaseModel):
 
     # --- teacher and sampling
     teacher: str = Field(description="Model path or hub id (vllm), or the served model name (openai).", json_schema_extra={"flags": ["-m"]})
-    backend: str = Field(default="vllm", description="vllm (in-process engine) or openai (any OpenAI-compatible endpoint): a module of teacher/backends.")
+    backend: str = Field(default="vllm", description="vllm (in-process engine), openai (any OpenAI-compatible endpoint) or llamacpp (a .gguf file served by llama.cpp): a module of teacher/backends.")
     n: int = Field(default=4, ge=1, description="Samples per prompt.", json_schema_extra={"flags": ["-n"]})
     temperature: float = Field(default=0.6, ge=0, description="Sampling temperature (R1: 0.6).")
     top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling (R1: 0.95).")
@@ -142,7 +142,7 @@ class GenerateConfig(BaseModel):
             "temperature": self.temperature,
             "top_p": self.top_p,
             "max_tokens": self.max_tokens,
-            "seed": self.seed if self.backend == "vllm" or self.request_seed else None,
+            "seed": self.seed if self.backend in ("vllm", "llamacpp") or self.request_seed else None,
             "think_prefill": self.think_prefill,
         }
         if self.backend == "openai":

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.data import read_problems
-from distill.core.errors import InputError
+from distill.core.errors import InputError, Interrupted
+from distill.core.hub import check_model
+from distill.core.ids import UniqueIds
+from distill.core.paths import Out, check_io, named_paths
 from distill.core.records import Problem, sample_id
 from distill.core.stage import Stage
 from teacher import backends
@@ -25,8 +28,11 @@ def load_problems(config: GenerateConfig) -> tuple[list[Problem], int]:
     shard, shards = config.shard_index()
     problems: list[Problem] = []
     seen: set[str] = set()
+    explicit = UniqueIds(config.fields.id) if config.fields.id else None
     duplicates = 0
     for row_index, problem in enumerate(read_problems(config.prompts, config.fields, config.split)):
+        if explicit is not None:  # an id column: two rows with one id are a mistake, not a repeat
+            explicit.see(problem.problem_id, _where(config.prompts, problem))
         # Round-robin on the row index: balanced shards, and long prompts spread evenly.
         if row_index % shards != shard:
             continue
@@ -38,6 +44,11 @@ def load_problems(config: GenerateConfig) -> tuple[list[Problem], int]:
         if config.limit is not None and len(problems) >= config.limit:
             break
     return problems, duplicates
+
+
+def _where(source: str, problem: Problem) -> str:
+    row = (problem.source or {}).get("row")
+    return f"{source}:{row}" if str(source).endswith((".jsonl", ".ndjson")) else f"{source} row {row}"
 
 
 def plan(problems: list[Problem], n: int, done: set[str]) -> list[Job]:
@@ -54,6 +65,7 @@ def check(config: GenerateConfig) -> None:
     """Cheap checks of the configuration, before anything is loaded or written."""
     if config.output.suffix.lower() != ".jsonl":
         raise InputError("generate appends to its output, so it must be .jsonl (merge can write Parquet)", where=str(config.output), field="output")
+    check_io([Out(config.output, "output")], named_paths(config, skip=("output",)))
     backends.load(config.backend).check(config)
 
 
@@ -72,6 +84,11 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
             f"holds samples of teacher '{existing.teacher.get('model')}', not '{config.teacher}'; write to a new file",
             where=str(config.output),
         )
+    backend = backends.load(config.backend)
+    if not backend.remote:  # a local engine loads the teacher by path or hub id: fail fast, in one line
+        check_model(config.teacher, "teacher")
+        if config.tokenizer:
+            check_model(config.tokenizer, "tokenizer")
     jobs = plan(problems, config.n, done)
     wanted = len(problems) * config.n
     summary: dict[str, Any] = {
@@ -86,7 +103,6 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
         "samples_existing": sum(config.n - len(job.indices) for job in jobs) + (len(problems) - len(jobs)) * config.n,
         "torn_bytes_dropped": existing.torn,
     }
-    backend = backends.load(config.backend)
     if jobs:
         backend.prepare(config)  # engine load stays out of the tokens/s figure
     mend(config.output, existing)  # only now: a refused run leaves OUT exactly as it was
@@ -97,6 +113,8 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
         try:
             if jobs:
                 backend.generate(config, jobs, sink)
+        except KeyboardInterrupt:
+            raise Interrupted(f"{writer.count} samples written to {config.output}; re-run the same command to resume") from None
         finally:
             sink.stop()
             if not keep_engine:

@@ -18,8 +18,11 @@ from typing import Any
 
 from distill.core.data import RecordWriter, iter_rows, validate_record
 from distill.core.errors import InputError
+from distill.core.ids import UniqueIds
 from distill.core.jsonl import is_torn, parse_line, read_lines, try_parse
+from distill.core.paths import Out, check_io
 from distill.core.records import Trace, to_row
+from distill.core.secrets import scrubber
 
 TRACE_KEYS = ("id", "problem_id", "completion")
 
@@ -37,9 +40,10 @@ class OutputState:
 def scan_output(path: Path) -> OutputState:
     """Read an existing trace output (streaming); changes nothing (see `mend`).
 
-    A last line that is not a JSON object (a write cut short by a crash) is torn; a last line
-    that is a record without its newline is a record. Any other line that is not a trace
-    record means OUT is not a trace file of ours: InputError, and the file is left alone.
+    A last line without its newline that starts like a record but does not parse (a write cut
+    short by a crash: each record is written whole, newline last) is torn; a last line that is
+    a record without its newline is a record. Any other line that is not a trace record
+    means OUT is not a trace file of ours: InputError, and the file is left alone.
     """
     state = OutputState()
     if not path.exists():
@@ -48,7 +52,7 @@ def scan_output(path: Path) -> OutputState:
         raise InputError("is a directory, not a trace file", where=str(path))
     for line in read_lines(path):
         row = try_parse(line.raw)
-        if row is None and line.last:
+        if row is None and line.last and not line.complete and line.raw.lstrip().startswith(b"{"):
             state.torn = len(line.raw)
             break
         if row is None or not all(isinstance(row.get(key), str) for key in TRACE_KEYS):
@@ -81,9 +85,10 @@ class AppendWriter:
         self._fsync_every = fsync_every
         self._last_sync = time.monotonic()
         self.count = 0
+        self._scrub = scrubber()  # a server that echoes the API key must not get it into the file
 
     def write(self, records: Iterable[Trace]) -> None:
-        data = "".join(json.dumps(to_row(record), ensure_ascii=False) + "\n" for record in records).encode("utf-8")
+        data = "".join(self._scrub(json.dumps(to_row(record), ensure_ascii=False)) + "\n" for record in records).encode("utf-8")
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -116,8 +121,7 @@ def merge_shards(inputs: list[Path], output: Path) -> dict[str, Any]:
     """
     if not inputs:
         raise InputError("no shard files given")
-    if output.resolve() in {path.resolve() for path in inputs}:
-        raise InputError("output must not be one of the inputs", where=str(output))
+    check_io([Out(output, "output")], inputs)
     seen: set[str] = set()
     counts: dict[str, int] = {}
     duplicates = torn = 0
@@ -125,11 +129,13 @@ def merge_shards(inputs: list[Path], output: Path) -> dict[str, Any]:
     with RecordWriter(output) as writer:
         for path in inputs:
             counts[str(path)] = 0
+            own = UniqueIds()  # within one shard an id is unique; across shards, first seen wins
             for where, row, is_torn in _complete_rows(path):
                 if is_torn:
                     torn += 1
                     continue
                 record = validate_record(Trace, row, where)
+                own.see(record.id, where)
                 if record.id in seen:
                     duplicates += 1
                     continue

@@ -34,3 +34,18 @@ def test_version_and_bad_input(tmp_path):
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "traces.jsonl:1: field 'completion': missing" in result.stderr  # ids are derived when absent
     assert not (tmp_path / "kept.jsonl").exists()
+
+
+def test_options_that_would_do_nothing_or_nonsense_are_errors(tmp_path, distill_cli):
+    traces = tmp_path / "t.jsonl"
+    traces.write_text('{"id": "a#0", "problem_id": "a", "sample_index": 0, "problem": "p", "completion": "c"}\n')
+    for args, message in [
+        (["filter", traces, "-o", tmp_path / "k.jsonl", "--rules", ","], "field '--rules': empty list"),
+        (["inspect", traces, "--sample", "-1"], "field 'sample'"),
+        (["inspect", traces, "--rejected-by", "nonsense"], "unknown rule 'nonsense'"),
+        (["nosuchcommand"], "No such command"),
+        (["filter", traces, "--nosuch-option"], "No such option"),
+    ]:
+        code, _, err = distill_cli(*args)
+        assert code == 2 and err.count("\n") == 1 and message in err, (args, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]

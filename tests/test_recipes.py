@@ -27,7 +27,7 @@ def invoke(*args: str):
 
 
 def test_all_recipes_are_shipped():
-    assert {p.stem for p in RECIPES.glob("*.yaml")} >= set(R1) | {"quickstart"}
+    assert {p.stem for p in RECIPES.glob("*.yaml")} >= set(R1) | {"quickstart", "deploy"}
 
 
 @pytest.mark.parametrize("name", sorted(R1))
@@ -52,7 +52,7 @@ def test_r1_recipe_prints_its_resolved_config(name, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("name", sorted(R1) + ["quickstart"])
+@pytest.mark.parametrize("name", sorted(R1) + ["quickstart", "deploy"])
 def test_recipe_dry_run_validates_every_stage(name, tmp_path):
     result = invoke("run", str(RECIPES / f"{name}.yaml"), "-o", str(tmp_path / "run"), "--dry-run")
     assert result.exit_code == 0, result.output

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,18 +31,88 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise InputError("no such recipe file", where=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read recipe ({exc})", where=str(path)) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InputError(f"invalid YAML ({getattr(exc, 'problem', exc)})", where=where) from None
+        raise InputError(f"cannot read recipe ({getattr(exc, 'strerror', None) or exc})", where=str(path)) from None
+    doc = parse_yaml(text, str(path))
     if doc is None:
         return {}
     if not isinstance(doc, dict):
         raise InputError("a recipe must be a mapping of stage sections", where=str(path))
     return doc
+
+
+# Recipes and YAML flag values are plain data: these tags only (no !!python/..., !!binary, !!set).
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map", "merge")}
+MAX_DEPTH = 64  # nesting levels
+MAX_VALUES = 100_000  # values after aliases are expanded (an alias bomb expands to billions)
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """SafeLoader without implicit timestamps (dates stay text, as JSON has no date type)."""
+
+
+_PlainLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_yaml(text: str, where: str, field: str | None = None) -> Any:
+    """YAML text as plain data, or one-line `InputError`s: syntax, tags other than plain values,
+    duplicate keys, nesting deeper than MAX_DEPTH, aliases expanding past MAX_VALUES values."""
+    loader = _PlainLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_node(node, where, field)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        place = f"{where}:{mark.line + 1}" if mark and where != "command line" else where
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"invalid YAML ({problem})", where=place, field=field) from None
+    except RecursionError:
+        raise InputError(f"nested too deeply (more than {MAX_DEPTH} levels)", where=where, field=field) from None
+    finally:
+        loader.dispose()
+
+
+def _check_node(root: yaml.Node, where: str, field: str | None) -> None:
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def fail(node: yaml.Node, message: str) -> None:
+        place = f"{where}:{node.start_mark.line + 1}" if where != "command line" else where
+        raise InputError(message, where=place, field=field)
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if depth > MAX_DEPTH:
+            fail(node, f"nested too deeply (more than {MAX_DEPTH} levels)")
+        if id(node) in active:
+            fail(node, "an alias refers to its own anchor (a recursive value)")
+        if node.tag not in _PLAIN_TAGS:
+            fail(node, f"tag '{node.tag.replace('tag:yaml.org,2002:', '!!')}' is not allowed (plain YAML values only)")
+        active.add(id(node))
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            keys: set[tuple[str, str]] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if (key.tag, key.value) in keys:
+                        fail(key, f"duplicate key '{key.value}'")
+                    keys.add((key.tag, key.value))
+                total += size(key, depth + 1) + size(value, depth + 1)
+        active.discard(id(node))
+        if total > MAX_VALUES:
+            fail(node, f"aliases expand to more than {MAX_VALUES:,} values")
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
 
 
 def validate(model: type[C], values: dict[str, Any], where: str = "config", yaml_path: str | os.PathLike | None = None, prefix: tuple[str, ...] = ()) -> C:
@@ -89,16 +160,39 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TEXT_SECTIONS = ("name", "description")  # a recipe's only sections that are not mappings of settings
+
+
 def load_recipe(path: str | os.PathLike, sections: Iterable[str] | None = None) -> dict[str, Any]:
-    """A recipe document; with `sections`, every top-level key must be one of them."""
+    """A recipe document; with `sections`, every top-level key must be one of them, and each
+    section a mapping of settings (`name` and `description` are text; `name` is a name, not a path)."""
     doc = load_yaml(path)
     known = list(sections) if sections is not None else None
     for name in doc if known is not None else ():
+        where = f"{path}:{_yaml_line(path, (name,)) or 1}"
         if name not in known:
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (sections are {', '.join(known)})"
-            raise InputError(f"unknown section{hint}", where=f"{path}:{_yaml_line(path, (name,)) or 1}", field=str(name))
+            raise InputError(f"unknown section{hint}", where=where, field=str(name))
+        check_section(name, doc[name], where)
     return doc
+
+
+def check_section(name: str, value: Any, where: str) -> None:
+    """A section's value has the right shape: text for name/description, a mapping (or nothing) otherwise."""
+    if name in TEXT_SECTIONS:
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"must be text, got {_kind(value)}", where=where, field=name)
+        if name == "name" and value is not None and (not NAME.match(value) or value in (".", "..")):
+            raise InputError("must be a name (letters, digits, '.', '_', '-'), not a path; use -o for the run directory",
+                             where=where, field=name)
+    elif value is not None and not isinstance(value, dict):
+        raise InputError(f"must be a mapping of settings, got {_kind(value)}", where=where, field=name)
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "text", bool: "true/false", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
 def dump(config: BaseModel) -> str:

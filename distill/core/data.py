@@ -8,7 +8,6 @@ row) and the field.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -17,15 +16,18 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
 from distill.core.chat import read_chat
 from distill.core.errors import InputError
+from distill.core.hub import prepare_hub
 from distill.core.jsonl import parse_line, read_lines
+from distill.core.paths import atomic_path  # noqa: F401  (writers import it from here too)
 from distill.core.r1_format import last_boxed
 from distill.core.records import Problem, Trace, derive_problem_id, to_row
+from distill.core.test_formats import read_tests
 
 FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -55,7 +57,7 @@ class FieldMap(BaseModel):
     domain: str | None = Field(default="domain", description="Column with the domain, if present.", json_schema_extra={"flags": ["--field-domain"]})
     tests: str | None = Field(default="tests", description="Column with code tests, if present.", json_schema_extra={"flags": ["--field-tests"]})
     language: str | None = Field(default="language", description="Column with the target language, if present.", json_schema_extra={"flags": ["--field-language"]})
-    default_domain: str = Field(default="math", description="Domain for rows without a domain column.")
+    default_domain: str = Field(default="math", description="Domain for rows without a domain column (rows with code tests: code).")
     # Traces (filter, inspect, train; the --preset sets them): where the teacher's output is.
     completion: str | None = Field(
         default="completion", description="Column with the teacher's output: a string, or a list (one record per item).",
@@ -75,6 +77,18 @@ class FieldMap(BaseModel):
         json_schema_extra={"flags": ["--field-sample-index"]})
     finish_reason: str | None = Field(
         default=None, description="Column with the teacher's finish reason (stop or length).", json_schema_extra={"flags": ["--field-finish-reason"]})
+    # Code tests as public datasets ship them (distill.core.test_formats reads them into `tests`).
+    test_format: Literal["auto", "tests", "humaneval", "mbpp", "apps", "livecodebench", "codecontests"] = Field(
+        default="auto", description="How code tests are stored (auto: by which of the columns below a row has).", json_schema_extra={"flags": ["--field-test-format"]})
+    test_code: str | None = Field(default="test", description="HumanEval: column with the test code defining check(candidate).", json_schema_extra={"flags": ["--field-test-code"]})
+    entry_point: str | None = Field(default="entry_point", description="HumanEval: column with the tested function's name.", json_schema_extra={"flags": ["--field-entry-point"]})
+    test_list: str | None = Field(default="test_list", description="MBPP: column with the list of assert statements.", json_schema_extra={"flags": ["--field-test-list"]})
+    test_setup: str | None = Field(default="test_setup_code", description="MBPP: column with code run before the asserts.", json_schema_extra={"flags": ["--field-test-setup"]})
+    test_imports: str | None = Field(default="test_imports", description="MBPP: column with import statements for the asserts.", json_schema_extra={"flags": ["--field-test-imports"]})
+    input_output: str | None = Field(default="input_output", description="APPS/TACO: column with the JSON of inputs, outputs and fn_name.", json_schema_extra={"flags": ["--field-input-output"]})
+    public_tests: str | None = Field(default=None, description="LiveCodeBench/CodeContests: column with public test cases (default: public_test_cases or public_tests).", json_schema_extra={"flags": ["--field-public-tests"]})
+    private_tests: str | None = Field(default=None, description="LiveCodeBench/CodeContests: column with private test cases (default: private_test_cases, or private_tests and generated_tests).", json_schema_extra={"flags": ["--field-private-tests"]})
+    metadata: str | None = Field(default="metadata", description="LiveCodeBench: column with the JSON metadata naming func_name.", json_schema_extra={"flags": ["--field-metadata"]})
 
 
 # ---------------------------------------------------------------------------- reading rows
@@ -86,10 +100,14 @@ def input_kind(source: str | os.PathLike) -> str:
     if text.startswith(("hf:", "hf://")):
         return "hub"
     path = Path(text)
-    if path.is_dir():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # a folder on the way we may not enter
+        raise InputError(f"cannot read ({(exc.strerror or str(exc)).lower()})", where=text) from None
+    if is_dir:
         return "dataset"
     suffix = path.suffix.lower()
-    if path.exists():
+    if exists:
         if suffix not in FILE_SUFFIXES:
             raise InputError(f"unknown format '{suffix or path.name}' (expected .jsonl, .json, .parquet, a dataset folder or a hub id)", where=text)
         return FILE_SUFFIXES[suffix]
@@ -105,8 +123,8 @@ def iter_rows(source: str | os.PathLike, split: str = "train") -> Iterator[tuple
     if reader is not None:
         try:
             yield from reader(Path(source))
-        except PermissionError as exc:
-            raise InputError(f"cannot read ({exc.strerror.lower()})", where=str(source)) from None
+        except OSError as exc:
+            raise InputError(f"cannot read ({(exc.strerror or str(exc)).lower()})", where=str(source)) from None
         return
     yield from _dataset_rows(str(source), kind, split)
 
@@ -183,6 +201,7 @@ def _dataset_rows(source: str, kind: str, split: str) -> Iterator[tuple[str, dic
             loaded = loaded[split]
     else:
         name = source.removeprefix("hf://").removeprefix("hf:")
+        prepare_hub()  # unreachable: the cache only, failing at once instead of retrying
         try:
             loaded = datasets.load_dataset(name, split=split, streaming=True)
         except Exception as exc:  # the hub raises many types; all mean "cannot load"
@@ -198,19 +217,24 @@ def read_problems(source: str | os.PathLike, fields: FieldMap | None = None, spl
     """Prompts with their references, through the field mapping."""
     fields = fields or FieldMap()
     for where, row in iter_rows(source, split):
-        text = prompt_of(row, fields, where)
-        answer = answer_of(row, fields)
-        problem_id = str(row[fields.id]) if fields.id and row.get(fields.id) is not None else derive_problem_id(text)
-        values = {
-            "problem_id": problem_id,
-            "problem": text,
-            "answer": answer,
-            "domain": row.get(fields.domain) if fields.domain and row.get(fields.domain) else fields.default_domain,
-            "tests": row.get(fields.tests) if fields.tests else None,
-            "language": row.get(fields.language) if fields.language else None,
-            "source": {"input": str(source), "row": row_ref(where)},
-        }
+        values = problem_values(row, fields, where, prompt_of(row, fields, where))
+        values["source"] = {"input": str(source), "row": row_ref(where)}
         yield validate_record(Problem, values, where)
+
+
+def problem_values(row: dict[str, Any], fields: FieldMap, where: str, text: str) -> dict[str, Any]:
+    """The Problem fields of one row with prompt `text`: the one mapping prompts, benchmarks and
+    traces (distill.core.layouts) share. Code tests are read in any known format (test_formats);
+    a mapping with no tests column and auto format reads none (public trace layouts)."""
+    tests = read_tests(row, fields, where) if fields.tests or fields.test_format != "auto" else None
+    return {
+        "problem_id": str(row[fields.id]) if fields.id and row.get(fields.id) not in (None, "") else derive_problem_id(text),
+        "problem": text,
+        "answer": answer_of(row, fields),
+        "domain": row.get(fields.domain) if fields.domain and row.get(fields.domain) else "code" if tests else fields.default_domain,
+        "tests": tests,
+        "language": row.get(fields.language) if fields.language else None,
+    }
 
 
 def row_ref(where: str) -> str:
@@ -270,24 +294,6 @@ def count_rows(source: str | os.PathLike, split: str = "train") -> int:
 # ---------------------------------------------------------------------------- writing
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `path` that replaces it only if the block finishes.
-
-    An exception (or a crash) leaves any existing file at `path` untouched and no temporary
-    file behind (on a crash the `.tmp` file may remain; it is never mistaken for output).
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 class RecordWriter:
     """Writes records to JSONL or Parquet (by suffix), atomically: use as a context manager.
 
@@ -308,6 +314,9 @@ class RecordWriter:
         self._extra: dict[str, set[str]] = {}  # carried column -> kinds of its values
 
     def __enter__(self) -> RecordWriter:
+        from distill.core.secrets import scrubber
+
+        self._scrub = scrubber()
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         if self.format == "jsonl":
@@ -319,7 +328,7 @@ class RecordWriter:
     def write(self, record: BaseModel | dict[str, Any]) -> None:
         row = to_row(record) if isinstance(record, BaseModel) else record
         self.count += 1
-        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._handle.write(self._scrub(json.dumps(row, ensure_ascii=False)) + "\n")
         if self.format == "parquet":
             for key, value in row.items():
                 if key not in self.model.model_fields:
@@ -344,12 +353,15 @@ class RecordWriter:
                     batch = []
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
+        try:  # closing flushes: a full disk can fail here, and the old output must stay
             if self.format == "parquet" and exc_type is None:
                 self._write_parquet()
-        finally:
             self._handle.close()
-            self._atomic.__exit__(*((exc_type, exc, tb) if exc_type else sys.exc_info()))
+        except BaseException:
+            self._handle.close()
+            self._atomic.__exit__(*sys.exc_info())
+            raise
+        self._atomic.__exit__(exc_type, exc, tb)
 
 
 def write_records(path: str | os.PathLike, records, model: type[BaseModel] = Trace) -> int:

@@ -25,3 +25,10 @@ class InputError(Exception):
 
 class StageError(Exception):
     """A stage failed for a reason other than bad input (server unreachable, training crash)."""
+
+
+EXIT_INTERRUPTED = 130
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what was kept: 'N records written to OUT; re-run the same command to resume'."""

@@ -179,12 +179,9 @@ def overrides(flags: list[Flag], values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mapping(text: str, name: str) -> dict[str, Any]:
-    import yaml
+    from distill.core.config import parse_yaml
 
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"not a YAML mapping ({str(getattr(exc, 'problem', exc))})", field=name) from None
+    value = parse_yaml(text, "command line", field=name)
     if not isinstance(value, dict):
         raise InputError("expected a mapping such as '{top_k: 20}'", field=name)
     return value

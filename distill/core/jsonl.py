@@ -37,16 +37,19 @@ def read_lines(path: str | Path) -> Iterator[Line]:
     offset = 0
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below; a generator keeps it open between lines
-    except PermissionError as exc:
-        raise InputError(f"cannot read ({exc.strerror.lower()})", where=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read ({(exc.strerror or str(exc)).lower()})", where=str(path)) from None
     with handle:
-        for number, raw in enumerate(handle, start=1):
-            start, offset = offset, offset + len(raw)
-            if not raw.strip():
-                continue
-            if pending is not None:
-                yield pending
-            pending = Line(number, raw, start, last=False)
+        try:
+            for number, raw in enumerate(handle, start=1):
+                start, offset = offset, offset + len(raw)
+                if not raw.strip():
+                    continue
+                if pending is not None:
+                    yield pending
+                pending = Line(number, raw, start, last=False)
+        except OSError as exc:  # a device error, a file that is not a regular file: still one line
+            raise InputError(f"cannot read ({(exc.strerror or str(exc)).lower()})", where=str(path)) from None
     if pending is not None:
         yield Line(pending.number, pending.raw, pending.offset, last=True)
 

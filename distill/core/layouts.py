@@ -35,11 +35,11 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from distill.core.chat import read_chat
-from distill.core.data import FieldMap, answer_of, iter_rows, prompt_of, row_ref, validate_record
+from distill.core.data import FieldMap, iter_rows, problem_values, prompt_of, row_ref, validate_record
 from distill.core.errors import InputError
 from distill.core.jsonl import parse_line
 from distill.core.r1_format import DELIMITER_PRESETS, compose
-from distill.core.records import Trace, derive_problem_id, sample_id
+from distill.core.records import Trace, sample_id
 
 DelimiterName = Literal["r1", "sky-t1"]
 PresetName = Literal["distill", "openr1", "sharegpt", "s1k", "messages"]
@@ -138,14 +138,8 @@ def map_row(row: dict[str, Any], layout: TraceLayout, where: str, source: str = 
     split = {c for c in fields.per_sample if isinstance(row.get(c), list) and len(row[c]) == count}
     column = {name: getattr(fields, name) for name in ("answer", "id", "sample_id", "sample_index", "finish_reason", "domain", "tests", "language")}
     used |= {c for c in column.values() if c and c in row} - set(fields.per_sample)  # per-sample columns stay: provenance
-    answer = answer_of(row, fields)
-    problem_id = str(row[fields.id]) if fields.id and row.get(fields.id) not in (None, "") else derive_problem_id(problem)
-    common = {
-        "problem_id": problem_id, "problem": problem, "answer": answer,
-        "domain": row.get(fields.domain) if fields.domain and row.get(fields.domain) else fields.default_domain,
-        "tests": row.get(fields.tests) if fields.tests else None,
-        "language": row.get(fields.language) if fields.language else None,
-    }
+    common = problem_values(row, fields, where, problem)
+    problem_id = common["problem_id"]
     if not own:
         common["source"] = {"input": str(source), "row": row_ref(where)}
     records = []

@@ -121,16 +121,43 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+def boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    """Every \\boxed{...} (or \\fbox{...}) of `text` in order, as (start, end, stripped content);
+    a box inside another is part of the outer one's content."""
+    spans: list[tuple[int, int, str]] = []
+    position = 0
+    while True:
+        starts = [found for found in (text.find(c, position) for c in ("\\boxed", "\\fbox")) if found != -1]
+        if not starts:
+            return spans
+        start = min(starts)
+        command = "\\boxed" if text.startswith("\\boxed", start) else "\\fbox"
+        braced = _braced_span(text, start + len(command))
+        if braced is None:
+            position = start + len(command)
+            continue
+        content, end = braced
+        if content.strip():
+            spans.append((start, end, content.strip()))
+        position = end
+
+
 def _braced(text: str, index: int) -> str | None:
+    span = _braced_span(text, index)
+    return span[0] if span else None
+
+
+def _braced_span(text: str, index: int) -> tuple[str, int] | None:
+    """The braced argument starting at `index` (after spaces) and the position after it."""
     while index < len(text) and text[index] == " ":
         index += 1
     if index >= len(text):
         return None
-    if text[index] != "{":  # "\boxed 5" style
+    if text[index] != "{":  # "\\boxed 5" style
         end = index
         while end < len(text) and not text[end].isspace() and text[end] not in "$.,":
             end += 1
-        return text[index:end] or None
+        return (text[index:end], end) if end > index else None
     depth = 0
     for position in range(index, len(text)):
         char = text[position]
@@ -139,5 +166,5 @@ def _braced(text: str, index: int) -> str | None:
         elif char == "}":
             depth -= 1
             if depth == 0:
-                return text[index + 1:position]
+                return text[index + 1:position], position + 1
     return None

@@ -8,6 +8,28 @@ invent a second record shape.
 A trace may carry columns of its own (a public dataset's `difficulty`, prior verdicts, a
 label): they are kept as they came and written back after the record's own fields (see
 `distill.core.layouts` for the rule when one is named like a field of ours).
+
+Code tests (`Problem.tests`) have one canonical shape, whatever format a dataset ships them in
+(`distill.core.test_formats` reads HumanEval, MBPP, APPS/TACO, LiveCodeBench and CodeContests
+into it, and validates it whenever a record is read):
+
+    {"type": "stdin", "cases": [{"input": "1 2\n", "output": "3\n"}, ...]}
+        The program runs as a script once per case, `input` on its stdin; its stdout must
+        match `output` (the rule: `distill.core.verify.code_tests`).
+    {"type": "call", "entry_point": "add", "cases": [{"input": [1, 2], "output": 3}, ...]}
+        The program is imported as a module; `add(*input)` (or `Solution().add(*input)`,
+        LeetCode style) must return `output`. Inputs and outputs are JSON values, compared as
+        plain data (a tuple counts as a list). `"unwrap": true` (APPS/TACO) also accepts x
+        where the expected value is the one-element list [x], as their harness does.
+    {"type": "assert", "code": "assert add(1, 2) == 3\n...", "entry_point": "add"}
+        Test code run in its own process against the program: the names it uses but does
+        not define (builtins aside) are the program's functions, called across a pipe, and
+        variables, read as plain data; `candidate` is the entry point, and `check(candidate)`
+        is called when the code defines `check` without calling it (HumanEval).
+        `entry_point` is optional (MBPP's asserts name the function).
+
+The older shapes are still read: a list of {input, output} cases (stdin) and a string of
+asserts (assert).
 """
 
 from __future__ import annotations
@@ -15,8 +37,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic_core import to_jsonable_python
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError, to_jsonable_python
 
 Domain = Literal["math", "code", "science", "general"]
 FinishReason = Literal["stop", "length"]
@@ -31,12 +53,22 @@ class Problem(BaseModel):
     problem: str = Field(min_length=1, description="The user prompt text.")
     answer: str | None = Field(default=None, description="Reference final answer, if known.")
     domain: Domain = Field(default="math", description="math, code, science or general.")
-    tests: list[dict[str, Any]] | str | None = Field(
+    tests: dict[str, Any] | None = Field(
         default=None,
-        description="Code tests: a list of {input, output} stdin/stdout cases or a string of asserts.",
+        description="Code tests in the canonical shape above (older shapes are converted on reading).",
     )
     language: str | None = Field(default=None, description="Target language (ISO 639-1), if known.")
     source: dict[str, Any] | None = Field(default=None, description="Provenance: file or dataset, row.")
+
+    @field_validator("tests", mode="before")
+    @classmethod
+    def _canonical_tests(cls, value: Any) -> dict[str, Any] | None:
+        from distill.core.test_formats import TestsError, canonical_tests
+
+        try:
+            return canonical_tests(value)
+        except TestsError as exc:  # the message names the place inside the tests
+            raise PydanticCustomError("invalid_tests", "{detail}", {"detail": str(exc)}) from None
 
 
 class Verdict(BaseModel):

@@ -15,6 +15,11 @@ Layers, from the outside in:
   files), number of processes (effective when not root: root ignores RLIMIT_NPROC, which is
   why the program drops to `nobody` first);
 - an empty environment, a fresh temporary working directory, Python in isolated mode (-I).
+
+With a `Harness`, main.py is trusted harness code (`distill.core.sandbox_harness`) and the
+program is solution.py beside it. The harness gets two extra descriptors: its plan (an unlinked
+root-owned file: no path leads to it) and a report pipe the host reads line by line while it
+runs. The launcher and its init close both, so the harness is their only holder.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ import ctypes
 import functools
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,9 +66,21 @@ class RunResult:
 
 @dataclass
 class TestOutcome:
+    __test__ = False  # not a pytest class
+
     passed: bool
     reason: str
     fraction: float
+
+
+@dataclass
+class Harness:
+    """Trusted code run as main.py (`main.py PLAN_FD REPORT_FD SITE PIDNS *args`), the program beside it as solution.py."""
+
+    source: str
+    args: list[str]
+    plan: bytes  # readable only by the harness, on PLAN_FD
+    on_report: Callable[[bytes], bool]  # each line the harness writes on REPORT_FD; False stops the run
 
 
 # Runs as the launcher (outside the namespaces' init): mounts, then fork an init that forks
@@ -80,6 +101,10 @@ if cfg["mounts"]:
     os.mkdir("/tmp/.python", 0o755)
     libc.mount(cfg["prefix"].encode(), b"/tmp/.python", None, 4096 | 16384, None)  # MS_BIND | MS_REC
     libc.mount(b"none", b"/tmp/.python", None, 32 | 4096 | 1, None)  # MS_REMOUNT | MS_BIND | MS_RDONLY
+    if cfg["site"]:  # the host's packages, read-only, for the harness's trusted test code
+        os.mkdir("/tmp/.site", 0o755)
+        libc.mount(cfg["site"].encode(), b"/tmp/.site", None, 4096 | 16384, None)
+        libc.mount(b"none", b"/tmp/.site", None, 32 | 4096 | 1, None)
     os.mkdir("/tmp/work", 0o755)
     libc.mount(f"/proc/self/fd/{work}".encode(), b"/tmp/work", None, 4096, None)  # the real dir, shown in /tmp
     os.chdir("/tmp/work")
@@ -102,11 +127,15 @@ if init == 0:
         if cfg["mounts"]:
             python = "/tmp/.python/" + cfg["python"]
             env = {"LD_LIBRARY_PATH": "/tmp/.python/lib"}
-        os.execve(python, [python, "-I", "-B", "main.py"], env)
+        os.execve(python, [python, "-I", "-B", "main.py", *cfg["argv"]], env)
+    for fd in cfg["keep_fds"]:  # only the program keeps the harness's descriptors
+        os.close(fd)
     while True:  # init: reap everything, leave when the program has finished
         pid, status = os.wait()
         if pid == program:
             os._exit(os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+for fd in cfg["keep_fds"]:
+    os.close(fd)
 _, status = os.waitpid(init, 0)
 os._exit(os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 """
@@ -123,6 +152,9 @@ del _s, _no_network
 # The base interpreter (not the venv's wrapper) and where it is relative to its prefix.
 _PREFIX = os.path.realpath(sys.base_prefix)
 _PYTHON = os.path.relpath(os.path.realpath(getattr(sys, "_base_executable", sys.executable)), _PREFIX)
+# This environment's packages (a virtual environment's site-packages), when not the base's own.
+_SITE = os.path.realpath(sysconfig.get_paths()["purelib"])
+_SITE = "" if _SITE.startswith(_PREFIX + os.sep) else _SITE
 
 
 @functools.cache
@@ -142,8 +174,8 @@ def isolation() -> dict[str, Any]:
     return {"flags": flags, "uid": uid, "mounts": mounts, "namespaces": names}
 
 
-def run_python(code: str, stdin: str = "", limits: Limits | None = None) -> RunResult:
-    """Run `code` as main.py in a fresh directory under every containment layer available."""
+def run_python(code: str, stdin: str = "", limits: Limits | None = None, harness: Harness | None = None) -> RunResult:
+    """Run `code` as main.py (with a harness: as solution.py) in a fresh directory, contained."""
     limits = limits or Limits()
     mode = isolation()
     base = Path(tempfile.mkdtemp(prefix="distill-sandbox-"))
@@ -151,7 +183,9 @@ def run_python(code: str, stdin: str = "", limits: Limits | None = None) -> RunR
         work = base / "work"
         work.mkdir()
         preamble = "" if mode["flags"] & CLONE_NEWNET else _PREAMBLE
-        (work / "main.py").write_text(preamble + code, encoding="utf-8")
+        (work / ("solution.py" if harness else "main.py")).write_text(preamble + code, encoding="utf-8")
+        if harness:
+            (work / "main.py").write_text(harness.source, encoding="utf-8")
         (base / "stdin").write_text(stdin, encoding="utf-8")
         if mode["uid"] is not None:
             os.chown(base, mode["uid"], mode["uid"])
@@ -160,7 +194,8 @@ def run_python(code: str, stdin: str = "", limits: Limits | None = None) -> RunR
         cfg = {
             "cwd": str(work), "mounts": mode["mounts"], "uid": mode["uid"], "cpu": max(1, int(limits.cpu_s + 0.999)),
             "memory_mb": limits.memory_mb, "file_mb": limits.file_mb, "nproc": limits.nproc,
-            "prefix": _PREFIX, "python": _PYTHON,
+            "prefix": _PREFIX, "python": _PYTHON, "site": _SITE if harness and mode["mounts"] else "",
+            "argv": [], "keep_fds": [],
         }
         flags = mode["flags"]
 
@@ -168,17 +203,38 @@ def run_python(code: str, stdin: str = "", limits: Limits | None = None) -> RunR
             if flags and ctypes.CDLL(None, use_errno=True).unshare(flags) != 0:
                 os._exit(125)
 
-        with open(base / "stdin", "rb") as stdin_file, open(base / "stdout", "wb") as out, open(base / "stderr", "wb") as err:
-            process = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(cfg)],
-                stdin=stdin_file, stdout=out, stderr=err, env={}, cwd=work,
-                start_new_session=True, preexec_fn=enter_namespaces,
-            )
+        with contextlib.ExitStack() as stack:
+            stdin_file, out, err = (stack.enter_context(open(base / name, m)) for name, m in (("stdin", "rb"), ("stdout", "wb"), ("stderr", "wb")))
+            report = None
+            if harness:
+                plan = stack.enter_context(tempfile.TemporaryFile(dir=base))  # root's, 0600, never has a name
+                plan.write(harness.plan)
+                plan.flush()
+                plan.seek(0)
+                report, report_w = os.pipe()
+                stack.callback(os.close, report)
+                site = ("/tmp/.site" if mode["mounts"] else _SITE) if _SITE else ""
+                cfg["keep_fds"] = [plan.fileno(), report_w]
+                cfg["argv"] = [str(plan.fileno()), str(report_w), site, "pid" if flags & CLONE_NEWPID else "", *harness.args]
+            try:
+                process = subprocess.Popen(
+                    [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(cfg)],
+                    stdin=stdin_file, stdout=out, stderr=err, env={}, cwd=work,
+                    start_new_session=True, preexec_fn=enter_namespaces, pass_fds=cfg["keep_fds"],
+                )
+            finally:
+                if harness:
+                    os.close(report_w)
+            deadline = time.monotonic() + limits.wall_s
             timed_out = False
             try:
-                returncode: int | None = process.wait(timeout=limits.wall_s)
+                if report is not None:
+                    timed_out = not _read_report(report, harness.on_report, deadline)
+                returncode: int | None = None if timed_out else process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 timed_out, returncode = True, None
+            except _Stop:
+                returncode = None
             finally:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(process.pid, signal.SIGKILL)
@@ -194,52 +250,47 @@ def run_python(code: str, stdin: str = "", limits: Limits | None = None) -> RunR
         shutil.rmtree(base, ignore_errors=True)
 
 
+class _Stop(Exception):
+    """The report's reader has seen enough (a failed test): the run ends now."""
+
+
+def _read_report(fd: int, on_line: Callable[[bytes], bool], deadline: float) -> bool:
+    """Feed the report's lines to `on_line` until the harness closes it; False if the deadline came first."""
+    pending = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        if not select.select([fd], [], [], remaining)[0]:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            if pending and not on_line(bytes(pending)):
+                raise _Stop
+            return True
+        pending += chunk
+        while (newline := pending.find(b"\n")) >= 0:
+            line = bytes(pending[:newline])
+            del pending[: newline + 1]
+            if not on_line(line):
+                raise _Stop
+
+
 def _read(path: Path, cap: int) -> str:
     with open(path, "rb") as handle:
         return handle.read(cap).decode("utf-8", errors="replace")
 
 
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip()[:200] if lines else ""
+def run_tests(program: str, tests: dict[str, Any] | list[dict[str, Any]] | str, limits: Limits | None = None) -> TestOutcome:
+    """Run a program against tests in any shape `Problem.tests` accepts (see `distill.core.verify.code_tests`)."""
+    from distill.core.test_formats import TestsError, canonical_tests
+    from distill.core.verify.code_tests import run_code_tests
 
-
-def _failure(result: RunResult, limits: Limits) -> str:
-    if result.timed_out:
-        return f"timed out after {limits.wall_s:g}s"
-    if result.returncode in (137, 128 + signal.SIGXCPU):
-        return "killed (CPU or memory limit)"
-    error = _last_line(result.stderr)
-    return f"exit code {result.returncode}" + (f": {error}" if error else "")
-
-
-def _clean(text: str) -> str:
-    return "\n".join(line.rstrip() for line in text.rstrip().splitlines())
-
-
-def _show(text: str) -> str:
-    text = text.strip()
-    return repr(text if len(text) <= 40 else text[:39] + "…")
-
-
-def run_tests(program: str, tests: list[dict[str, Any]] | str, limits: Limits | None = None) -> TestOutcome:
-    """Run a program against stdin/stdout cases or a string of asserts; stops at the first failure."""
     limits = limits or Limits()
-    if isinstance(tests, str):
-        result = run_python(program + "\n\n" + tests + "\n", "", limits)
-        if result.returncode == 0 and not result.timed_out:
-            return TestOutcome(True, "all asserts passed", 1.0)
-        return TestOutcome(False, f"asserts failed: {_failure(result, limits)}", 0.0)
-    if not isinstance(tests, list) or not tests:
+    try:
+        canonical = canonical_tests(tests)
+    except TestsError as exc:
+        return TestOutcome(False, f"malformed tests: {exc}", 0.0)
+    if canonical is None:
         return TestOutcome(False, "no tests to run", 0.0)
-    for number, case in enumerate(tests, start=1):
-        if not isinstance(case, dict) or "input" not in case or "output" not in case:
-            return TestOutcome(False, f"test {number} is not an {{input, output}} case", 0.0)
-        result = run_python(program, str(case["input"]), limits)
-        where = f"test {number}/{len(tests)}"
-        if result.timed_out or result.returncode != 0:
-            return TestOutcome(False, f"{where}: {_failure(result, limits)}", (number - 1) / len(tests))
-        if _clean(result.stdout) != _clean(str(case["output"])):
-            got, expected = _show(result.stdout), _show(str(case["output"]))
-            return TestOutcome(False, f"{where}: expected {expected}, got {got}", (number - 1) / len(tests))
-    return TestOutcome(True, f"passed {len(tests)}/{len(tests)} tests", 1.0)
+    return run_code_tests(program, canonical, timeout=limits.wall_s, memory_mb=limits.memory_mb)

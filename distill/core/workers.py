@@ -22,6 +22,8 @@ import functools
 import multiprocessing as mp
 import os
 import resource
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -59,6 +61,9 @@ ChunkFn = Callable[[list[Any], Failure | None], Iterator[Any]]
 def _worker_main(conn: Connection, memory_mb: int | None) -> None:
     global _channel
     _channel = conn
+    # Ctrl-C reaches the whole process group: the parent stops the pool, a worker must not
+    # die mid-message (or print its own traceback).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if memory_mb:
         limit = memory_mb * 1024 * 1024
         with contextlib.suppress(ValueError, OSError):
@@ -129,7 +134,7 @@ class WorkerPool:
 
     def __init__(self, workers: int = 1, memory_mb: int | None = 4096, default_deadline_s: float = DEFAULT_DEADLINE_S,
                  preload: tuple[str, ...] = PRELOAD):
-        self.size = max(1, workers)
+        self.size = capped_workers(workers)
         self.memory_mb = memory_mb
         self.default_deadline_s = default_deadline_s
         self._ctx = _context(preload)
@@ -241,6 +246,15 @@ class WorkerPool:
             return
         chunk.retried_at = position if failure is not None else -1
         queue.insert(0, (chunk, failure))
+
+
+def capped_workers(workers: int) -> int:
+    """`workers`, at most one per CPU: more processes only add memory (a warning says so, once per pool)."""
+    cpus = cpu_count()
+    if workers > cpus:
+        sys.stderr.write(f"warning: {workers} workers asked for, {cpus} CPU(s) here; using {cpus}\n")
+        return cpus
+    return max(1, workers)
 
 
 def cpu_count() -> int:

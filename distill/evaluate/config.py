@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from distill.core.data import FieldMap
 from distill.core.r1_format import MATH_INSTRUCTION
+from distill.core.verify.options import CodeOptions
 from teacher import backends
 
 # Known benchmark names -> (hub dataset, split, field mapping). Used when no such file exists.
@@ -20,7 +21,7 @@ KNOWN_BENCHMARKS: dict[str, tuple[str, str, FieldMap]] = {
 }
 
 
-class EvalSettings(BaseModel):
+class EvalSettings(CodeOptions):
     """How models are sampled and graded (shared by `eval` and the quickstart's comparison)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -29,14 +30,14 @@ class EvalSettings(BaseModel):
     temperature: float = Field(default=0.6, ge=0, description="Sampling temperature (R1 protocol: 0.6).")
     top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling (R1 protocol: 0.95).")
     max_tokens: int = Field(default=32768, ge=1, description="Most new tokens per sample (R1 protocol: 32768).")
-    backend: str = Field(default="vllm", description="vllm (local engine) or openai (an OpenAI-compatible endpoint).")
+    backend: str = Field(default="vllm", description="vllm (local engine), openai (an OpenAI-compatible endpoint) or llamacpp (a .gguf file served by llama.cpp; the default for .gguf models).")
     base_url: str | None = Field(default=None, description="Endpoint URL for the openai backend.")
     instruction: str = Field(default=MATH_INSTRUCTION, description="Appended to every math problem on a new line (empty: none).")
     limit: int | None = Field(default=None, ge=1, description="Only the first N problems of each benchmark.")
     fields: FieldMap = Field(default_factory=FieldMap, description="Column names in benchmark files.")
     seed: int = Field(default=0, description="Sampling seed.")
     workers: int = Field(default=max(1, (os.cpu_count() or 2) - 1), ge=1, description="Answer-checking worker processes.")
-    timeout: float = Field(default=10.0, gt=0, description="Seconds one answer check may take.")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds one math answer check may take (code tests: --code-timeout).")
     delimiters: Literal["r1", "sky-t1"] = Field(default="r1", description="Reasoning/answer tags of the completions (r1: <think>...</think>).")
     generate: dict[str, Any] = Field(default_factory=dict, description="Extra settings passed to the generate stage (engine options).")
 
@@ -54,7 +55,9 @@ class EvalConfig(EvalSettings):
     output_dir: Path | None = Field(default=None, description="Folder for per-problem results, samples, summary.json and eval_table.md (default: eval/<model name>).", json_schema_extra={"flags": ["-o"]})
 
     @model_validator(mode="after")
-    def _default_output(self) -> EvalConfig:
+    def _defaults(self) -> EvalConfig:
+        if self.model.lower().endswith(".gguf") and "backend" not in self.model_fields_set:
+            self.backend = "llamacpp"  # a GGUF file is served by llama.cpp, as its users run it
         if self.output_dir is None:
             self.output_dir = Path("eval") / Path(self.model.rstrip("/")).name
         return self

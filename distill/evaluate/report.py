@@ -32,7 +32,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     k = summary["k"]
-    table = Table(title=f"{summary['model']}: {k} samples/problem, T={summary['temperature']}, top_p={summary['top_p']}")
+    speed = f", {summary['tokens_per_s']:.0f} tokens/s" if summary.get("tokens_per_s") else ""
+    table = Table(title=f"{summary['model']}: {k} samples/problem, T={summary['temperature']}, top_p={summary['top_p']}{speed}")
     for column in ("benchmark", "problems", "pass@1", f"cons@{k}", f"pass@{k}", "no answer", "truncated", "mean tokens"):
         table.add_column(column, justify="left" if column == "benchmark" else "right")
     for name, b in summary["benchmarks"].items():

@@ -19,8 +19,12 @@ from typing import Any
 
 from distill.core.data import FieldMap, atomic_path, read_problems, read_records
 from distill.core.errors import InputError
+from distill.core.hub import check_model
+from distill.core.ids import UniqueIds
+from distill.core.paths import Out, check_io, named_paths
 from distill.core.records import Problem, Trace, sample_id
 from distill.core.stage import Stage
+from distill.core.verify.options import CodeOptions
 from distill.evaluate.config import KNOWN_BENCHMARKS, EvalConfig
 from distill.evaluate.report import markdown_table, print_summary
 from teacher import backends
@@ -40,10 +44,13 @@ def load_benchmark(spec: str, fields: FieldMap, limit: int | None = None) -> lis
         source, split, fields = KNOWN_BENCHMARKS[spec]
         source = f"hf:{source}"
     problems: list[Problem] = []
+    ids = UniqueIds(fields.id or "id")
     for problem in read_problems(source, fields, split=split):
-        if not problem.answer:
-            where = f"{spec} row {problem.source.get('row') if problem.source else '?'}"
-            raise InputError("no reference answer", where=where, field=fields.answer or "answer")
+        where = f"{spec} row {problem.source.get('row') if problem.source else '?'}"
+        if not problem.answer and not problem.tests:
+            raise InputError("no reference answer or code tests", where=where, field=fields.answer or "answer")
+        if fields.id:  # an id column: one id, one problem (derived ids are unique by construction)
+            ids.see(problem.problem_id, where)
         problems.append(problem)
         if limit and len(problems) >= limit:
             break
@@ -60,7 +67,9 @@ def score_problem(samples: list[Trace], k: int, delimiters: str = "r1") -> dict[
     from distill.evaluate.metrics import Sample, majority_vote, pass_at_1, pass_at_k
 
     tags = DELIMITER_PRESETS[delimiters]
-    graded = [Sample(extract_answer(t.completion, tags), bool(t.verdicts and t.verdicts["correctness"].passed)) for t in samples]
+    # the answer as the checker read it (every part of it when the reference has several): the vote groups by it
+    graded = [Sample(extract_answer(t.completion, tags, reference=t.answer), bool(t.verdicts and t.verdicts["correctness"].passed))
+              for t in samples]
     vote = majority_vote(graded)
     first = samples[0]
     tokens = [t.completion_tokens for t in samples if t.completion_tokens is not None]
@@ -113,10 +122,16 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
     """
     from distill.core.data import write_records
 
-    benches = {benchmark_name(spec): load_benchmark(spec, config.fields, config.limit) for spec in config.benchmarks}
-    if len(benches) < len(config.benchmarks):
+    names = [benchmark_name(spec) for spec in config.benchmarks]
+    if len(set(names)) < len(names):
         raise InputError("two benchmarks share a name; rename one file", field="benchmarks")
     out = config.output_dir
+    files = [out / f"{name}{suffix}" for name in names for suffix in (".jsonl", ".samples.jsonl")]
+    check_io([Out(out, "output_dir", kind="dir"), *(Out(path, "output_dir") for path in [*files, out / "summary.json", out / "eval_table.md"])],
+             named_paths(config, skip=("output_dir",)))
+    if not backends.load(config.backend).remote:
+        check_model(config.model, "model")
+    benches = {name: load_benchmark(spec, config.fields, config.limit) for name, spec in zip(names, config.benchmarks, strict=True)}
     out.mkdir(parents=True, exist_ok=True)
 
     # One generation run over all benchmarks: one engine load, one large batch. The raw
@@ -127,23 +142,28 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
     write_records(prompts, rows, model=Problem)
     raw = out / f".samples-{_settings_hash(config)}.jsonl"
     try:
-        _sample(config, prompts, raw, keep_engine)
+        sampling = _sample(config, prompts, raw, keep_engine)
     finally:
         prompts.unlink(missing_ok=True)
     traces = list(read_records(raw, Trace))
-    summary = score_and_write(traces, list(benches), config)
+    speed = {"tokens_per_s": sampling["tokens_per_s"]} if sampling.get("samples_written") else {}
+    summary = score_and_write(traces, list(benches), config, speed)
     raw.unlink(missing_ok=True)
     print_summary(summary)
     return summary
 
 
-def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -> dict[str, Any]:
-    """Grade samples whose problem ids are 'BENCHMARK/ID', write the result files, return the summary."""
-    from distill.core.data import write_records
-    from distill.core.verify import grade
+def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig, speed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Grade samples whose problem ids are 'BENCHMARK/ID', write the result files, return the summary.
 
+    `speed`: sampling figures of this run (tokens_per_s), kept in the summary as they are.
+    """
+    from distill.core.data import write_records
+    from distill.core.verify import VerifyOptions, grade
+
+    options = VerifyOptions(timeout=config.timeout, **config.model_dump(include=set(CodeOptions.model_fields)))
     graded: dict[str, list[Trace]] = {name: [] for name in names}
-    for trace, verdict in _progress(grade(traces, workers=config.workers, timeout=config.timeout, delimiters=config.delimiters), len(traces), "grading"):
+    for trace, verdict in _progress(grade(traces, workers=config.workers, delimiters=config.delimiters, options=options), len(traces), "grading"):
         name, problem_id = trace.problem_id.split("/", 1)
         graded[name].append(trace.model_copy(update={"problem_id": problem_id, "id": sample_id(problem_id, trace.sample_index), "verdicts": {"correctness": verdict}}))
 
@@ -155,6 +175,7 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -
         "top_p": config.top_p,
         "max_tokens": config.max_tokens,
         "seed": config.seed,
+        **(speed or {}),
         "benchmarks": {},
     }
     out = config.output_dir
@@ -174,8 +195,8 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig) -
     return summary
 
 
-def _sample(config: EvalConfig, prompts: Path, output: Path, keep_engine: bool = False) -> None:
-    """k samples per problem with the generate stage (vLLM engine or endpoint)."""
+def _sample(config: EvalConfig, prompts: Path, output: Path, keep_engine: bool = False) -> dict[str, Any]:
+    """k samples per problem with the generate stage (vLLM engine, endpoint or llama.cpp); its summary."""
     from teacher.config import GenerateConfig
     from teacher.generate import run as generate
 
@@ -195,7 +216,7 @@ def _sample(config: EvalConfig, prompts: Path, output: Path, keep_engine: bool =
     if config.base_url:
         settings["base_url"] = config.base_url
     settings.update(config.generate)
-    generate(GenerateConfig.model_validate(settings), keep_engine=keep_engine)
+    return generate(GenerateConfig.model_validate(settings), keep_engine=keep_engine)
 
 
 def _settings_hash(config: EvalConfig) -> str:

@@ -35,6 +35,8 @@ class Judged:
     """One record as the parent needs it: small summaries plus the record already serialised."""
 
     error: str | None = None  # bad input: the one-line message, with file and line (the parent raises it)
+    id: str | None = None  # the record's id and where it was read (the parent checks ids are unique)
+    where: str = ""
     problem_id: str = ""
     domain: str = ""
     chars: int = 0
@@ -73,6 +75,8 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
     row = to_row(trace, exclude=JUDGED_FIELDS)
     passed = all(v.passed for v in verdicts.values())
     return Judged(
+        id=trace.id,
+        where=where,
         problem_id=trace.problem_id,
         domain=trace.domain,
         chars=len(trace.completion),

@@ -74,7 +74,7 @@ def render(trace: Trace, delimiters: str = "r1", full: bool = False) -> Panel:
         Text("Problem", style="bold cyan"), Text(trace.problem),
         Text(f"\nReasoning ({len(parts.reasoning)} chars)", style="bold cyan"), _reasoning(parts.reasoning, full),
         Text("\nFinal answer", style="bold cyan"), Text(parts.answer or "(none)"),
-        Text.from_markup(f"\n[bold]extracted:[/] {extract_answer(trace.completion, d)}    [bold]reference:[/] {trace.answer}"),
+        Text.from_markup(f"\n[bold]extracted:[/] {extract_answer(trace.completion, d, reference=trace.answer)}    [bold]reference:[/] {trace.answer}"),
     ]
     if trace.model_extra:  # the input's own columns, carried unchanged (prior verdicts among them)
         carried = ", ".join(f"{name}={_short(value)}" for name, value in trace.model_extra.items())

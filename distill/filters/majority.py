@@ -3,8 +3,9 @@ the majority answer of their problem's samples (self-consistency as a pseudo-lab
 
 The vote needs every sample of a problem, wherever it sits in the file, so the stage makes a
 first pass (`tally`): workers extract the final answers of the records without a reference
-(`extract_answer`, the same extraction as the correctness rule), the parent keeps only those
-short strings per problem, and each problem's vote runs in a worker. Voting:
+(`extract_answer`, the same extraction as the correctness rule, with every part of an answer
+given in several boxes: `\\boxed{2} and \\boxed{5}` votes as "2, 5", not "5"), the parent keeps
+only those short strings per problem, and each problem's vote runs in a worker. Voting:
 - samples without an extractable answer do not vote (and are rejected: no final answer);
 - an answer joins the first group whose first answer it matches: equal after `normalise`, or
   equivalent by `check_math` with the group's first answer as the reference (the same checker
@@ -71,7 +72,7 @@ def majority_verdict(trace: Trace, result: dict[str, Any] | None, config) -> Ver
         return Verdict(passed=False, reason=f"no majority answer ({result['reason'] if result else 'no votes'})", score=0.0)
     winner = result["answer"]
     tally = f"{result['votes']} of {result['samples']} samples"
-    answer = extract_answer(trace.completion, DELIMITER_PRESETS[config.delimiters])
+    answer = extract_answer(trace.completion, DELIMITER_PRESETS[config.delimiters], every_part=True)
     if answer is None:
         return Verdict(passed=False, reason="no final answer found", score=0.0)
     checked = check_math(winner, answer, config.correctness)
@@ -98,7 +99,7 @@ def _answers_chunk(config, items: list[tuple[str, Any]], failure: Failure | None
         if row.get("tests") or (answer is not None and str(answer).strip()):
             yield None
             continue
-        yield row["problem_id"], extract_answer(row["completion"], delimiters)
+        yield row["problem_id"], extract_answer(row["completion"], delimiters, every_part=True)
 
 
 def _vote_task(item: list[str | None], options: VerifyOptions, min_votes: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.data import RecordWriter, atomic_path, input_kind, iter_rows
-from distill.core.errors import InputError, StageError
+from distill.core.errors import InputError, Interrupted, StageError
+from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_lines
 from distill.core.layouts import PRESETS, trace_rows
+from distill.core.paths import Out, check_io, named_paths, write_text
 from distill.core.stage import Stage
 from distill.core.workers import WorkerPool
 from distill.filters.chunks import Judged, judge_chunk
@@ -74,6 +77,9 @@ class Output:
         self.jsonl = not path.endswith(".parquet")
 
     def __enter__(self) -> Output:
+        from distill.core.secrets import scrubber
+
+        self._scrub = scrubber()
         if self.jsonl:
             self._atomic = atomic_path(self.path)
             self._handle = open(self._atomic.__enter__(), "w", encoding="utf-8")
@@ -83,16 +89,20 @@ class Output:
 
     def write(self, line: str) -> None:
         if self.jsonl:
-            self._handle.write(line + "\n")
+            self._handle.write(self._scrub(line) + "\n")
         else:
             self._writer.write(json.loads(line))
 
     def __exit__(self, *exc_info) -> None:
-        if self.jsonl:
-            self._handle.close()
-            self._atomic.__exit__(*exc_info)
-        else:
+        if not self.jsonl:
             self._writer.__exit__(*exc_info)
+            return
+        try:
+            self._handle.close()  # flushes: a full disk can fail here
+        except OSError:
+            self._atomic.__exit__(*sys.exc_info())  # the temporary goes, the old output stays
+            raise
+        self._atomic.__exit__(*exc_info)
 
 
 def finish(judged: Judged, config: FilterConfig, parents: dict[str, ParentRule]) -> tuple[str, dict[str, dict], str | None]:
@@ -121,18 +131,30 @@ def finish(judged: Judged, config: FilterConfig, parents: dict[str, ParentRule])
     return f"{judged.head}, {tail}}}", merged, rejected_by
 
 
+OUTPUT_FIELDS = ("output", "rejected", "report")
+
+
 def _check_outputs(config: FilterConfig) -> None:
+    """Before anything is read: output formats, and outputs that are inputs, one file, or unwritable."""
     for path in (config.output, config.rejected):
         if path is not None and not path.endswith((".jsonl", ".parquet")):
             raise InputError("output must end in .jsonl or .parquet", where=path)
+    check_io([Out(getattr(config, name), name) for name in OUTPUT_FIELDS], named_paths(config, skip=OUTPUT_FIELDS))
 
 
 def run(config: FilterConfig) -> dict[str, Any]:
     """Filter `config.input` into `config.output` (and `config.rejected`); returns the report."""
-    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     start = time.perf_counter()
     _check_outputs(config)
+    try:
+        return _filter(config, start)
+    except KeyboardInterrupt:
+        raise Interrupted("nothing written (outputs appear whole or not at all); re-run the same command") from None
+
+
+def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     parents = {name: RULES[name].make(getattr(config, name)) for name in config.rules if RULES[name].make is not None}
     report = Report(config.rules)
     columns = [SpinnerColumn(), TextColumn("filter"), MofNCompleteColumn(), TextColumn("kept {task.fields[kept]}"), TimeElapsedColumn()]
@@ -147,12 +169,14 @@ def run(config: FilterConfig) -> dict[str, Any]:
         progress = stack.enter_context(Progress(*columns, transient=True))
         bar = progress.add_task("filter", total=None, kept=0)
         task = functools.partial(judge_chunk, config, str(votes_path) if votes_path else None)
+        ids = UniqueIds()
         for results in pool.imap_chunks(task, raw_chunks(config)):
             for judged in results:
                 if not isinstance(judged, Judged):  # the chunk function itself failed twice on a record
                     raise StageError(f"a filter worker failed: {judged.detail}")
                 if judged.error is not None:
                     raise InputError(judged.error)
+                ids.see(judged.id, judged.where)
                 line, verdicts, rejected_by = finish(judged, config, parents)
                 report.add(judged, verdicts, rejected_by)
                 if rejected_by is None:
@@ -161,12 +185,11 @@ def run(config: FilterConfig) -> dict[str, Any]:
                     rejected_out.write(line)
             progress.update(bar, advance=len(results), kept=report.kept)
         summary = report.as_dict(
-            rules=config.rules, workers=config.workers, seconds=round(time.perf_counter() - start, 2),
+            rules=config.rules, workers=pool.size, seconds=round(time.perf_counter() - start, 2),
             input=config.input, output=config.output, rejected_file=config.rejected,
         )
         if config.report:
-            with atomic_path(config.report) as tmp:
-                tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            write_text(config.report, json.dumps(summary, indent=2) + "\n")
     return summary
 
 

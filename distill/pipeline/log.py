@@ -1,6 +1,6 @@
 """Per-stage logs, the plan description (--dry-run) and the tables of `distill run`.
 
-Everything a stage prints goes to the terminal and to its log.
+Everything a stage prints goes to the terminal and to its log, secrets redacted.
 
 The capture is at the file-descriptor level, not `sys.stdout`: vLLM's engine core runs in a
 child process and transformers/torch write from C, and their output belongs in the log too.
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.data import is_hub_id
+from distill.core.secrets import redact_bytes
 from distill.pipeline.stages import Context, registry
 
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -48,6 +49,7 @@ def stage_log(path: Path) -> Iterator[None]:
                 chunk = os.read(read_fd, 65536)
                 if not chunk:
                     break
+                chunk = redact_bytes(chunk)  # a library may print a request with its Authorization header
                 os.write(terminal, chunk)
                 for line in chunk.splitlines(keepends=True):
                     if _REDRAW.search(line):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +24,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from distill.core.config import NAME, validate
 from distill.core.config import load_recipe as load_recipe_doc
-from distill.core.config import validate
-from distill.core.errors import InputError, StageError
+from distill.core.errors import InputError, Interrupted, StageError
+from distill.core.paths import Out, check_io, write_text
+from distill.pipeline.manifest import Manifest
 from distill.pipeline.stages import Context, default_stages, registry, sections, upstream, wire
 
 
@@ -71,7 +72,7 @@ def load_recipe(recipe: str | os.PathLike, overrides: list[str] | None = None) -
     doc = load_recipe_doc(recipe, sections())
     for item in overrides or []:
         _apply_override(doc, item)
-    settings = validate(RunSettings, dict(doc.get("run") or {}), where=str(recipe), yaml_path=recipe, prefix=("run",))
+    settings = validate(RunSettings, doc.get("run") or {}, where=str(recipe), yaml_path=recipe, prefix=("run",))
     stages = registry()
     for name in settings.stages:
         if name not in stages:
@@ -86,18 +87,27 @@ def load_recipe(recipe: str | os.PathLike, overrides: list[str] | None = None) -
 
 
 def _apply_override(doc: dict[str, Any], item: str) -> None:
-    import yaml
+    from distill.core.config import check_section, parse_yaml
 
     key, sep, raw = item.partition("=")
     parts = key.strip().split(".")
     if not sep or len(parts) < 2 or not all(parts):
         raise InputError(f"--set expects SECTION.KEY=VALUE, got '{item}'", field="--set")
+    known = sections()
+    if parts[0] not in known or parts[0] in ("name", "description"):
+        import difflib
+
+        close = difflib.get_close_matches(parts[0], [s for s in known if s not in ("name", "description")], n=1)
+        raise InputError(f"unknown section '{parts[0]}'" + (f" (did you mean '{close[0]}'?)" if close else ""), field=f"--set {key}")
+    check_section(parts[0], doc.get(parts[0]), "recipe")
     target = doc
     for part in parts[:-1]:
-        target = target.setdefault(part, {})
+        if target.get(part) is None:
+            target[part] = {}
+        target = target[part]
         if not isinstance(target, dict):
-            raise InputError(f"'{part}' is not a section", field=key)
-    target[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+            raise InputError(f"'{part}' is not a section of settings", field=f"--set {key}")
+    target[parts[-1]] = parse_yaml(raw, "command line", field=f"--set {key}") if raw.strip() else None
 
 
 def stage_config(name: str, ctx: Context) -> BaseModel:
@@ -164,7 +174,10 @@ def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, st
     """Validate every stage's settings and decide which stages run; loads no model."""
     doc, settings = load_recipe(recipe, overrides)
     name = doc.get("name") or Path(recipe).stem
+    if not (run_dir or settings.output_dir) and (not NAME.match(name) or name in (".", "..")):
+        raise InputError("the recipe's file name is not a plain name; give the run directory with -o", where=str(recipe), field="name")
     out = Path(run_dir or settings.output_dir or Path("runs") / str(name)).resolve()
+    check_io([Out(out, "-o" if run_dir else "run.output_dir", kind="dir")])
     ctx = Context(run_dir=out, stages=list(settings.stages), doc=doc, recipe=Path(recipe), settings=settings)
     for flag, value in (("--from", start), ("--until", until)):
         if value is not None and value not in ctx.stages:
@@ -201,14 +214,28 @@ def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, st
 # ---------------------------------------------------------------------------- running
 
 
-def execute(ctx: Context, planned: list[Planned], recipe_text: str | None = None, console: Any = None) -> dict[str, Any]:
-    """Run the planned stages that are not done; returns {stage: summary}."""
+def execute(ctx: Context, planned: list[Planned], recipe_text: str | None = None, console: Any = None,
+            force: bool = False) -> dict[str, Any]:
+    """Run the planned stages that are not done; returns {stage: summary}.
+
+    Only what this tool wrote is ever removed (see distill.pipeline.manifest); a run directory,
+    or the folder of a stage about to run, that holds anything else is an error unless `force`
+    (and even then, those files stay).
+    """
+    manifest = Manifest(ctx.run_dir)
+    foreign = manifest.foreign([p.name for p in planned if p.state != "done"])
+    if foreign and not force:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise InputError(f"holds files distill did not write ({shown}); use another run directory, move them away, "
+                         "or --force to run beside them (they are left untouched)", where=str(ctx.run_dir))
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    manifest.add_top("recipe.yaml", "run.json")
+    manifest.save()
     if recipe_text is not None:
-        (ctx.run_dir / "recipe.yaml").write_text(recipe_text, encoding="utf-8")
+        write_text(ctx.run_dir / "recipe.yaml", recipe_text)
     threads = _set_torch_threads(ctx.settings.torch_threads)
     try:
-        results = _execute(ctx, planned, console)
+        results = _execute(ctx, planned, console, manifest)
     finally:
         _set_torch_threads(threads)
     _write_json(ctx.run_dir / "run.json", {"stages": [p.name for p in planned], "results": results})
@@ -226,7 +253,7 @@ def _set_torch_threads(count: int | None) -> int | None:
     return previous
 
 
-def _execute(ctx: Context, planned: list[Planned], console: Any) -> dict[str, Any]:
+def _execute(ctx: Context, planned: list[Planned], console: Any, manifest: Manifest) -> dict[str, Any]:
     from distill.pipeline.log import stage_log
 
     results: dict[str, Any] = {}
@@ -238,8 +265,8 @@ def _execute(ctx: Context, planned: list[Planned], console: Any) -> dict[str, An
             _say(console, f"[dim]{item.name}: up to date, skipped[/dim]")
             continue
         stage = registry()[item.name]
-        _prepare_dir(stage_dir, item, stage.resumable)
-        (stage_dir / "config.yaml").write_text(_dump(item.config), encoding="utf-8")
+        _prepare_dir(stage_dir, item, stage, manifest)
+        write_text(stage_dir / "config.yaml", _dump(item.config))
         _say(console, f"[bold]== {item.name}[/bold] -> {stage_dir}")
         started = time.time()
         try:
@@ -247,9 +274,13 @@ def _execute(ctx: Context, planned: list[Planned], console: Any) -> dict[str, An
                 summary = stage.run(item.config)
         except InputError as exc:
             raise InputError(f"stage '{item.name}' failed: {exc}. {_how_to_continue(ctx, item.name)}") from exc
+        except Interrupted as exc:
+            raise Interrupted(f"stage '{item.name}': {exc}") from None
         except Exception as exc:  # a crash inside a stage: keep what earlier stages wrote
             raise StageError(f"stage '{item.name}' failed: {type(exc).__name__}: {exc} "
                              f"(log: {stage_dir / 'log.txt'}). {_how_to_continue(ctx, item.name)}") from exc
+        finally:
+            manifest.finished(item.name)
         seconds = round(time.time() - started, 1)
         summary = json.loads(json.dumps(summary or {}, default=str))
         record = StageRecord(stage=item.name, status="complete", fingerprint=item.fingerprint, seconds=seconds, summary=summary)
@@ -258,8 +289,12 @@ def _execute(ctx: Context, planned: list[Planned], console: Any) -> dict[str, An
     return results
 
 
-def _prepare_dir(stage_dir: Path, item: Planned, resumable: bool) -> None:
-    """A stage starts clean unless it can resume the same work it was interrupted in."""
+def _prepare_dir(stage_dir: Path, item: Planned, stage: Any, manifest: Manifest) -> None:
+    """A stage starts clean unless it can resume the same work it was interrupted in.
+
+    Only what the stage wrote before is cleared (foreign files stay, see `execute`); teacher
+    samples (a resumable stage's .jsonl) can cost real money and are set aside, never deleted.
+    """
     started = stage_dir / "started.json"
     same_work = False
     if started.exists():
@@ -267,13 +302,12 @@ def _prepare_dir(stage_dir: Path, item: Planned, resumable: bool) -> None:
             same_work = json.loads(started.read_text(encoding="utf-8")).get("fingerprint") == item.fingerprint
         except (OSError, json.JSONDecodeError):
             same_work = False
-    if stage_dir.exists() and not (resumable and same_work and item.state == "new"):
-        if resumable and any(stage_dir.glob("*.jsonl")):
-            # Samples can cost real money (an R1 endpoint): set them aside, never delete them.
-            aside = stage_dir.with_name(f"{stage_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
-            stage_dir.rename(aside)
-        else:
-            shutil.rmtree(stage_dir)
+    if stage_dir.exists() and not (stage.resumable and same_work and item.state == "new"):
+        manifest.clear_stage(item.name, aside=stage.resumable and any(stage_dir.glob("*.jsonl")))
+    foreign = [p.name for p in stage_dir.iterdir()] if stage_dir.is_dir() else []
+    foreign = [name for name in foreign if not manifest.ours_in_stage(item.name, name)]
+    expected = {Path(path).parts[0] for path in stage.writes.values() if path}
+    manifest.starting(item.name, sorted(expected), foreign)
     stage_dir.mkdir(parents=True, exist_ok=True)
     (stage_dir / "stage.json").unlink(missing_ok=True)
     _write_json(started, {"fingerprint": item.fingerprint, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -292,10 +326,7 @@ def _dump(config: BaseModel) -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from distill.core.data import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _say(console: Any, text: str) -> None:

@@ -4,6 +4,8 @@ section: how every model is evaluated for the table)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from distill.evaluate.config import EvalSettings
@@ -21,6 +23,11 @@ class StudentShape(BaseModel):
     layers: int = Field(default=2, description="Transformer blocks.")
     heads: int = Field(default=2, description="Attention heads.")
     seed: int = Field(default=1, description="Seed of its random initial weights.")
+    tokenizer: Literal["trained", "released"] = Field(
+        default="trained",
+        description="trained: a small BPE trained on the task (fast, but llama.cpp's converter refuses it); released: "
+        "Qwen2.5's real tokenizer and embedding size (152k tokens, slower to train; converts to GGUF).",
+    )
 
 
 class QuickstartConfig(BaseModel):
@@ -62,3 +69,14 @@ class CompareConfig(EvalSettings):
         """Label -> folder, in table order."""
         return {"teacher": self.teacher, "student before training": self.student_base,
                 "student, filtered traces": self.filtered, "student, unfiltered traces": self.unfiltered}
+
+
+class QuantizedConfig(EvalSettings):
+    """The deploy recipe's comparison: the published student's GGUF files, each served by llama.cpp."""
+
+    backend: str = Field(default="llamacpp", description="Each file is served by llama.cpp's OpenAI-compatible server.")
+    model: str = Field(description="Published model folder holding the GGUF files (publish with --gguf).")
+    types: list[str] = Field(default_factory=lambda: ["bf16", "q8_0", "q4_k_m"], description="GGUF types to compare, in table order.")
+    benchmarks: list[str] = Field(min_length=1, description="Held-out problem files.")
+    language: LanguageOptions = Field(default_factory=LanguageOptions, description="Language rule that defines 'mixes languages'.")
+    output_dir: str = Field(description="Folder for per-file evaluations, results.json, table.md and chart.png.")

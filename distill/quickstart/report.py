@@ -52,13 +52,46 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_report(rows: list[dict[str, Any]], out: Path, filter_report: dict[str, Any] | None) -> dict[str, Any]:
-    lines = verdicts(rows)
-    header = "| model | held-out problems | accuracy (pass@1) | mixes languages | no answer |"
-    table = [header, "|---|---:|---:|---:|---:|"]
+def quantization_verdicts(rows: list[dict[str, Any]], reference: str = "bf16") -> list[str]:
+    """What each quantization costs against the reference file: accuracy (beyond noise or not) and speed."""
+    by = {r["model"]: r for r in rows}
+    ref = by.get(reference)
+    lines = []
     for r in rows:
-        table.append(f"| {r['model']} | {r['problems']} | {_pct(r['accuracy'])} ± {100 * r['accuracy_stderr']:.1f} | "
-                     f"{_pct(r['mixing'])} | {_pct(r['no_answer'])} |")
+        if ref is None or r is ref:
+            continue
+        diff = r["accuracy"] - ref["accuracy"]
+        noise = 2 * (r["accuracy_stderr"] ** 2 + ref["accuracy_stderr"] ** 2) ** 0.5
+        cost = "within noise" if abs(diff) <= noise else "beyond noise"
+        speed = f"; {r['tokens_per_s'] / ref['tokens_per_s']:.2f}x the tokens/s" if r.get("tokens_per_s") and ref.get("tokens_per_s") else ""
+        size = f", {r['size_mb'] / ref['size_mb']:.0%} of the file size" if r.get("size_mb") and ref.get("size_mb") else ""
+        lines.append(f"{r['model']}: {_pct(r['accuracy'])} vs {_pct(ref['accuracy'])} for {reference} "
+                     f"({'+' if diff >= 0 else ''}{100 * diff:.1f} points, {cost}: ±{100 * noise:.1f}){speed}{size}.")
+    return lines
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
+    """(header, Markdown alignment, cell text) of the table; speed and size only where rows carry them."""
+    columns = [
+        ("model", "---", lambda r: r["model"]),
+        ("held-out problems", "---:", lambda r: str(r["problems"])),
+        ("accuracy (pass@1)", "---:", lambda r: f"{_pct(r['accuracy'])} ± {100 * r['accuracy_stderr']:.1f}"),
+        ("mixes languages", "---:", lambda r: _pct(r["mixing"])),
+        ("no answer", "---:", lambda r: _pct(r["no_answer"])),
+    ]
+    if any(r.get("tokens_per_s") for r in rows) and any(r.get("size_mb") for r in rows):
+        columns.append(("tokens/s", "---:", lambda r: f"{r['tokens_per_s']:.0f}" if r.get("tokens_per_s") else "-"))
+        columns.append(("file size", "---:", lambda r: f"{r['size_mb']:.1f} MiB" if r.get("size_mb") else "-"))
+    return columns
+
+
+def write_report(rows: list[dict[str, Any]], out: Path, filter_report: dict[str, Any] | None,
+                 title: str = "distill quickstart: tiny teacher -> smaller student") -> dict[str, Any]:
+    lines = verdicts(rows) + quantization_verdicts(rows)
+    columns = _columns(rows)
+    table = ["| " + " | ".join(c[0] for c in columns) + " |", "|" + "|".join(c[1] for c in columns) + "|"]
+    for r in rows:
+        table.append("| " + " | ".join(c[2](r) for c in columns) + " |")
     notes = []
     if any(r["model"] == "student before training" for r in rows):
         notes.append("The student before training has random weights: it writes random tokens, so its accuracy is "
@@ -74,14 +107,14 @@ def write_report(rows: list[dict[str, Any]], out: Path, filter_report: dict[str,
             notes.append("The filter rejected: " + ", ".join(f"{n} by {rule}" for rule, n in rejected.items()) + ".")
     markdown = "\n".join(table) + "\n\n" + "\n".join(f"- {line}" for line in notes + lines) + "\n"
     (out / "table.md").write_text(markdown, encoding="utf-8")
-    chart(rows, out / "chart.png")
+    chart(rows, out / "chart.png", title)
     result = {"rows": rows, "verdicts": lines, "notes": notes, "table": str(out / "table.md"), "chart": str(out / "chart.png")}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    show(rows, notes + lines)
+    show(rows, notes + lines, columns, title)
     return result
 
 
-def chart(rows: list[dict[str, Any]], path: Path) -> None:
+def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,21 +132,21 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylim(0, 105)
         ax.set_ylabel("%")
         ax.set_title(title)
-    figure.suptitle("distill quickstart: tiny teacher -> smaller student")
+    figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
-def show(rows: list[dict[str, Any]], lines: list[str]) -> None:
+def show(rows: list[dict[str, Any]], lines: list[str], columns: list[tuple[str, str, Any]], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Quickstart: held-out arithmetic problems")
-    for column in ("model", "accuracy", "mixes languages", "no answer"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table = Table(title=f"{title}: held-out arithmetic problems")
+    for header, align, _ in columns:
+        table.add_column(header, justify="right" if align.endswith(":") else "left")
     for r in rows:
-        table.add_row(r["model"], f"{_pct(r['accuracy'])} ± {100 * r['accuracy_stderr']:.1f}", _pct(r["mixing"]), _pct(r["no_answer"]))
+        table.add_row(*(cell(r) for _, _, cell in columns))
     console = Console()
     console.print(table)
     for line in lines:

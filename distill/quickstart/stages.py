@@ -5,6 +5,8 @@
 - `train-unfiltered`: the control arm. Draws as many raw (unfiltered) teacher traces as the
   filter kept and trains the same student on them with the same settings.
 - `compare`: evaluates every model on the held-out problems and writes the table and chart.
+- `quantized` (recipes/deploy.yaml): evaluates the published student's GGUF files, each served
+  by llama.cpp, with the same evaluation and report code; the table adds tokens/s and file size.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from distill.core.errors import InputError
 from distill.core.r1_format import restore_prefill
 from distill.core.records import Problem, Trace
 from distill.core.stage import Stage
-from distill.quickstart.config import CompareConfig, QuickstartConfig, UnfilteredConfig
+from distill.evaluate.config import EvalSettings
+from distill.quickstart.config import CompareConfig, QuantizedConfig, QuickstartConfig, UnfilteredConfig
 from distill.quickstart.task import PREFILL, make_examples, tokenizer_corpus
 from distill.quickstart.teacher import train_teacher
 from students.config import TrainConfig
@@ -57,7 +60,7 @@ def run_teacher(config: QuickstartConfig) -> dict[str, Any]:
     shape = config.student
     build_model(out / "student-base", family="qwen", corpus=tokenizer_corpus(teaching), vocab_size=config.teacher.vocab_size,
                 hidden_size=shape.hidden_size, layers=shape.layers, heads=shape.heads, kv_heads=max(1, shape.heads // 2),
-                intermediate_size=2 * shape.hidden_size, max_positions=1024, seed=shape.seed)
+                intermediate_size=2 * shape.hidden_size, max_positions=1024, seed=shape.seed, tokenizer=shape.tokenizer)
     return {
         "teacher_train_traces": len(teaching),
         "wrong_traces": sum(e.wrong for e in teaching),
@@ -91,18 +94,21 @@ def run_unfiltered(config: UnfilteredConfig) -> dict[str, Any]:
     return {"traces": len(chosen), **(summary or {})}
 
 
-def run_compare(config: CompareConfig) -> dict[str, Any]:
-    from distill.evaluate.config import EvalConfig, EvalSettings
-    from distill.evaluate.stage import run as evaluate
-    from distill.quickstart.report import mixing_rate, write_report
+def evaluate_models(models: dict[str, str], config: EvalSettings, benchmarks: list[str], out: Path, language) -> list[dict[str, Any]]:
+    """Evaluate every model with the same settings: one row per model and benchmark (into out/N-label/).
 
-    out = Path(config.output_dir)
+    Settings the recipe left unset keep their defaults per model (a .gguf gets the llamacpp backend).
+    """
+    from distill.evaluate.config import EvalConfig
+    from distill.evaluate.stage import run as evaluate
+    from distill.quickstart.report import mixing_rate
+
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    shared = config.model_dump(include=set(EvalSettings.model_fields))
-    for index, (label, model) in enumerate(config.models().items()):
+    shared = config.model_dump(include=set(EvalSettings.model_fields), exclude_unset=True)
+    for index, (label, model) in enumerate(models.items()):
         folder = out / f"{index}-{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')}"
-        settings = EvalConfig.model_validate({**shared, "model": model, "output_dir": folder, "benchmarks": config.benchmarks})
+        settings = EvalConfig.model_validate({**shared, "model": model, "output_dir": folder, "benchmarks": benchmarks})
         summary = evaluate(settings)
         for bench, figures in summary["benchmarks"].items():
             samples = list(read_records(folder / f"{bench}.samples.jsonl"))
@@ -114,12 +120,36 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
                 "samples": figures["samples"],
                 "accuracy": figures["pass@1"],
                 "accuracy_stderr": figures["pass@1_stderr"],
-                "mixing": mixing_rate(samples, config.language),
+                "mixing": mixing_rate(samples, language),
                 "no_answer": figures["no_answer"],
+                "tokens_per_s": summary.get("tokens_per_s"),
             })
+    return rows
+
+
+def run_compare(config: CompareConfig) -> dict[str, Any]:
+    from distill.quickstart.report import write_report
+
+    out = Path(config.output_dir)
+    rows = evaluate_models(config.models(), config, config.benchmarks, out, config.language)
     report = json.loads(Path(config.filter_report).read_text()) if config.filter_report and Path(config.filter_report).exists() else None
     return write_report(rows, out, report)
 
+
+def run_quantized(config: QuantizedConfig) -> dict[str, Any]:
+    """The published student's GGUF files, each served by llama.cpp, on the held-out problems."""
+    from distill.quickstart.report import write_report
+
+    folder = Path(config.model)
+    files = {kind: next(iter(folder.glob(f"*-{kind.upper()}.gguf")), None) for kind in config.types}
+    missing = [kind for kind, path in files.items() if path is None]
+    if missing:
+        raise InputError(f"no {', '.join(missing)} GGUF here (publish with --gguf {','.join(config.types)})", where=str(folder))
+    out = Path(config.output_dir)
+    rows = evaluate_models({kind: str(path) for kind, path in files.items()}, config, config.benchmarks, out, config.language)
+    for row in rows:
+        row["size_mb"] = Path(row["path"]).stat().st_size / 2**20
+    return write_report(rows, out, None, title="GGUF quantizations of the student, served by llama.cpp")
 
 STAGES = (
     Stage(
@@ -130,6 +160,10 @@ STAGES = (
         name="train-unfiltered", section="train", config=UnfilteredConfig, run=run_unfiltered,
         reads={"traces": "traces", "kept": "kept", "base_model": "student_base"},
         writes={"output_dir": "", "data": "traces.jsonl"}, produces={"unfiltered_model": "final"},
+    ),
+    Stage(
+        name="quantized", section="quantized", config=QuantizedConfig, run=run_quantized, operational=("workers",),
+        reads={"model": "model", "benchmarks": "heldout"}, writes={"output_dir": ""},
     ),
     Stage(
         name="compare", section="compare", config=CompareConfig, run=run_compare, operational=("workers",),

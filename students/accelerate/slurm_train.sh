@@ -3,7 +3,7 @@
 #   mkdir -p logs && sbatch --nodes=2 slurm_train.sh qwen-32b kept.jsonl runs/qwen-32b zero3 [extra distill train flags]
 # Print this file's installed path with:
 #   python -c "import students, pathlib; print(pathlib.Path(students.__file__).parent / 'accelerate')"
-# CONFIG is one of the accelerate configs next to this script: ddp, zero2, zero3, zero3-offload, fsdp2.
+# CONFIG is one of the accelerate configs next to this script: ddp, zero2, zero3, zero3-offload, zero3-sp, fsdp2.
 #SBATCH --job-name=distill-train
 #SBATCH --ntasks-per-node=1
 #SBATCH --gres=gpu:8
@@ -17,7 +17,8 @@ OUT=${3:?run dir}
 CONFIG=${4:-zero3}
 shift $(( $# < 4 ? $# : 4 ))  # what is left are extra `distill train` flags
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# sed reads the whole list: `head -n 1` can close the pipe early, and with pipefail the SIGPIPE aborts the job
+MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)
 MASTER_PORT=${MASTER_PORT:-29500}
 CONFIG_FILE=$(python -c "import students, pathlib; print(pathlib.Path(students.__file__).parent / 'accelerate' / '$CONFIG.yaml')")
 [ -f "$CONFIG_FILE" ] || { echo "no accelerate config $CONFIG_FILE" >&2; exit 2; }

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from distill.core.errors import InputError, StageError
+from distill.core.secrets import redact, register_env
 from teacher.config import GenerateConfig
 from teacher.progress import Job, Sink
 from teacher.prompts import messages_for, render, stitch
@@ -86,6 +87,7 @@ async def _generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None
     import httpx
 
     key = os.environ.get(config.api_key_env)
+    register_env(config.api_key_env)  # whatever the variable is called, its value is never shown
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     tokenizer = _local_tokenizer(config) if config.api == "completions" else None
     timeout = httpx.Timeout(config.request_timeout, connect=min(30.0, config.request_timeout))
@@ -181,7 +183,7 @@ def _raise_for(response) -> None:
         detail = detail.get("message", detail) if isinstance(detail, dict) else detail
     except ValueError:
         detail = response.text
-    detail = " ".join(str(detail).split())[:200]
+    detail = redact(" ".join(str(detail).split()))[:200]  # servers echo requests, Authorization included
     if code in (401, 403):
         raise StageError(f"the endpoint refused the API key (HTTP {code}); is it set in the environment variable named by api_key_env?")
     if code == 404:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -107,3 +108,69 @@ class FaultProxy:
 def fault_proxy():
     """The FaultProxy class (a context manager): `with fault_proxy(upstream) as proxy: proxy.url`."""
     return FaultProxy
+
+
+class FakeEndpoint:
+    """An OpenAI-compatible endpoint on 127.0.0.1 (stdlib http.server in a thread), no model behind it.
+
+    mode "ok": every chat request gets a completion of `size` characters after `delay` seconds;
+    mode "echo": every request is refused with HTTP `status` and an error body that echoes the
+    request's headers, Authorization included (as some proxies and debug servers do).
+    """
+
+    def __init__(self, mode: str = "ok", status: int = 400, delay: float = 0.0, size: int = 40):
+        import http.server
+        import json
+
+        endpoint = self
+        self.requests = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _send(self, code: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(200, {"data": [{"id": "m"}]})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                endpoint.requests += 1
+                if mode == "echo":
+                    headers = ", ".join(f"{k}={v}" for k, v in self.headers.items())
+                    self._send(status, {"error": {"message": f"bad request; headers were: {headers}"}})
+                    return
+                time.sleep(delay)
+                text = "<think>\n" + "x" * size + "\n</think>\n\n\\boxed{2}"
+                self._send(200, {"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
+                                 "usage": {"completion_tokens": 5}})
+
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):  # a client that hung up (Ctrl-C tests): not news
+                pass
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_endpoint():
+    """The FakeEndpoint class (a context manager): `with fake_endpoint("echo") as server: server.url`."""
+    return FakeEndpoint

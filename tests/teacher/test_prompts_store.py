@@ -99,8 +99,15 @@ def test_scan_drops_only_a_torn_last_line(tmp_path):
         scan_output(out)
     assert out.read_text() == _line("a#0") + "{broken}\n" + _line("a#1")  # not ours to repair
 
-    out.write_text(_line("a#0") + "{broken\n")  # complete but unparseable last line: torn too
-    assert _scan_and_mend(out).done == {"a#0"} and out.read_text() == _line("a#0")
+    # A crash cannot leave a whole line (records are written whole, newline last): a complete
+    # last line that is not a record is not ours, and is never cut off.
+    out.write_text(_line("a#0") + "{broken\n")
+    with pytest.raises(InputError, match=r"o\.jsonl:2: not a trace file"):
+        scan_output(out)
+    assert out.read_text() == _line("a#0") + "{broken\n"
+    out.write_text(_line("a#0") + "hello")  # nor is a last line that does not even start like a record
+    with pytest.raises(InputError, match=r"o\.jsonl:2: not a trace file"):
+        scan_output(out)
 
     # A whole last record that only lacks its newline is a record: kept, and given its newline.
     out.write_text(_line("a#0") + _line("a#1").rstrip("\n"))
@@ -122,5 +129,9 @@ def test_append_writer_and_merge(tmp_path):
         handle.write('{"id": "y#1", "probl')  # a shard killed mid-write
     summary = merge_shards([a, b], tmp_path / "all.jsonl")
     assert summary["records"] == 3 and summary["duplicates_dropped"] == 1 and summary["torn_lines_dropped"] == 1
-    with pytest.raises(InputError, match="must not be one of the inputs"):
+    with pytest.raises(InputError, match="is also an input"):
         merge_shards([a], a)
+    with open(a, "a") as handle:  # one id twice within one shard: a mistake, named with both lines
+        handle.write(a.read_text().splitlines()[0] + "\n")
+    with pytest.raises(InputError, match=r"a\.jsonl:3: field 'id': duplicate id 'x#0' \(also at .*a\.jsonl:1\)"):
+        merge_shards([a, b], tmp_path / "all2.jsonl")

@@ -3,8 +3,10 @@
 Math (and any record with a reference answer): the final answer is taken from the part after
 the reasoning (see `extract_answer` for the order of fallbacks) and compared with the
 reference by an exact match after light normalisation, then by math-verify (reference
-first: its comparison is asymmetric). Code (a record with `tests`): the last fenced Python
-block of the final answer runs against the tests in `distill.core.sandbox`.
+first: its comparison is asymmetric). A reference with several parts is compared part by
+part with every part of the final answer (`distill.core.verify.parts` has the rule). Code (a
+record with `tests`): the last fenced Python block of the final answer runs against the tests
+in `distill.core.sandbox`.
 
 math-verify runs in worker processes (`distill.core.workers`) with a memory cap and a hard
 wall-clock kill: a hang or an explosion becomes a failed verdict with a reason, never a
@@ -20,11 +22,11 @@ from distill.core.r1_format import DELIMITER_PRESETS, Delimiters
 from distill.core.records import Trace, Verdict
 from distill.core.verify.code_check import check_code, extract_program
 from distill.core.verify.extract import extract_answer, final_part
-from distill.core.verify.math_check import check_math, normalise
+from distill.core.verify.math_check import check_answer, check_math, normalise
 from distill.core.verify.options import VerifyOptions
 from distill.core.workers import Failure, WorkerPool
 
-__all__ = ["VerifyOptions", "check", "check_code", "check_math", "extract_answer", "extract_program", "failure_verdict",
+__all__ = ["VerifyOptions", "check", "check_answer", "check_code", "check_math", "extract_answer", "extract_program", "failure_verdict",
            "final_part", "grade", "normalise"]
 
 
@@ -35,7 +37,7 @@ def check(trace: Trace, options: VerifyOptions | None = None, delimiters: Delimi
         return check_code(trace, options, delimiters)
     if trace.answer is None or not str(trace.answer).strip():
         return Verdict(passed=False, reason="no reference answer to check against", score=None)
-    return check_math(str(trace.answer), extract_answer(trace.completion, delimiters), options)
+    return check_answer(str(trace.answer), trace.completion, options, delimiters)
 
 
 def failure_verdict(failure: Failure, options: VerifyOptions) -> Verdict:

@@ -63,3 +63,61 @@ def test_yaml_errors(tmp_path):
         load_yaml(tmp_path / "absent.yaml")
     with pytest.raises(InputError, match="a recipe must be a mapping"):
         load_yaml(write(tmp_path, "- a\n- b\n"))
+
+
+# ---------------------------------------------------------------------------- hostile and malformed recipes
+
+
+def _bomb(levels: int) -> str:
+    lines = ["generate:", "  extra_body:", "    a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"    a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("generate: " + "[" * 10000 + "]" * 10000 + "\n", "nested too deeply"),
+        ("generate:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 80)), "nested too deeply"),
+        (_bomb(9), "aliases expand to more than"),
+        ("generate: &a\n  n: [*a]\n", "alias refers to its own anchor"),
+        ("generate:\n  n: 2\ngenerate:\n  n: 3\n", r"r\.yaml:3: duplicate key 'generate'"),
+        ("generate:\n  n: 2\n  n: 3\n", r"r\.yaml:3: duplicate key 'n'"),
+        ("generate: !!python/object/apply:os.system [id]\n", "tag '!!python/object/apply:os.system' is not allowed"),
+        ("generate: {n: !!binary aGVsbG8=}\n", "tag '!!binary' is not allowed"),
+        ("generate: {n: [\n", "invalid YAML"),
+    ],
+)
+def test_hostile_recipes_are_one_line_errors(tmp_path, text, message):
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(InputError, match=message) as err:
+        load_yaml(write(tmp_path, text))
+    assert "\n" not in str(err.value) and time.monotonic() - started < 5
+
+
+def test_aliases_within_budget_and_merge_keys_still_work(tmp_path):
+    text = "generate: &g\n  n: 2\n  when: 2020-01-01\nfilter:\n  <<: *g\n  n: 3\n" + _bomb(3).replace("generate:\n  extra_body:", "extra:")
+    doc = load_yaml(write(tmp_path, text))
+    assert len(doc["extra"]["a3"]) == 10
+    assert doc["filter"] == {"n": 3, "when": "2020-01-01"}  # a merge key, then an own key: not a duplicate
+    assert doc["generate"]["when"] == "2020-01-01"  # dates stay text (JSON has no dates)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("run: [filter]\n", "field 'run': must be a mapping of settings, got a list"),
+        ("filter: 3\n", "field 'filter': must be a mapping of settings, got a number"),
+        ("name: /some/dir\n", "field 'name': must be a name"),
+        ("name: /\n", "field 'name': must be a name"),
+        ("name: ..\n", "field 'name': must be a name"),
+        ("name: [a]\n", "field 'name': must be text"),
+    ],
+)
+def test_sections_have_their_shape(tmp_path, text, message):
+    from distill.core.config import load_recipe
+
+    with pytest.raises(InputError, match=message):
+        load_recipe(write(tmp_path, text), ["name", "description", "run", "filter"])

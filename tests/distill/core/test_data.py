@@ -108,15 +108,44 @@ def test_unknown_format_missing_and_unreadable_paths(tmp_path):
     (tmp_path / "x.json").write_text('{"a": 1')
     with pytest.raises(InputError, match=r"x\.json:1: malformed JSON"):
         list(iter_rows(tmp_path / "x.json"))
+
+
+def test_unreadable_inputs_are_one_line_even_as_root(tmp_path):
+    # Permission bits: checked as `nobody` when running as root (root ignores them).
     locked = write_jsonl(tmp_path / "locked.jsonl", ROWS)
     os.chmod(locked, 0)
-    try:
-        if os.access(locked, os.R_OK):  # root reads anything: nothing to test there
-            pytest.skip("running as root: permission bits are not enforced")
-        with pytest.raises(InputError, match="cannot read"):
-            list(iter_rows(locked))
-    finally:
-        os.chmod(locked, 0o644)
+    assert _error_reading(locked, as_nobody=os.geteuid() == 0).startswith(f"{locked}: cannot read (permission denied)")
+    # A file whose reads fail (EIO), which root cannot read either.
+    device = tmp_path / "device.jsonl"
+    device.symlink_to("/proc/self/mem")
+    assert _error_reading(device).startswith(f"{device}: cannot read (input/output error)")
+
+
+def _error_reading(path, as_nobody: bool = False) -> str:
+    """The InputError message reading `path` gives (in a child process that drops to nobody if asked)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_fd)
+            if as_nobody:
+                os.setgid(65534)
+                os.setuid(65534)
+            try:
+                list(iter_rows(path))
+                message = "read without error"
+            except InputError as exc:
+                message = str(exc)
+            except BaseException as exc:
+                message = f"not an InputError: {type(exc).__name__}: {exc}"
+            os.write(write_fd, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as handle:
+        message = handle.read().decode()
+    os.waitpid(pid, 0)
+    return message
 
 
 def test_failed_write_leaves_existing_output_untouched(tmp_path):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -76,27 +79,49 @@ def test_network_is_unreachable():
     assert "connected" not in result.stdout and result.returncode != 0
 
 
-def test_cannot_write_outside_its_directory(tmp_path):
-    target = tmp_path / "escape.txt"
-    os.chmod(tmp_path, 0o777)  # even a world-writable directory outside stays untouched
-    code = f"open({str(target)!r}, 'w').write('x')\nopen('/tmp/escape-{os.getpid()}', 'w').write('x')\nprint('wrote')"
+@pytest.fixture
+def outside(request):
+    """A root-owned folder (0755) outside /tmp, /var/tmp and /dev/shm, which the sandbox covers with its own
+    tmpfs: a write there is stopped by the drop to `nobody`, or not at all (so these tests can fail)."""
+    root = Path(__file__).resolve().parents[3]
+    folder = Path(tempfile.mkdtemp(prefix=".sandbox-outside-", dir=root))
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_runs_as_nobody_when_started_as_root():
+    result = run_python("import os; print(os.getuid(), os.geteuid(), os.getgid())", limits=FAST)
+    if os.geteuid() == 0:
+        assert result.stdout.split() == ["65534", "65534", "65534"]
+    else:
+        assert result.stdout.split()[0] != "0"
+
+
+def test_cannot_write_outside_its_directory(outside):
+    target = outside / "escape.txt"
+    code = f"open({str(target)!r}, 'w').write('x')\nprint('wrote')"
     result = run_python(code, limits=FAST)
-    assert not target.exists() and not os.path.exists(f"/tmp/escape-{os.getpid()}")
-    if isolation()["mounts"]:
-        assert "wrote" not in result.stdout
+    assert not target.exists() and "wrote" not in result.stdout
+    assert "PermissionError" in result.stderr
 
 
-def test_cannot_delete_files(tmp_path):
-    victim = tmp_path / "precious.txt"
+def test_cannot_delete_files(outside):
+    victim = outside / "precious.txt"
     victim.write_text("keep me")
-    code = f"import os, shutil\nos.remove({str(victim)!r})\nshutil.rmtree({str(tmp_path)!r})"
-    run_python(code, limits=FAST)
-    assert victim.read_text() == "keep me"
+    os.chmod(victim, 0o666)  # even a world-writable file: deleting needs its folder
+    code = f"import os, shutil\nos.remove({str(victim)!r})\nshutil.rmtree({str(outside)!r})"
+    result = run_python(code, limits=FAST)
+    assert victim.read_text() == "keep me" and "PermissionError" in result.stderr
 
 
-def test_output_is_capped():
-    result = run_python("import sys\nwhile True: sys.stdout.write('x' * 65536)", limits=Limits(wall_s=5, file_mb=1))
+def test_output_is_capped_by_the_file_size_limit():
+    # The wall clock (20 s) must not be what stops it: the file-size limit (1 MB) must.
+    start = time.monotonic()
+    result = run_python("import sys\nwhile True: sys.stdout.write('x' * 65536)", limits=Limits(wall_s=20, file_mb=1))
+    assert not result.timed_out and time.monotonic() - start < 10
     assert result.returncode != 0 and len(result.stdout) <= 1024 * 1024
+    assert "File too large" in result.stderr  # EFBIG: Python ignores SIGXFSZ, so the write fails instead
 
 
 @pytest.mark.parametrize(

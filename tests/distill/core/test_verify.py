@@ -66,7 +66,7 @@ def test_grade_code_in_the_sandbox():
     bad = "<think>t</think>\n\n```python\nprint(int(input()) + 2)\n```"
     tests = [{"input": "3", "output": "6"}, {"input": "5", "output": "10"}]
     results = [v for _, v in grade([trace(good, None, 0, tests=tests, domain="code"), trace(bad, None, 1, tests=tests, domain="code")])]
-    assert results[0].passed and not results[1].passed and "test 1/2: expected '6', got '5'" == results[1].reason
+    assert results[0].passed and not results[1].passed and results[1].reason.startswith("test 1/2: expected '6', got '5'; graded")
 
 
 def test_hung_task_is_killed_and_the_pool_goes_on():

@@ -61,6 +61,18 @@ def _trace(bench: str, pid: str, index: int, completion: str, answer: str) -> Tr
                  sample_index=index, completion=completion, finish_reason="stop", completion_tokens=10 + index)
 
 
+def test_cons_at_k_votes_on_every_part_of_the_answer(tmp_path):
+    """Against a reference with several parts the vote groups whole answers: one right "2 and 5" does not
+    make the group of two wrong "3 and 5" correct (grouped by their last box, all three would vote "5")."""
+    done = "<think>\nwork\n</think>\n\n"
+    finals = ["\\boxed{2} and \\boxed{5}", "\\boxed{3} and \\boxed{5}", "\\boxed{3}, \\boxed{5}"]
+    traces = [_trace("toy", "c", i, done + text, "2, 5") for i, text in enumerate(finals)]
+    score_and_write(traces, ["toy"], EvalConfig(model="m", benchmarks=["toy"], output_dir=tmp_path, k=3, workers=1))
+    (row,) = map(json.loads, (tmp_path / "toy.jsonl").read_text().splitlines())
+    assert row["answers"] == ["2, 5", "3, 5", "3, 5"] and row["correct"] == 1
+    assert row["vote"] == "3, 5" and row["votes"] == 2 and row["cons@3"] == 0.0
+
+
 def test_scoring_with_the_real_checker(tmp_path):
     """Hand-written samples through the filter's checker: equivalent forms count, reasoning is not searched."""
     done = "<think>\nwork\n</think>\n\n"
@@ -89,17 +101,34 @@ def test_scoring_with_the_real_checker(tmp_path):
     assert "| toy | 2 | 50.0 ± 25.0 |" in (tmp_path / "eval_table.md").read_text()
 
 
-def test_benchmark_files_and_names(tmp_path, shared_data):
+def test_code_benchmark_is_graded_by_its_tests_with_the_code_limits(tmp_path):
+    """A HumanEval-format file: loaded without answers, graded in the sandbox under --code-timeout."""
+    bench = tmp_path / "he.jsonl"
+    bench.write_text(json.dumps({"prompt": "Write inc(x).", "test": "def check(candidate):\n    assert candidate(1) == 2\n", "entry_point": "inc"}) + "\n")
+    config = EvalConfig(model="m", benchmarks=[str(bench)], output_dir=tmp_path / "out", k=3, workers=1, code_timeout=1)
+    problems = load_benchmark(str(bench), config.fields.model_copy(update={"problem": "prompt"}))
+    assert problems[0].domain == "code" and problems[0].tests["entry_point"] == "inc"
+    done = "<think>\nwork\n</think>\n\n```python\n"
+    bodies = ["def inc(x):\n    return x + 1\n", "def inc(x):\n    return x\n", "def inc(x):\n    while True:\n        pass\n"]
+    traces = [Trace(**problems[0].model_dump(exclude={"problem_id"}), problem_id=f"he/{problems[0].problem_id}", id=f"x#{i}",
+                    sample_index=i, completion=done + body + "```") for i, body in enumerate(bodies)]
+    summary = score_and_write(traces, ["he"], config)
+    assert summary["benchmarks"]["he"]["pass@1"] == pytest.approx(1 / 3)
+    reasons = [json.loads(line)["verdicts"]["correctness"]["reason"] for line in (tmp_path / "out" / "he.samples.jsonl").read_text().splitlines()]
+    assert reasons[2].startswith("inc() did not finish within 1s (--code-timeout 1)")
+
+
+def test_benchmark_files_and_names(tmp_path, shared_data, tiny_qwen):
     aime = load_benchmark(str(shared_data / "benchmarks" / "aime24.jsonl"), EvalConfig.model_fields["fields"].default_factory())
     assert len(aime) == 30 and all(p.answer for p in aime)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "no answer here"}\n')
-    result = subprocess.run([sys.executable, "-m", "cli", "eval", "m", "--benchmark", str(bad), "-o", str(tmp_path / "o")],
+    result = subprocess.run([sys.executable, "-m", "cli", "eval", str(tiny_qwen), "--benchmark", str(bad), "-o", str(tmp_path / "o")],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "bad.jsonl" in result.stderr and "answer" in result.stderr
     assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "o").exists()
     # A known name without its file needs the hub; offline that is a one-line error, not a traceback.
-    result = subprocess.run([sys.executable, "-m", "cli", "eval", "m", "--benchmark", "aime24", "-o", str(tmp_path / "o")],
+    result = subprocess.run([sys.executable, "-m", "cli", "eval", str(tiny_qwen), "--benchmark", "aime24", "-o", str(tmp_path / "o")],
                             capture_output=True, text=True, cwd=tmp_path, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2 and "HuggingFaceH4/aime_2024" in result.stderr
 

