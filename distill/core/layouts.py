@@ -40,6 +40,7 @@ from distill.core.errors import InputError
 from distill.core.jsonl import parse_line
 from distill.core.r1_format import DELIMITER_PRESETS, compose
 from distill.core.records import Trace, sample_id
+from distill.core.test_formats import test_columns
 
 DelimiterName = Literal["r1", "sky-t1"]
 PresetName = Literal["distill", "openr1", "sharegpt", "s1k", "messages"]
@@ -140,6 +141,8 @@ def map_row(row: dict[str, Any], layout: TraceLayout, where: str, source: str = 
     used |= {c for c in column.values() if c and c in row} - set(fields.per_sample)  # per-sample columns stay: provenance
     common = problem_values(row, fields, where, problem)
     problem_id = common["problem_id"]
+    if common["tests"] is not None:  # read from a known test format's columns: the record holds them
+        used |= test_columns(fields) & row.keys()
     if not own:
         common["source"] = {"input": str(source), "row": row_ref(where)}
     records = []

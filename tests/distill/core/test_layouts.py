@@ -169,3 +169,13 @@ def test_a_finish_reason_we_do_not_know_is_carried_not_lost(tmp_path):
     first, second = traces("messages", write_jsonl(tmp_path / "m.jsonl", items), fields={"finish_reason": "stop_reason"})
     assert (first.finish_reason, first.model_extra) == (None, {"stop_reason": "eos"})
     assert (second.finish_reason, second.model_extra) == ("length", {})
+
+
+def test_code_tests_in_a_public_format_are_read_by_the_same_mapping(tmp_path):
+    # MBPP-style columns on a trace of ours become the canonical tests, as they do for prompts
+    row = {"problem": "Write add(a, b).", "completion": "<think>\nsum\n</think>\n\n```python\ndef add(a, b):\n    return a + b\n```",
+           "test_list": ["assert add(1, 2) == 3"], "difficulty": 1}
+    (trace,) = traces("distill", write_jsonl(tmp_path / "c.jsonl", [row]))
+    (problem,) = read_problems(tmp_path / "c.jsonl")
+    assert trace.tests == problem.tests == {"type": "assert", "code": "assert add(1, 2) == 3\n", "entry_point": "add"}
+    assert trace.domain == problem.domain == "code" and trace.model_extra == {"difficulty": 1}  # test_list consumed, not repeated

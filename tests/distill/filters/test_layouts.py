@@ -145,3 +145,24 @@ def test_cli_preset_flags_and_recipe_key(tmp_path):
     assert bad.returncode == 2 and "preset" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     wrong = cli("filter", str(FIXTURES / "sharegpt.jsonl"), "-o", str(tmp_path / "k2.jsonl"))  # our layout: a one-line error
     assert wrong.returncode == 2 and "sharegpt.jsonl:1: field 'problem': missing" in wrong.stderr
+
+
+@pytest.mark.parametrize("preset", list(KEPT))
+def test_inspect_reads_every_layout_and_shows_carried_columns(preset):
+    import io
+
+    from rich.console import Console
+
+    from distill.filters.inspect import InspectConfig, inspect
+
+    out = io.StringIO()
+    config = InspectConfig(file=str(FIXTURES / f"{preset}.jsonl"), preset=preset, sample=10)
+    summary = inspect(config, Console(file=out, width=200))
+    traces = list(read_traces(config.file, config))
+    assert summary["counts"] == {"records": len(traces), "not filtered": len(traces)}
+    shown = out.getvalue()
+    assert shown.count("Problem") == len(traces) and shown.count("Final answer") >= len(KEPT[preset])
+    carried = {name for trace in traces for name in trace.model_extra}
+    assert all(f"{name}=" in shown for name in carried)  # every carried column is shown under its (renamed) name
+    if preset != "distill":  # public sets' collisions show as orig_NAME, never dropped
+        assert ("orig_source=" in shown) == any("source" in row for _, row in iter_rows(config.file))
