@@ -53,18 +53,14 @@ def conversations_of(row: dict[str, Any], where: str, layout: TraceLayout | None
     filter rejected. Completions in other delimiters are rewritten in R1 form."""
     layout = layout or TraceLayout()
     if PRESETS[layout.preset].own and "messages" in row and "completion" not in row:
-        return [_checked(row["messages"], where)]  # plain SFT rows ({"messages": [...]}) are accepted too
+        return [checked_conversation(row["messages"], where)]  # plain SFT rows ({"messages": [...]}) are accepted too
     out: list[list[dict[str, str]] | None] = []
     for values in map_row(row, layout, where):
         trace = validate_record(Trace, values, where)
         if trace.rejected_by:
             out.append(None)
             continue
-        messages = trace.messages or [
-            {"role": "user", "content": trace.problem},
-            {"role": "assistant", "content": in_r1_form(trace.completion, DELIMITER_PRESETS[layout.delimiters])},
-        ]
-        out.append(_checked(messages, where))
+        out.append(checked_conversation(messages_of(trace, layout.delimiters), where))
     return out
 
 
@@ -74,7 +70,17 @@ def conversation_of(row: dict[str, Any], where: str) -> list[dict[str, str]] | N
     return conversation
 
 
-def _checked(messages: Any, where: str) -> list[dict[str, str]]:
+def messages_of(trace: Trace, delimiters: str = "r1") -> list[dict[str, str]]:
+    """The trace's SFT conversation: the filter's `messages`, else (problem, completion in R1 form
+    whatever its `delimiters`)."""
+    return trace.messages or [
+        {"role": "user", "content": trace.problem},
+        {"role": "assistant", "content": in_r1_form(trace.completion, DELIMITER_PRESETS[delimiters])},
+    ]
+
+
+def checked_conversation(messages: Any, where: str) -> list[dict[str, str]]:
+    """`messages` when it is a conversation a student can learn from; InputError naming the turn otherwise."""
     if not isinstance(messages, list) or not messages:
         raise InputError("must be a non-empty list of {role, content}", where=where, field="messages")
     for index, message in enumerate(messages):
