@@ -2,7 +2,8 @@
 
 - Each record becomes a conversation: its `messages`, or (problem, completion) when a record
   has none. R1 completions often lack the opening `<think>` (the server prefills it); it is
-  put back so the student learns to open its reasoning itself.
+  put back so the student learns to open its reasoning itself. A `general` record without
+  any reasoning block gets an empty one (R1's form for simple queries: `assistant_turn`).
 - Token ids and the loss mask come from one `apply_chat_template` call (templates.py): the
   labels are the assistant turns including their closing eos; everything else is -100.
 - Samples longer than max_length are dropped and counted, never truncated: a cut chain of
@@ -26,7 +27,7 @@ from typing import Any
 from distill.core.data import iter_rows, validate_record
 from distill.core.errors import InputError
 from distill.core.ids import UniqueIds
-from distill.core.r1_format import with_think_open
+from distill.core.r1_format import THINK_CLOSE, THINK_OPEN, compose, with_think_open
 from distill.core.records import Trace
 
 ROLES = ("system", "user", "assistant")
@@ -56,9 +57,19 @@ def conversation_of(row: dict[str, Any], where: str) -> list[dict[str, str]] | N
             return None
         messages = trace.messages or [
             {"role": "user", "content": trace.problem},
-            {"role": "assistant", "content": with_think_open(trace.completion)},
+            {"role": "assistant", "content": assistant_turn(trace)},
         ]
     return _checked(messages, where)
+
+
+def assistant_turn(trace: Trace) -> str:
+    """The completion in R1 form. A `general` record without a reasoning block (a non-reasoning
+    source) gets an empty one, `<think>\n\n</think>\n\nanswer`: how the R1 distills answer simple
+    queries, and what the published student's template (which opens every answer with
+    `<think>\n`) makes it continue with."""
+    if trace.domain == "general" and THINK_OPEN not in trace.completion and THINK_CLOSE not in trace.completion:
+        return compose("", trace.completion)
+    return with_think_open(trace.completion)
 
 
 def _checked(messages: Any, where: str) -> list[dict[str, str]]:
