@@ -1,0 +1,84 @@
+"""The judge rule against a real vLLM server on 127.0.0.1 serving a tiny random model: its verdicts
+are noise, so this tests the plumbing (requests, replies parsed, every judged record charged) and
+the undecided path (a reply without a verdict line is undecided, counted, and rejected), and that a
+re-run asks nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from distill.core.data import read_records, write_records
+from distill.core.records import Trace
+from distill.filters.config import FilterConfig
+from distill.filters.stage import run
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def judge_url(tiny_qwen, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("judge") / "server.log"
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_qwen), "--served-model-name", "judge",
+               "--host", "127.0.0.1", "--port", str(port), "--kv-cache-memory-bytes", str(256 * 1024**2), "--max-model-len", "2048"]
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"vLLM server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM server not up after 300 s:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def test_a_served_model_judges_what_the_rules_cannot(judge_url, tmp_path):
+    traces = [Trace(problem_id=f"p{i}", id=f"p{i}#0", sample_index=0, problem=f"Why is the sky blue? ({i})", domain="science",
+                    answer="Rayleigh scattering of sunlight" if i % 2 else None,
+                    completion="<think>\nLight scatters.\n</think>\n\nBecause air molecules scatter blue light more strongly.")
+              for i in range(4)]
+    source = tmp_path / "in.jsonl"
+    write_records(source, traces)
+    config = FilterConfig(input=str(source), output=str(tmp_path / "kept.jsonl"), rejected=str(tmp_path / "rej.jsonl"),
+                          rules=["format", "correctness", "judge"],
+                          judge={"model": "judge", "base_url": judge_url, "cache": str(tmp_path / "cache.jsonl"), "max_tokens": 16,
+                                 "temperature": 0.0, "settings": {"max_retries": 1}})
+    report = run(config)
+    judge = report["judge"]
+    assert judge["records_judged"] == 4 and judge["asked"] == 4
+    assert judge["correct"] + judge["incorrect"] + judge["undecided"] == 4
+    assert judge["undecided"] >= 1  # 16 tokens of a random model end in no verdict line
+    rejected = list(read_records(config.rejected)) if (tmp_path / "rej.jsonl").stat().st_size else []
+    assert all(t.rejected_by == "judge" for t in rejected)
+    assert sum(t.reason.startswith("undecided: ") for t in rejected) == judge["undecided"]
+    cached = (tmp_path / "cache.jsonl").read_text().splitlines()
+    assert len(cached) == 4
+    assert run(config)["judge"]["asked"] == 0  # a re-run asks nothing
