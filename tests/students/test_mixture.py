@@ -5,6 +5,7 @@ real training run on the tiny model with two sources (slow)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,16 @@ def test_a_real_training_run_on_two_sources(tiny_qwen, tmp_path):
     ]
     assert summary["data"] == f"{kept} (75%, 24 of 24) + {general} (25%, 8 of 5, 3 repeated)"
     assert written["metrics"]["examples"] == 32 and written["metrics"]["steps"] == 4
+
+
+def test_a_recipe_mixes_the_run_s_kept_traces_with_another_source(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"problem": "What is 1+1?", "answer": "2"}\n')
+    general = write_general(tmp_path / "general.jsonl", 3)
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "run", "recipes/r1-distill-qwen-1.5b.yaml", "-o", str(tmp_path / "run"), "--dry-run",
+         "--set", f"generate.prompts={prompts}", "--set", f"train.data=[{{path: kept, weight: 0.75}}, {{path: {general}, weight: 0.25}}]"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, env={**os.environ, "COLUMNS": "400"})
+    assert result.returncode == 0, result.stderr + result.stdout
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if "filter/kept.jsonl" in line or str(general) in line]
+    assert any("train" in line and "filter/kept.jsonl" in line for line in lines) and any(str(general) in line for line in lines)
