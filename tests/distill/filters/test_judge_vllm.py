@@ -5,14 +5,6 @@ re-run asks nothing."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-
-import httpx
 import pytest
 
 from distill.core.data import read_records, write_records
@@ -20,44 +12,15 @@ from distill.core.records import Trace
 from distill.filters.config import FilterConfig
 from distill.filters.stage import run
 
+from ...conftest import vllm_server
+
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def judge_url(tiny_qwen, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("judge") / "server.log"
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_qwen), "--served-model-name", "judge",
-               "--host", "127.0.0.1", "--port", str(port), "--kv-cache-memory-bytes", str(256 * 1024**2), "--max-model-len", "2048"]
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"vLLM server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not up after 300 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    with vllm_server(tiny_qwen, "judge", tmp_path_factory.mktemp("judge") / "server.log", max_model_len=2048) as url:
+        yield url
 
 
 def test_a_served_model_judges_what_the_rules_cannot(judge_url, tmp_path):
