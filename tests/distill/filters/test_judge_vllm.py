@@ -45,3 +45,15 @@ def test_a_served_model_judges_what_the_rules_cannot(judge_url, tmp_path):
     cached = (tmp_path / "cache.jsonl").read_text().splitlines()
     assert len(cached) == 4
     assert run(config)["judge"]["asked"] == 0  # a re-run asks nothing
+
+
+def test_the_judge_can_be_the_in_process_vllm_engine(tiny_qwen, tmp_path):
+    trace = Trace(problem_id="p0", id="p0#0", sample_index=0, problem="Why is the sky blue?", domain="science", answer="Rayleigh scattering",
+                  completion="<think>\nLight scatters.\n</think>\n\nBecause air scatters blue light more.")
+    source = tmp_path / "in.jsonl"
+    write_records(source, [trace])
+    config = FilterConfig(input=str(source), output=str(tmp_path / "kept.jsonl"), rules=["format", "correctness", "judge"], judge={
+        "model": str(tiny_qwen), "backend": "vllm", "cache": str(tmp_path / "cache.jsonl"), "max_tokens": 8,
+        "settings": {"kv_cache_memory_bytes": 256 * 1024**2, "enforce_eager": True, "max_model_len": 2048}})
+    judge = run(config)["judge"]
+    assert judge["asked"] == 1 and judge["correct"] + judge["incorrect"] + judge["undecided"] == 1
