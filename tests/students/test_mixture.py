@@ -119,3 +119,15 @@ def test_a_recipe_mixes_the_run_s_kept_traces_with_another_source(tmp_path):
     assert result.returncode == 0, result.stderr + result.stdout
     lines = [line for line in (result.stdout + result.stderr).splitlines() if "filter/kept.jsonl" in line or str(general) in line]
     assert any("train" in line and "filter/kept.jsonl" in line for line in lines) and any(str(general) in line for line in lines)
+
+
+def test_the_model_card_names_every_source_with_its_share_and_counts(tmp_path):
+    from students.mixture import describe
+    from students.model_card import render_card
+    from students.publish import PublishConfig
+
+    _, drawn = mix(sources(600, 100), 800, seed=0)
+    info = {"student": "qwen-1.5b", "base_model": "Qwen/Qwen2.5-Math-1.5B", "method": "full", "data": describe(drawn),
+            "mixture": [d.as_dict() for d in drawn]}
+    text = render_card(PublishConfig(run_dir=tmp_path, output=tmp_path / "m"), info, kind="merged", chat_format="chatml")
+    assert "kept.jsonl (75%, 600 of 600) + general.jsonl (25%, 200 of 100, 100 repeated)" in text
