@@ -42,7 +42,14 @@ REPLY_KEPT = 2000  # characters of each judge reply kept in the cache (for peopl
 
 
 def active(config) -> bool:
-    return "judge" in config.rules and config.judge.resolved_policy() != "off"
+    """The judge is asked: it decides records (policy undecided or all), or only audits (policy off, audit N)."""
+    options = config.judge
+    return "judge" in config.rules and bool(options.model) and (options.resolved_policy() != "off" or options.audit > 0)
+
+
+def decides(config) -> bool:
+    """Records the rules cannot decide go to the judge (else to the no_reference policy)."""
+    return active(config) and config.judge.resolved_policy() != "off"
 
 
 def check_settings(config) -> None:
@@ -51,8 +58,9 @@ def check_settings(config) -> None:
     configured = options.model or options.base_url or options.policy not in (None, "off") or options.audit
     if configured and "judge" not in config.rules:
         raise InputError("judge settings given but 'judge' is not in the rule list", field="rules")
-    if options.resolved_policy() != "off" and not options.model:
-        raise InputError(f"judge policy '{options.policy}' needs a judge model (--judge-model)", field="judge.model")
+    if (options.resolved_policy() != "off" or options.audit) and not options.model:
+        what = f"judge policy '{options.policy}'" if options.resolved_policy() != "off" else "the judge audit"
+        raise InputError(f"{what} needs a judge model (--judge-model)", field="judge.model")
     if active(config):
         if options.backend in ("openai",) and not options.base_url:
             raise InputError("the openai backend needs the judge's endpoint (--judge-base-url)", field="judge.base_url")
@@ -222,7 +230,7 @@ def prepare(config, pool: WorkerPool, chunks: Iterable[list[tuple[str, Any]]], o
             if not isinstance(result, tuple):
                 continue
             record_id, key, prompt, why, passed = result
-            if why is not None or (policy == "all" and passed):
+            if (why is not None and policy != "off") or (policy == "all" and passed):
                 sent[record_id] = {"key": key, "role": "decide", "rules": why}
                 prompts[key] = prompt
             elif options.audit and passed is not None:

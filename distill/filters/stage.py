@@ -161,10 +161,11 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         pool = stack.enter_context(WorkerPool(config.workers, memory_mb=config.correctness.memory_mb, preload=PRELOAD))
         votes_path = judge_path = None
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="distill-filter-")))
-        if judge.active(config):  # records without a reference go to the judge, not to the vote
+        if judge.active(config):
             judge_path = scratch / "judge.json"
             report.judge = judge.prepare(config, pool, raw_chunks(config.input), judge_path)
-        elif config.correctness.no_reference == "majority" and "correctness" in config.rules:
+        # Records without a reference go to the judge when it decides, not to the vote.
+        if config.correctness.no_reference == "majority" and "correctness" in config.rules and not judge.decides(config):
             votes_path = scratch / "votes.json"
             tally(config, pool, raw_chunks(config.input), votes_path)
         kept_out = stack.enter_context(Output(config.output))

@@ -176,6 +176,17 @@ def test_audit_judges_a_sample_of_rule_decided_records_and_reports_agreement(tmp
     assert len(audited) == 3 and all(i.startswith("p1") for i in audited)
 
 
+def test_an_audit_alone_decides_nothing(tmp_path, judge_server):
+    traces = records()[:3] + [trace(10 + i, "Paris" if i % 2 else "Lyon", "42") for i in range(2)]
+    for t in traces[3:]:
+        t.completion = t.completion.replace("The capital is", "So \\boxed{42}; the capital is")
+    report, kept, rejected = run_filter(tmp_path, traces, judge_server.url, policy="off", audit=2)
+    assert report["judge"]["records_judged"] == 0 and report["judge"]["audit"]["records"] == 2
+    assert sorted(kept) == ["p10#0", "p11#0"]  # the rest is the rules' again (the no_reference policy: reject)
+    assert {t.rejected_by for t in rejected.values()} == {"correctness"} and rejected["p2#0"].reason == "no reference answer or tests"
+    assert len(judge_server.bodies) == 2
+
+
 def test_policy_all_has_the_judge_confirm_what_the_rules_passed(tmp_path, judge_server):
     traces = records()
     traces[3].completion = traces[3].completion.replace("So", "Lyon, so")  # rules pass it; the judge says INCORRECT
