@@ -87,6 +87,18 @@ def test_faults_every_sample_once_and_retries_bounded(server, tmp_path, fault_pr
     assert summary["retries"] == sum(proxy.faults.values())  # one retry per injected fault, no more
 
 
+def test_requests_lost_on_closed_keep_alive_connections_are_resent_at_once_not_retried(server, tmp_path, fault_proxy):
+    # Every connection that served a request is closed when the next one arrives on it: the
+    # race between a server's keep-alive timeout and the client's reuse, made certain.
+    prompts = write_prompts(tmp_path / "p.jsonl", 10)
+    out = tmp_path / "out.jsonl"
+    with fault_proxy(server.removesuffix("/v1"), cycle=(None,), keep_alive=True) as proxy:
+        summary = run(config_for(prompts, out, proxy.url, concurrency=2))
+    assert sorted(ids_of(out)) == sorted(f"q{i}#{j}" for i in range(10) for j in range(2))
+    assert proxy.faults["stale"] >= 10  # most requests went out on a reused connection first
+    assert summary["retries"] == 0 and summary["errors"] == 0  # a retry is counted, and backed off, only for a fault
+
+
 def _generate_cli(prompts: Path, out: Path, base_url: str, *extra: str) -> list[str]:
     return [*DISTILL, "generate", str(prompts), "-o", str(out), "--teacher", "tiny", "--backend", "openai",
             "--base-url", base_url, "--n", "2", "--max-tokens", "48", "--field-id", "id", *extra]
