@@ -6,13 +6,22 @@ recipe only names what it changes. `resolved()` gives the values actually used.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from distill.core.layouts import TraceLayout
 from students.presets import STUDENTS, StudentPreset
 from students.templates import TEMPLATES
+
+
+class DataSource(BaseModel):
+    """One training source of a mixture (`data: [{path: kept.jsonl, weight: 0.75}, ...]` in a recipe)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="Kept traces or SFT rows (JSONL/Parquet/dataset/hub id).")
+    weight: float | None = Field(default=None, gt=0, description="Share of the training set (normalised over the sources).")
 
 
 class TrainConfig(TraceLayout):
@@ -20,7 +29,7 @@ class TrainConfig(TraceLayout):
 
     model_config = ConfigDict(extra="forbid")
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
-        "Student, data and output": ("student", "data", "output_dir", "method", "base_model", "template"),
+        "Student, data and output": ("student", "data", "mix", "mix_size", "output_dir", "method", "base_model", "template"),
         **TraceLayout.panels,
         "Schedule": ("max_length", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "warmup_ratio",
                      "lr_scheduler", "weight_decay", "max_grad_norm", "seed"),
@@ -36,8 +45,14 @@ class TrainConfig(TraceLayout):
     student: str = Field(description=f"Student preset: {', '.join(STUDENTS)}.", json_schema_extra={"flags": ["-s"]})
     # Optional here so that `distill train --student NAME --plan` works without data; run()
     # requires both before doing anything else.
-    data: str | None = Field(default=None, description="Kept traces (JSONL/Parquet/dataset/hub id) with `messages` or problem + completion; "
-                             "or a public trace set in its --preset layout.", json_schema_extra={"flags": ["-d"]})
+    data: str | list[DataSource] | None = Field(
+        default=None, json_schema_extra={"flags": ["-d"]},
+        description="Kept traces (JSONL/Parquet/dataset/hub id) with `messages` or problem + completion, or a public trace "
+                    "set in its --preset layout; repeat --data for several sources (mixed by --mix).")
+    mix: list[float] | None = Field(default=None, validate_default=True, description="Shares of the training set per --data source, in the order given "
+                                                              "(e.g. 0.75,0.25); default: every source once.")
+    mix_size: int | None = Field(default=None, ge=1, description="Conversations in the mixed training set (default: the largest "
+                                                                "that keeps the shares without repeating a source).")
     output_dir: str | None = Field(default=None, description="Run directory: final/, train.json, checkpoints/.", json_schema_extra={"flags": ["--output", "-o"]})
     method: Literal["full", "lora", "qlora"] = Field(default="full", description="full fine-tuning, LoRA or QLoRA (4-bit NF4).", json_schema_extra={"switches": {"--lora": "lora", "--qlora": "qlora"}})
     base_model: str | None = Field(default=None, description="Path or hub id overriding the student preset's base model.")
@@ -108,6 +123,54 @@ class TrainConfig(TraceLayout):
             close = difflib.get_close_matches(name, list(STUDENTS), n=1)
             raise ValueError(f"unknown student '{name}'" + (f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(STUDENTS)})"))
         return name
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _sources(cls, value: Any) -> Any:
+        """A path stays a path; a list names several sources (one source without a weight is a path)."""
+        if not isinstance(value, list):
+            return value
+        sources = [{"path": item} if isinstance(item, str) else item for item in value]
+        if len(sources) == 1 and isinstance(sources[0], dict) and sources[0].get("weight") is None and "path" in sources[0]:
+            return sources[0]["path"]
+        return sources
+
+    @field_validator("mix")
+    @classmethod
+    def _shares(cls, value: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        data = info.data.get("data")
+        if value is None:
+            weights = [source.weight for source in data] if isinstance(data, list) else []
+            if any(w is None for w in weights) and any(w is not None for w in weights):
+                raise ValueError("some --data sources have a weight and some not")
+            return value
+        if not isinstance(data, list):
+            raise ValueError("--mix gives shares of several --data sources; there is one")
+        if len(value) != len(data):
+            raise ValueError(f"{len(value)} shares for {len(data)} --data sources")
+        if any(share <= 0 for share in value):
+            raise ValueError("every share must be positive")
+        if any(source.weight is not None for source in data):
+            raise ValueError("give the shares either with --mix or as the sources' weights, not both")
+        return value
+
+    @field_validator("mix_size")
+    @classmethod
+    def _size_needs_shares(cls, value: int | None, info: ValidationInfo) -> int | None:
+        data = info.data.get("data")
+        weighted = isinstance(data, list) and (info.data.get("mix") or all(source.weight is not None for source in data))
+        if value is not None and not weighted:
+            raise ValueError("--mix-size needs several --data sources with shares (--mix)")
+        return value
+
+    def sources(self) -> list[tuple[str, float | None]]:
+        """(path, share) of every training source; shares sum to 1, or are all None (no mixture)."""
+        if not isinstance(self.data, list):
+            return [(self.data, None)] if self.data else []
+        weights = self.mix or [source.weight for source in self.data]
+        if any(w is None for w in weights):
+            return [(source.path, None) for source in self.data]
+        return [(source.path, w / sum(weights)) for source, w in zip(self.data, weights, strict=True)]
 
     @field_validator("lora_targets")
     @classmethod

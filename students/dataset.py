@@ -4,6 +4,8 @@
   has none. R1 completions often lack the opening `<think>` (the server prefills it); it is
   put back so the student learns to open its reasoning itself. Public trace sets are read
   through their layout (distill.core.layouts); their completions are rewritten in R1 form.
+  A `general` record without any reasoning block gets an empty one (R1's form for simple
+  queries: `assistant_turn`).
 - Token ids and the loss mask come from one `apply_chat_template` call (templates.py): the
   labels are the assistant turns including their closing eos; everything else is -100.
 - Samples longer than max_length are dropped and counted, never truncated: a cut chain of
@@ -28,7 +30,7 @@ from distill.core.data import iter_rows, validate_record
 from distill.core.errors import InputError
 from distill.core.ids import UniqueIds
 from distill.core.layouts import PRESETS, TraceLayout, map_row
-from distill.core.r1_format import DELIMITER_PRESETS, in_r1_form
+from distill.core.r1_format import DELIMITER_PRESETS, compose, in_r1_form
 from distill.core.records import Trace
 
 ROLES = ("system", "user", "assistant")
@@ -75,8 +77,19 @@ def messages_of(trace: Trace, delimiters: str = "r1") -> list[dict[str, str]]:
     whatever its `delimiters`)."""
     return trace.messages or [
         {"role": "user", "content": trace.problem},
-        {"role": "assistant", "content": in_r1_form(trace.completion, DELIMITER_PRESETS[delimiters])},
+        {"role": "assistant", "content": assistant_turn(trace, delimiters)},
     ]
+
+
+def assistant_turn(trace: Trace, delimiters: str = "r1") -> str:
+    """The completion in R1 form, whatever its `delimiters`. A `general` record without a reasoning
+    block (a non-reasoning source) gets an empty one, `<think>\n\n</think>\n\nanswer`: how the R1
+    distills answer simple queries, and what the published student's template (which opens every
+    answer with `<think>\n`) makes it continue with."""
+    d = DELIMITER_PRESETS[delimiters]
+    if trace.domain == "general" and d.think_open not in trace.completion and d.think_close not in trace.completion:
+        return compose("", trace.completion)
+    return in_r1_form(trace.completion, d)
 
 
 def checked_conversation(messages: Any, where: str) -> list[dict[str, str]]:

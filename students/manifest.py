@@ -43,7 +43,8 @@ class TrainManifest(BaseModel):
     packing: bool | None = None
     loss_kernel: str | None = Field(default=None, description="The loss that ran: liger, chunked or plain.")
     sequence_parallel: int = Field(default=1, description="GPUs sharing each sequence (Ulysses).")
-    data: str | None = None
+    data: str | None = Field(default=None, description="The training data; several sources: each with its share and counts.")
+    mixture: list[dict[str, Any]] | None = Field(default=None, description="Per source: path, weight, available, used, repeated.")
     eval_data: str | None = None
     warnings: list[str] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)

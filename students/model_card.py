@@ -195,7 +195,8 @@ def _training_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
     for key, value in _flat_figures({"quantization": info.get("quantization") or {}, "metrics": info.get("metrics") or {}}):
         rows.append((key, value))
     # "config" is the whole TrainConfig: shown as YAML in the recipe section instead.
-    known = {"student", "base_model", "method", "template", "max_length", "data", "quantization", "metrics", "config", "stop_token_ids"}
+    known = {"student", "base_model", "method", "template", "max_length", "data", "quantization", "metrics", "config", "stop_token_ids",
+             "mixture"}
     rows += [(k, v) for k, v in _flat_figures({k: v for k, v in info.items() if k not in known})]
     return rows
 

@@ -59,6 +59,7 @@ from students.layout import (
 )
 from students.loss import liger_available
 from students.manifest import TrainManifest
+from students.mixture import Drawn, describe, mix
 from students.planner import GIB
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
 
@@ -97,9 +98,9 @@ def load_tokenizer(base: str, config: TrainConfig):
 
 def _check_run_dir(config: TrainConfig) -> Path:
     """Before anything is read: inputs exist, and the run directory is ours to write (never a user's final/)."""
-    for name in ("data", "eval_data"):  # a local-looking path that is not there is "not found", not a hub error
-        if getattr(config, name):
-            input_kind(getattr(config, name))
+    for path in [path for path, _ in config.sources()] + [config.eval_data]:  # a local-looking path that is not there is "not found", not a hub error
+        if path:
+            input_kind(path)
     run_dir = Path(config.output_dir)
     outputs = [Out(run_dir, "output_dir", kind="dir"), Out(run_dir / "final", "output_dir", kind="dir", replace=True),
                Out(run_dir / "train.json", "output_dir")]
@@ -147,17 +148,13 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     max_length = config.value("max_length")
 
     stats = LoadStats()
-    conversations = load_conversations(config.data, stats, config)
-    if config.eval_data:
-        train_conversations, eval_conversations = conversations, load_conversations(config.eval_data, layout=config)
-    else:
-        train_conversations, eval_conversations = split_eval(conversations, config.eval_fraction, config.seed)
+    train_conversations, eval_conversations, drawn = load_data(config, stats)
     train_examples = tokenize_all(tokenizer, train_conversations, max_length, stats)
     eval_examples = tokenize_all(tokenizer, eval_conversations, max_length, LoadStats()) if eval_conversations else []
     if not train_examples:
         raise InputError(
             f"no usable rows: all {stats.dropped_too_long} training samples are longer than max_length {max_length}",
-            where=config.data,
+            where=", ".join(path for path, _ in config.sources()),
         )
 
     predicted = predict(config, inputs)
@@ -209,13 +206,35 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     eval_loss = trainer.evaluate()["eval_loss"] if eval_set is not None else None
 
     summary = _summary(config, base, template, tokenizer, base_config, overrides, use_bf16, grad_accum, stats,
-                       train_set, trainer, result, eval_loss, elapsed, warnings)
+                       train_set, trainer, result, eval_loss, elapsed, warnings, drawn)
     _save_final(trainer, tokenizer, run_dir, summary)
     return summary.model_dump(mode="json")
 
 
+def load_data(config: TrainConfig, stats: LoadStats) -> tuple[list, list, list[Drawn] | None]:
+    """(train, eval conversations, what each source gave). Each source gives its own eval share
+    (grouped by prompt), then the training parts are mixed (students/mixture.py)."""
+    sources = config.sources()
+    parts = []
+    eval_conversations: list = []
+    for path, weight in sources:
+        conversations = load_conversations(path, stats, config)
+        if not config.eval_data:
+            conversations, held_out = split_eval(conversations, config.eval_fraction, config.seed)
+            eval_conversations += held_out
+        parts.append((path, weight, conversations))
+    if config.eval_data:
+        eval_conversations = load_conversations(config.eval_data, layout=config)
+    if len(parts) == 1:
+        return parts[0][2], eval_conversations, None
+    train_conversations, drawn = mix(parts, config.mix_size, config.seed)
+    if not train_conversations:
+        raise InputError("the mixture is empty (a source with a share has no conversations left after the eval split)", field="mix")
+    return train_conversations, eval_conversations, drawn
+
+
 def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16, grad_accum, stats, train_set,
-             trainer, result, eval_loss, elapsed, warnings) -> TrainManifest:
+             trainer, result, eval_loss, elapsed, warnings, drawn=None) -> TrainManifest:
     state = trainer.state
     curve = [[entry["step"], round(entry["loss"], 6)] for entry in state.log_history if "loss" in entry]
     eval_curve = [[entry["step"], round(entry["eval_loss"], 6)] for entry in state.log_history if "eval_loss" in entry]
@@ -245,7 +264,8 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
         "packing": config.packing,
         "loss_kernel": trainer.loss_kernel,
         "sequence_parallel": config.sequence_parallel,
-        "data": str(config.data),
+        "data": describe(drawn) if drawn else str(config.data),
+        "mixture": [source.as_dict() for source in drawn] if drawn else None,
         "eval_data": config.eval_data,
         "warnings": warnings,
         "metrics": {

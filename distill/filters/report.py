@@ -48,6 +48,7 @@ class Report:
         self.domain_kept: Counter = Counter()
         self.before = LengthStats()
         self.after = LengthStats()
+        self.judge: dict[str, Any] | None = None  # the judge's counts, when one was asked (distill.filters.judge)
 
     def add(self, judged: Judged, verdicts: dict[str, dict[str, Any]], rejected_by: str | None) -> None:
         """One judged record (see distill.filters.chunks), its merged verdicts and the rule charged."""
@@ -78,6 +79,7 @@ class Report:
             },
             "length_before": self.before.summary(),
             "length_after": self.after.summary(),
+            **({"judge": self.judge} if self.judge else {}),
             **extra,
         }
 
@@ -107,3 +109,22 @@ def print_report(report: dict[str, Any]) -> None:
         stats = (report[f"length_{label}"] or {}).get("chars")
         lengths.add_row(label, *([str(stats[k]) for k in ("mean", "p50", "p90", "max")] if stats else ["-"] * 4))
     console.print(lengths)
+    if report.get("judge"):
+        print_judge(console, report["judge"])
+
+
+def print_judge(console, judge: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"judge: {judge['model']}, policy {judge['policy']}", min_width=48)
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for label in ("records_judged", "correct", "incorrect", "undecided", "prompts", "asked", "from_cache", "retries"):
+        table.add_row(label.replace("_", " "), str(judge[label]))
+    audit = judge["audit"]
+    if audit["records"]:
+        share = "-" if audit["agreement"] is None else f"{100 * audit['agreement']:.1f}%"
+        table.add_row("audit: rule-decided records judged", str(audit["records"]))
+        table.add_row("audit: agree / disagree / undecided", f"{audit['agree']} / {audit['disagree']} / {audit['undecided']}")
+        table.add_row("audit: rule/judge agreement", share)
+    console.print(table)

@@ -29,6 +29,7 @@ from distill.core.layouts import PRESETS, trace_rows
 from distill.core.paths import Out, check_io, named_paths, write_text
 from distill.core.stage import Stage
 from distill.core.workers import WorkerPool
+from distill.filters import judge
 from distill.filters.chunks import Judged, judge_chunk
 from distill.filters.config import FilterConfig
 from distill.filters.majority import tally
@@ -139,7 +140,13 @@ def _check_outputs(config: FilterConfig) -> None:
     for path in (config.output, config.rejected):
         if path is not None and not path.endswith((".jsonl", ".parquet")):
             raise InputError("output must end in .jsonl or .parquet", where=path)
-    check_io([Out(getattr(config, name), name) for name in OUTPUT_FIELDS], named_paths(config, skip=OUTPUT_FIELDS))
+    outputs = [Out(getattr(config, name), name) for name in OUTPUT_FIELDS]
+    inputs = named_paths(config, skip=OUTPUT_FIELDS)
+    judge.check_settings(config)
+    if judge.active(config):  # the verdict cache is appended to: an output, never an input
+        outputs.append(Out(config.judge.cache, "judge.cache"))
+        inputs = [path for path in inputs if path != config.judge.cache]
+    check_io(outputs, inputs)
 
 
 def run(config: FilterConfig) -> dict[str, Any]:
@@ -160,15 +167,20 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
     columns = [SpinnerColumn(), TextColumn("filter"), MofNCompleteColumn(), TextColumn("kept {task.fields[kept]}"), TimeElapsedColumn()]
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(WorkerPool(config.workers, memory_mb=config.correctness.memory_mb, preload=PRELOAD))
-        votes_path = None
-        if config.correctness.no_reference == "majority" and "correctness" in config.rules:
-            votes_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="distill-votes-"))) / "votes.json"
+        votes_path = judge_path = None
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="distill-filter-")))
+        if judge.active(config):
+            judge_path = scratch / "judge.json"
+            report.judge = judge.prepare(config, pool, raw_chunks(config), judge_path)
+        # Records without a reference go to the judge when it decides, not to the vote.
+        if config.correctness.no_reference == "majority" and "correctness" in config.rules and not judge.decides(config):
+            votes_path = scratch / "votes.json"
             tally(config, pool, raw_chunks(config), votes_path)
         kept_out = stack.enter_context(Output(config.output))
         rejected_out = stack.enter_context(Output(config.rejected)) if config.rejected else None
         progress = stack.enter_context(Progress(*columns, transient=True))
         bar = progress.add_task("filter", total=None, kept=0)
-        task = functools.partial(judge_chunk, config, str(votes_path) if votes_path else None)
+        task = functools.partial(judge_chunk, config, str(votes_path) if votes_path else None, str(judge_path) if judge_path else None)
         ids = UniqueIds()
         for results in pool.imap_chunks(task, raw_chunks(config)):
             for judged in results:

@@ -98,6 +98,8 @@ def describe(ctx, planned) -> list[dict[str, Any]]:
             value = data.get(name)
             values = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
             for entry in values:
+                if isinstance(entry, dict) and isinstance(entry.get("path"), str):  # a source of a mixture
+                    entry = entry["path"]
                 if not isinstance(entry, str):
                     continue
                 reads.append(_short(entry, ctx))

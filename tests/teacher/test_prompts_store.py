@@ -23,6 +23,16 @@ MATH = Problem(problem_id="a", problem="What is 1+1?")
 CODE = Problem(problem_id="b", problem="Write a sort.", domain="code")
 
 
+def test_general_prompts_get_a_chain_of_thought_instruction_only_when_asked():
+    hello = Problem(problem_id="g", problem="Write a haiku about rain.", domain="general")
+    assert user_turn(hello, config()) == "Write a haiku about rain."  # R1: simple queries get no chain of thought
+    asked = user_turn(hello, config(general_cot=True))
+    assert asked.startswith("Write a haiku about rain.\nBefore answering, think") and "</think>" in asked
+    assert user_turn(MATH, config(general_cot=True)).endswith("\\boxed{}.")  # math keeps its own instruction only
+    assert config(general_cot=True).teacher_info()["general_cot_instruction"].startswith("Before answering")
+    assert "general_cot_instruction" not in config().teacher_info()
+
+
 def test_user_turn_follows_r1_usage_notes():
     assert user_turn(MATH, config()) == "What is 1+1?\nPlease reason step by step, and put your final answer within \\boxed{}."
     assert user_turn(CODE, config()) == "Write a sort."  # the boxed instruction is for math only

@@ -16,6 +16,7 @@ stuck run.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Iterator
 
 from distill.core.r1_format import DELIMITER_PRESETS, Delimiters
@@ -27,7 +28,7 @@ from distill.core.verify.options import VerifyOptions
 from distill.core.workers import Failure, WorkerPool
 
 __all__ = ["VerifyOptions", "check", "check_answer", "check_code", "check_math", "extract_answer", "extract_program", "failure_verdict",
-           "final_part", "grade", "normalise"]
+           "final_part", "grade", "normalise", "undecidable"]
 
 
 def check(trace: Trace, options: VerifyOptions | None = None, delimiters: Delimiters | None = None) -> Verdict:
@@ -38,6 +39,26 @@ def check(trace: Trace, options: VerifyOptions | None = None, delimiters: Delimi
     if trace.answer is None or not str(trace.answer).strip():
         return Verdict(passed=False, reason="no reference answer to check against", score=None)
     return check_answer(str(trace.answer), trace.completion, options, delimiters)
+
+
+# Two plain words in a row once LaTeX commands are gone: a prose reference ("The mitochondria",
+# "It increases because..."), which math-verify reads as a product of letters and no rule can compare.
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+_PROSE = re.compile(r"[A-Za-z]{2,}[,;]?\s+[A-Za-z]{2,}")
+
+
+def undecidable(trace: Trace, delimiters: Delimiters | None = None) -> str | None:
+    """Why the checker cannot decide this trace, or None when it can: no reference answer or
+    tests, a prose reference, or no final answer it can read (the cases a judge model decides)."""
+    if trace.tests:
+        return None
+    if trace.answer is None or not str(trace.answer).strip():
+        return "no reference answer"
+    if _PROSE.search(_LATEX_COMMAND.sub(" ", str(trace.answer))):
+        return "prose reference answer"
+    if extract_answer(trace.completion, delimiters) is None:
+        return "no final answer the checker can read"
+    return None
 
 
 def failure_verdict(failure: Failure, options: VerifyOptions) -> Verdict:

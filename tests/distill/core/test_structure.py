@@ -69,7 +69,7 @@ def test_every_backend_implements_the_protocol():
 def test_every_rule_has_its_section_and_flags():
     names = [rule.name for rule in ordered()]
     assert names == list(RULES) or set(names) == set(RULES)
-    assert default_rules() == ["format", "length", "decontaminate", "repetition", "readability", "language", "correctness", "dedup"]
+    assert default_rules() == ["format", "length", "decontaminate", "repetition", "readability", "language", "correctness", "judge", "dedup"]
     flags = {decl for flag in flags_for(FilterConfig, ["input"]) for decl in flag.decls}
     for rule in ordered():
         assert rule.name in FilterConfig.model_fields

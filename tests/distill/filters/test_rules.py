@@ -162,7 +162,7 @@ def test_stage_outputs_report_and_determinism(traces_file, tmp_path):
 
 def test_all_verdicts_and_max_per_problem(traces_file, tmp_path):
     report, kept, _ = run_filter(traces_file, tmp_path, all_verdicts=True, dedup={"max_per_problem": 1})
-    assert report["kept"] == 6 and all(len(t.verdicts) == 8 for t in kept)
+    assert report["kept"] == 6 and all(len(t.verdicts) == 9 for t in kept)  # every default rule, the judge ("no judge") included
     assert report["failed_by_rule"]["correctness"] >= 6 + 6  # wrong answers and the truncated ones
 
 
