@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from distill.core import logprobs
 from distill.core.records import Problem, Trace, sample_id
 from teacher.store import AppendWriter
 
@@ -44,6 +45,7 @@ class Sink:
     samples: int = 0
     prompts_done: int = 0
     tokens: int = 0
+    logprob_bytes: int = 0  # side-file bytes written (the teacher's log-probabilities)
     retries: int = 0
     errors: int = 0
     skipped: Counter = field(default_factory=Counter)
@@ -81,13 +83,18 @@ class Sink:
         self._refresh()
         self.progress.stop()
 
-    def emit(self, problem: Problem, index: int, completion: str, finish_reason: str | None, tokens: int | None) -> None:
+    def emit(self, problem: Problem, index: int, completion: str, finish_reason: str | None, tokens: int | None,
+             token_logprobs: logprobs.TokenLogprobs | None = None) -> None:
         """One finished sample: written at once, so a crash after this line cannot lose it."""
-        self.emit_many(problem, [(index, completion, finish_reason, tokens)])
+        self.emit_many(problem, [(index, completion, finish_reason, tokens, token_logprobs)])
 
-    def emit_many(self, problem: Problem, samples: list[tuple[int, str, str | None, int | None]]) -> None:
-        records = []
-        for index, completion, finish_reason, tokens in samples:
+    def emit_many(self, problem: Problem, samples: list[tuple]) -> None:
+        """samples: (index, completion, finish_reason, tokens[, TokenLogprobs]) each."""
+        records, frames = [], []
+        for index, completion, finish_reason, tokens, *extra in samples:
+            if extra and extra[0] is not None:
+                frames.append(logprobs.encode(sample_id(problem.problem_id, index), extra[0]))
+                self.logprob_bytes += len(frames[-1])
             reason = finish_reason if finish_reason in ("stop", "length") else None
             self.finish[finish_reason or "unknown"] += 1
             records.append(
@@ -102,7 +109,7 @@ class Sink:
                 )
             )
             self.tokens += tokens or 0
-        self.writer.write(records)
+        self.writer.write(records, frames)
         self.samples += len(records)
         self._count_down(problem, len(records))
 
