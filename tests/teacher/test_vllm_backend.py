@@ -109,14 +109,18 @@ def test_eval_path_samples_k_answers_of_a_benchmark(make_config, tmp_path, share
     assert all(r.answer for r in records) and {r.sample_index for r in records} == {0, 1, 2}
 
 
-def test_other_teacher_in_output_is_refused(make_config, tmp_path):
+@pytest.mark.parametrize(("change", "message"), [
+    ({"teacher": "someone/else"}, "holds samples of teacher"),
+    ({"n": 2, "logprobs": 4}, "recorded with --logprobs 0"),  # samples with and without log-probabilities in one file
+])
+def test_an_output_of_another_kind_is_refused(make_config, tmp_path, change, message):
     prompts = write_prompts(tmp_path / "p.jsonl", 2)
     out = tmp_path / "out.jsonl"
     run(make_config(prompts, out, n=1))
     before = out.read_bytes()
-    with pytest.raises(InputError, match="holds samples of teacher"):
-        run(make_config(prompts, out, teacher="someone/else"))
-    assert out.read_bytes() == before
+    with pytest.raises(InputError, match=message):
+        run(make_config(prompts, out, **change))
+    assert out.read_bytes() == before and not logprobs.side_path(out).exists()
 
 
 def test_engine_is_shut_down_after_a_run_unless_kept(make_config, tmp_path):
@@ -178,13 +182,3 @@ def test_resume_after_a_crash_between_frame_and_line(make_config, tmp_path):
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 8 and index.torn == 0
     assert [record_id for record_id, *_ in index.order] == ids  # one frame per record, no orphans, same order
-
-
-def test_a_run_that_would_mix_samples_with_and_without_logprobs_is_refused(make_config, tmp_path):
-    prompts = write_prompts(tmp_path / "p.jsonl", 2)
-    out = tmp_path / "out.jsonl"
-    run(make_config(prompts, out, n=1))
-    before = out.read_bytes()
-    with pytest.raises(InputError, match="recorded with --logprobs 0"):
-        run(make_config(prompts, out, n=2, logprobs=4))
-    assert out.read_bytes() == before and not logprobs.side_path(out).exists()
