@@ -167,6 +167,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
         rows.append(("skipped prompts", ", ".join(f"{v} {k}" for k, v in summary["skipped_prompts"].items())))
     if summary.get("torn_bytes_dropped"):
         rows.append(("torn last line dropped", f"{summary['torn_bytes_dropped']} bytes"))
+    if summary.get("logprobs_file"):
+        per_token = summary["logprobs_bytes_per_token"]
+        rows.append(("log-probabilities", summary["logprobs_file"] + (f" ({per_token} bytes/token)" if per_token else "")))
     for name, value in rows:
         table.add_row(name, str(value))
     return table
