@@ -9,7 +9,7 @@ export OMP_NUM_THREADS=2
 head -200 $D/qs/teacher/prompts.jsonl > $D/prompts.jsonl
 for f in traces.jsonl kept.jsonl run-kd run-sft; do [ ! -e $D/$f ] || { echo "$D/$f exists: give another folder"; exit 2; }; done
 echo '$ distill generate prompts.jsonl -m teacher/model -o traces.jsonl -n 2 --logprobs 20 ...'
-$PY -m cli generate $D/prompts.jsonl -m $D/qs/teacher/model -o $D/traces.jsonl -n 2 --logprobs 20 --fields '{"id": "problem_id"}' \
+$PY -m cli generate $D/prompts.jsonl -m $D/qs/teacher/model -o $D/traces.jsonl -n 2 --logprobs 20 --field-id problem_id \
   --temperature 1.0 --top-p 1.0 --max-tokens 96 --math-instruction '' --max-model-len 256 --kv-cache-memory-bytes 268435456 \
   --enforce-eager --reproducible 2>&1 | grep -v "^INFO\|^WARNING\|^\[" | tail -25
 ls -l $D/traces.jsonl $D/traces.logprobs
