@@ -12,13 +12,16 @@ from pathlib import Path
 
 import typer
 
+from distill.core import processes
 from distill.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InputError, Interrupted, StageError
 from distill.core.flags import stage_command
 from distill.evaluate.config import EvalConfig
 from distill.filters.config import FilterConfig
 from distill.filters.inspect import InspectConfig
 from distill.pipeline.stages import sections
+from distill.publish_data.stage import PublishDataConfig
 from students.config import TrainConfig
+from students.onpolicy_config import OnPolicyConfig
 from students.publish import PublishConfig
 from teacher.config import GenerateConfig
 
@@ -130,6 +133,13 @@ def train(config: TrainConfig, plan: bool = False) -> None:
         console.print(summary_table(summary))
 
 
+@stage_command(app, "onpolicy", OnPolicyConfig, section="onpolicy", sections=sections)
+def onpolicy(config: OnPolicyConfig) -> None:
+    """After SFT: the student samples, the teacher scores each of its tokens, the student moves toward it (reverse KL / JSD)."""
+    from students.onpolicy import run, summary_table
+    _console().print(summary_table(run(config)))
+
+
 @stage_command(app, "publish", PublishConfig, section="publish", arguments=["run_dir"], sections=sections)
 def publish(config: PublishConfig) -> None:
     """Merge adapters, add the inference template, generation config and model card; optionally push."""
@@ -138,6 +148,14 @@ def publish(config: PublishConfig) -> None:
     summary = run(config)
     typer.echo(f"published {summary['kind']} model to {summary['output']} ({len(summary['files'])} files)"
                + (f"; pushed to {summary['url']}" if summary.get("url") else ""))
+
+
+@stage_command(app, "publish-data", PublishDataConfig, section="publish_data", arguments=["input"], sections=sections)
+def publish_data(config: PublishDataConfig) -> None:
+    """Publish kept traces as a dataset: Parquet shards with `messages` and a card written from the run; optionally push."""
+    from distill.publish_data import stage
+
+    typer.echo(stage.summary_line(stage.run(config)))
 
 
 @stage_command(app, "eval", EvalConfig, section="eval", arguments=["model"], sections=sections)
@@ -204,7 +222,7 @@ def main() -> None:
     DISTILL_TRACEBACK=1 shows the traceback of an unexpected error.
     """
     import os
-
+    processes.guard()  # whatever a stage starts (engines, workers, servers) dies with this process
     try:
         # The command itself, without typer's own handling around it: that turns Ctrl-C into a
         # silent exit code (and our `Interrupted` message would be lost).

@@ -54,14 +54,20 @@ def conversation_of(row: dict[str, Any], where: str) -> list[dict[str, str]] | N
         trace = validate_record(Trace, row, where)  # kept Trace records (or plain {"messages": [...]} rows, above)
         if trace.rejected_by:
             return None
-        messages = trace.messages or [
-            {"role": "user", "content": trace.problem},
-            {"role": "assistant", "content": with_think_open(trace.completion)},
-        ]
-    return _checked(messages, where)
+        messages = messages_of(trace)
+    return checked_conversation(messages, where)
 
 
-def _checked(messages: Any, where: str) -> list[dict[str, str]]:
+def messages_of(trace: Trace) -> list[dict[str, str]]:
+    """The trace's SFT conversation: the filter's `messages`, else (problem, completion)."""
+    return trace.messages or [
+        {"role": "user", "content": trace.problem},
+        {"role": "assistant", "content": with_think_open(trace.completion)},
+    ]
+
+
+def checked_conversation(messages: Any, where: str) -> list[dict[str, str]]:
+    """`messages` when it is a conversation a student can learn from; InputError naming the turn otherwise."""
     if not isinstance(messages, list) or not messages:
         raise InputError("must be a non-empty list of {role, content}", where=where, field="messages")
     for index, message in enumerate(messages):

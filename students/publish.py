@@ -27,9 +27,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from distill.core.errors import InputError, StageError
+from distill.core.jsonl import read_json
 from distill.core.models import NF4, load_causal_lm
-from distill.core.paths import Out, check_io, named_paths, temporary
-from distill.core.secrets import known_values, redact
+from distill.core.paths import Out, check_io, named_paths
+from distill.core.publishing import assert_no_secrets, push, staged
+from distill.core.secrets import redact
 from distill.core.stage import Stage
 from students.gguf import converter, export, file_name
 from students.inference import CHAT_FORMATS, INFERENCE_TEMPLATES, generation_config, template_format
@@ -166,9 +168,7 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
             raise InputError("GGUF files need the full weights: add --merge to merge the adapter", field="gguf")
         converter()  # installed and cached (fetched once) before anything is written
 
-    staging = temporary(output)  # `.NAME.tmp-PID`; an interrupted run's leftover is removed here
-    staging.mkdir(parents=True)
-    try:
+    with staged(output) as staging:  # built beside OUTPUT, checked for secrets, then moved into place
         kind = _write_weights(config, info, final, is_adapter, staging, console)
         fmt = _write_tokenizer_and_generation(final, info, staging, is_adapter)
         plot = "training_loss.png" if plot_loss(info.model_dump(), staging / "training_loss.png") else None
@@ -179,10 +179,6 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
             with console.status("writing GGUF files") as status:
                 export(staging, staging, config.gguf, _stem(config), status=status.update)
             _write_modelfile(staging, fmt, ggufs, info.max_length)
-        assert_no_secrets(staging)
-        _replace(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
     return _finish(config, kind, fmt, api)
 
@@ -229,18 +225,9 @@ def _card_inputs(config: PublishConfig) -> dict[str, Any]:
             recipe_text = recipe.read_text(encoding="utf-8")
         except OSError as exc:
             raise InputError(f"cannot read recipe ({exc.strerror})", where=str(recipe)) from None
-    filter_report = _read_json(config.filter_report) if config.filter_report else None
-    evals = [_read_json(path) for path in config.eval]
+    filter_report = read_json(config.filter_report) if config.filter_report else None
+    evals = [read_json(path) for path in config.eval]
     return {"recipe_text": recipe_text, "filter_report": filter_report, "evals": evals}
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such file", where=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=f"{path}:{exc.lineno}") from None
 
 
 def _write_weights(config: PublishConfig, info: TrainManifest, final: Path, is_adapter: bool, out: Path, console) -> str:
@@ -295,52 +282,6 @@ def _write_modelfile(folder: Path, fmt: str, ggufs: dict[str, str], max_length: 
     text = render_modelfile(CHAT_FORMATS[fmt], chosen, [CHAT_FORMATS[fmt].end_of_turn, *names], max_length,
                             others=[name for name in ggufs.values() if name != chosen])
     (folder / "Modelfile").write_text(text, encoding="utf-8")
-
-
-def _replace(staging: Path, output: Path) -> None:
-    """Move the finished folder into place; an old output is removed only once the new one is complete."""
-    old = temporary(output, "old")
-    if output.exists():
-        os.replace(output, old)
-    os.replace(staging, output)
-    if old.exists():
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-
-
-def assert_no_secrets(folder: Path, chunk: int = 64 << 20) -> None:
-    """Refuse to publish a folder that contains the value of a token in the environment.
-
-    Files are read in chunks that overlap by the longest token, so a 100 GB GGUF is scanned
-    without being loaded and a token across a chunk boundary is still found.
-    """
-    secrets = [value.encode() for value in known_values()]
-    if not secrets:
-        return
-    overlap = max(map(len, secrets)) - 1
-    for path in folder.rglob("*"):
-        if not path.is_file():
-            continue
-        with open(path, "rb") as handle:
-            tail = b""
-            while block := handle.read(chunk):
-                window = tail + block
-                if any(secret in window for secret in secrets):
-                    raise StageError(f"refusing to publish: {path.name} contains a token from the environment")
-                tail = window[-overlap:] if overlap else b""
-
-
-def push(folder: Path, repo_id: str, private: bool, api=None) -> str:
-    """Upload with huggingface_hub. The token comes from HF_TOKEN or the saved login, never from us."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    api = api or HfApi()
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", commit_message="Upload with distill publish")
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise StageError(f"upload to {repo_id} failed: {str(exc).splitlines()[0]}") from None
-    return str(getattr(commit, "commit_url", None) or f"{api.endpoint}/{repo_id}")
 
 
 STAGES = (

@@ -80,6 +80,13 @@ TEMPLATES: dict[str, ChatTemplate] = {
 }
 
 
+def known_template(name: str | None) -> str | None:
+    """A validator's check: None or the name of a template above."""
+    if name is not None and name not in TEMPLATES:
+        raise ValueError(f"unknown template '{name}' (known: {', '.join(TEMPLATES)})")
+    return name
+
+
 def prepare_tokenizer(tokenizer, template: ChatTemplate, pad_token: str, where: str = "tokenizer"):
     """Give `tokenizer` the training template and its eos/bos/pad; returns it.
 

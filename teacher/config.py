@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -18,6 +18,17 @@ from distill.core.r1_format import MATH_INSTRUCTION
 from teacher import backends
 
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
+
+# The vLLM engine's memory settings, shared with `distill eval` (which samples through this stage).
+MaxModelLen = Annotated[int | None, Field(ge=16, description="Context length (prompt + completion); default: the model's.")]
+MaxNumSeqs = Annotated[int | None, Field(ge=1, description="Most sequences vLLM runs at once (default: vLLM's, 256 on CPU).")]
+GpuMemoryUtilization = Annotated[float | None, Field(
+    gt=0, le=1, description="Share of GPU memory vLLM may use (default 0.9). On CPU vLLM reads it as a share of all memory: "
+    "leave it unset there and the KV cache is sized to the run.")]
+KvCacheMemoryBytes = Annotated[int | None, Field(
+    ge=1, description="KV cache size in bytes (overrides gpu_memory_utilization). Unset on CPU: max_model_len x max_num_seqs "
+    "x the model's cache bytes per token, within half of the available memory.")]
+MEMORY_FIELDS = ("max_model_len", "max_num_seqs", "gpu_memory_utilization", "kv_cache_memory_bytes")
 
 
 class GenerateConfig(BaseModel):
@@ -77,14 +88,14 @@ class GenerateConfig(BaseModel):
     distributed_executor_backend: Literal["mp", "ray"] | None = Field(
         default=None, description="'ray' to span several nodes (start a Ray cluster first); default: vLLM's choice."
     )
-    max_model_len: int | None = Field(default=None, ge=16, description="Context length (prompt + completion); default: the model's.")
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
-    kv_cache_memory_bytes: int | None = Field(default=None, ge=1, description="KV cache size in bytes (overrides gpu_memory_utilization; use on CPU).")
+    max_model_len: MaxModelLen = None
+    gpu_memory_utilization: GpuMemoryUtilization = None
+    kv_cache_memory_bytes: KvCacheMemoryBytes = None
     dtype: str = Field(default="auto", description="Weights dtype: auto, bfloat16, float16, float32.")
     quantization: str | None = Field(default=None, description="vLLM quantization method (awq, gptq, fp8...).")
     enable_prefix_caching: bool | None = Field(default=None, description="Share the prompt's KV cache between samples (default: vLLM's).", json_schema_extra={"flags": ["--prefix-caching"]})
     enforce_eager: bool = Field(default=False, description="Disable CUDA graphs (less memory, slower).")
-    max_num_seqs: int | None = Field(default=None, ge=1, description="Most sequences vLLM schedules at once (default: vLLM's).")
+    max_num_seqs: MaxNumSeqs = None
     trust_remote_code: bool = Field(default=False, description="Allow model code from the model repository.")
     reproducible: bool = Field(
         default=False,

@@ -152,6 +152,9 @@ STAGES = (
         name="generate", section="generate", default_run=True, config=GenerateConfig, run=run, check=check, resumable=True,
         reads={"prompts": "prompts", "teacher": "teacher_model"}, writes={"output": "traces.jsonl"},
         produces={"traces": "traces.jsonl"}, remote=_served_name,
-        operational=("concurrency", "request_timeout", "max_retries", "retry_base_delay", "retry_max_delay", "max_pending", "api_key_env"),
+        # Memory settings only decide how many sequences share the machine, like max_pending: a run
+        # that failed to start resumes with new ones instead of starting over.
+        operational=("concurrency", "request_timeout", "max_retries", "retry_base_delay", "retry_max_delay", "max_pending", "api_key_env",
+                     "gpu_memory_utilization", "kv_cache_memory_bytes", "max_num_seqs"),
     ),
 )

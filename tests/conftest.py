@@ -63,6 +63,66 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+class ProcessTree:
+    """A process and everything it started, as psutil sees them: by pid and creation time, so a
+    reused pid is never taken for one of them."""
+
+    @staticmethod
+    def descendants(pid: int) -> list:
+        import psutil
+
+        try:
+            return psutil.Process(pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    @staticmethod
+    def alive(members: list) -> list:
+        import psutil
+
+        def running(member) -> bool:
+            try:  # a zombie has exited; only nobody has reaped it yet
+                return member.is_running() and member.status() != psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return False
+
+        return [member for member in members if running(member)]
+
+    def rss_bytes(self, pid: int) -> int:
+        """Resident memory of `pid` and everything below it, summed."""
+        import psutil
+
+        total = 0
+        for member in [pid, *self.descendants(pid)]:
+            try:
+                total += (psutil.Process(member) if member == pid else member).memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def survivors_of_sigkill(self, process, wait_s: float = 5.0) -> tuple[list, list]:
+        """SIGKILL `process` alone; (its descendants before the kill, those still alive `wait_s` later).
+        Survivors are killed afterwards, so a failing test leaves nothing behind."""
+        import time
+
+        recorded = self.descendants(process.pid)
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + wait_s
+        while self.alive(recorded) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        survivors = self.alive(recorded)
+        for member in survivors:
+            member.kill()
+        return recorded, survivors
+
+
+@pytest.fixture
+def process_tree() -> ProcessTree:
+    """A process's descendants, which of them are alive, their summed RSS, what survives a SIGKILL."""
+    return ProcessTree()
+
+
 @pytest.fixture
 def distill_cli(capfd, monkeypatch):
     """Run `distill ARGS...` in this process through cli.main: (exit code, stdout, stderr)."""
@@ -82,3 +142,27 @@ def distill_cli(capfd, monkeypatch):
         return code, out, err
 
     return run
+
+
+class RecordingApi:
+    """Stands in for huggingface_hub.HfApi at the network boundary (no hub is reachable): records the
+    calls, and for an upload the folder's files (relative path -> bytes) as they were at that moment."""
+
+    endpoint = "http://127.0.0.1:9"
+
+    def __init__(self):
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, folder_path, repo_id, **kwargs):
+        root = Path(folder_path)
+        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        self.calls.append(("upload_folder", repo_id, {**kwargs, "files": files}))
+
+
+@pytest.fixture
+def hub_api() -> RecordingApi:
+    """The recording stand-in for huggingface_hub.HfApi that publishing stages push through."""
+    return RecordingApi()

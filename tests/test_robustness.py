@@ -125,7 +125,7 @@ def base_recipe(folder: Path) -> dict:
     return {"name": "robust", "run": {"stages": ["filter"]}, "filter": {"input": str(source), "rules": ["format"]}}
 
 
-SECTIONS = ["name", "description", "run", "filter", "generate", "train", "publish", "eval", "quickstart", "compare", "bogus", "Filter"]
+SECTIONS = ["name", "description", "run", "filter", "generate", "train", "publish", "publish_data", "eval", "quickstart", "compare", "bogus", "Filter"]
 YAML_TEXT = st.text(alphabet="abc01[]{}:,&*!-|>'\"#% .\\\n", max_size=25)
 TAGS = ["!!python/object/apply:os.system [id]", "!!binary aGVsbG8=", "!!set {a}", "!foo x", "!!python/name:os.system"]
 
@@ -210,7 +210,7 @@ def make_path(kind: str, folder: Path, source: Path, other: Path) -> str:
 
 @BUDGET
 @given(kind=st.sampled_from(PATH_KINDS), option=st.sampled_from(["-o", "--rejected", "--report"]),
-       command=st.sampled_from(["filter", "generate", "merge", "train", "publish", "eval", "run"]))
+       command=st.sampled_from(["filter", "generate", "merge", "train", "publish", "publish-data", "eval", "run"]))
 def test_output_paths_by_kind(kind, option, command):
     with workdir() as folder:
         (folder / "x").mkdir()
@@ -225,6 +225,7 @@ def test_output_paths_by_kind(kind, option, command):
             "merge": ["merge", source, "-o", path],
             "train": ["train", "--student", "qwen-1.5b", "--data", source, "-o", path, "--base-model", folder / "nosuch"],
             "publish": ["publish", folder, "-o", path, "--overwrite"],
+            "publish-data": ["publish-data", source, "-o", path, "--overwrite"],
             "eval": ["eval", "m", "-b", source, "-o", path, *unreachable],
             "run": ["run", folder / "nosuch.yaml", "-o", path],
         }[command]
@@ -233,5 +234,6 @@ def test_output_paths_by_kind(kind, option, command):
         before = snapshot(folder)
         code, err = run_cli(*args)
         check(code, err, before, snapshot(folder), allowed=(0, 1, 2))
-        if kind not in ("fresh", "other-output"):
+        folder_output = command == "publish-data" and kind == "directory"  # an empty folder is a place for a dataset
+        if kind not in ("fresh", "other-output") and not folder_output:
             assert code == 2, (kind, command, err)

@@ -167,7 +167,13 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 def _dataset_rows(source: str, kind: str, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
     import datasets
 
-    if kind == "dataset":
+    # A folder of data files with a card (a hub snapshot, `distill publish-data`) is not a saved dataset.
+    if kind == "dataset" and not any((Path(source) / name).exists() for name in ("state.json", "dataset_dict.json")):
+        try:
+            loaded = datasets.load_dataset(source, split=split, streaming=True)  # streamed: no copy in the cache
+        except Exception as exc:  # no data files, a bad card, no such split: all mean "cannot load"
+            raise InputError(f"cannot load the dataset folder ({type(exc).__name__}: {exc})".splitlines()[0], where=source) from None
+    elif kind == "dataset":
         try:
             loaded = datasets.load_from_disk(source)
         except (FileNotFoundError, ValueError) as exc:

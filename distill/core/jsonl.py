@@ -85,3 +85,15 @@ def try_parse(raw: bytes) -> dict[str, Any] | None:
 def is_torn(line: Line) -> bool:
     """A last line a crash cut short: no newline and not a JSON object."""
     return line.last and not line.complete and try_parse(line.raw) is None
+
+
+def read_json(path: str | Path) -> Any:
+    """A whole JSON document (a report, a summary): a missing file or malformed JSON is one `InputError`
+    naming the file and line."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such file", where=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON ({exc.msg}, column {exc.colno})", where=f"{path}:{exc.lineno}") from None

@@ -2,9 +2,19 @@
 
 An orphaned vLLM engine or server keeps its (GPU) memory until someone kills it by hand. The
 kernel can do this for us: a child that asks for PR_SET_PDEATHSIG gets the signal when the
-thread that forked it exits, however it exits. `die_with_parent` is that request, for
-`subprocess.Popen(preexec_fn=...)` or the first lines of a forked child; `start` is Popen with
-it and with its own process group, so `stop` can take the child's own children down too.
+thread that forked it exits, however it exits. Three ways in:
+
+- `die_with_parent`: that request, for the first lines of a child we fork ourselves.
+- `start`/`stop`: Popen with it and with its own process group, so `stop` can take the child's
+  own children down too; `python_command` makes a Python child (a vLLM server) pass it on to
+  the processes it starts in turn.
+- `guard`: for children that libraries start through multiprocessing (vLLM's engine core and
+  its workers, with spawn on CPU and fork on GPU; the worker pool's forkserver and workers):
+  every process this one forks or spawns from its main thread asks for the signal first thing,
+  and installs the same guard, so grandchildren die with their parents in a chain. Only the
+  main thread's children: the signal would also fire when a short-lived thread ends.
+  multiprocessing's resource tracker is left alone: it exits by itself once the processes that
+  use it are gone, after unlinking the shared memory they left behind.
 """
 
 from __future__ import annotations
@@ -14,15 +24,96 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+# Where `distill` is imported from: a spawned child imports this module from the same place
+# before anything else, whatever its working directory or sys.path.
+_ROOT = str(Path(__file__).resolve().parents[2])
+# multiprocessing's fresh interpreters, by the program they run (`python -c PROGRAM`).
+_GUARDED_PROGRAMS = ("from multiprocessing.spawn import", "from multiprocessing.forkserver import")
+_PRCTL: Any = None
+_GUARDED = False
+_FORKING_PARENT = 0  # set just before a fork: our pid when we fork from the main thread, else 0
+_SPAWN = None  # multiprocessing.util.spawnv_passfds, before guard() wrapped it
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """In a child process: receive `sig` when the parent dies (Linux; a no-op elsewhere)."""
+def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> None:
+    """In a child process: receive `sig` when the parent dies (Linux; a no-op elsewhere).
+
+    `parent`: the pid we were started by; if it has already died (before the request took
+    effect), we die now instead of living on as an orphan.
+    """
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+        _prctl()(PR_SET_PDEATHSIG, sig)
+        if parent is not None and os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+
+def _prctl():
+    """libc's prctl, looked up once (not in a freshly forked child, where dlopen may deadlock)."""
+    global _PRCTL
+    if _PRCTL is None:
+        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+    return _PRCTL
+
+
+def guard() -> None:
+    """From now on, the processes this one starts through multiprocessing die with it (see above).
+    Idempotent; inherited by forked children, passed on to spawned ones."""
+    global _GUARDED, _SPAWN
+    if _GUARDED or not sys.platform.startswith("linux"):
+        return
+    _GUARDED = True
+    with contextlib.suppress(OSError, AttributeError):
+        _prctl()
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    import multiprocessing.util
+
+    _SPAWN = multiprocessing.util.spawnv_passfds
+    multiprocessing.util.spawnv_passfds = _spawnv_passfds
+
+
+def adopt(parent: int) -> None:
+    """First thing in a child started by a guarded process: die with it, guard our own children."""
+    die_with_parent(parent=parent)
+    guard()
+
+
+def _before_fork() -> None:
+    global _FORKING_PARENT
+    _FORKING_PARENT = os.getpid() if threading.current_thread() is threading.main_thread() else 0
+
+
+def _after_fork_in_child() -> None:
+    if _FORKING_PARENT:
+        die_with_parent(parent=_FORKING_PARENT)
+
+
+def _preceded_by(call: str, program: str) -> str:
+    """`program` for `python -c`, run after `call` (a function of this module; sys.path left as it was)."""
+    name = call.split("(")[0]
+    return (f"import sys; sys.path.insert(0, {_ROOT!r}); from distill.core.processes import {name}; {call}; "
+            f"sys.path.remove({_ROOT!r}); {program}")
+
+
+def _spawnv_passfds(path, args, passfds):
+    """multiprocessing starts every fresh interpreter here (spawn, forkserver, resource tracker)."""
+    args = list(args)
+    if "-c" in args and threading.current_thread() is threading.main_thread():
+        at = args.index("-c") + 1
+        if args[at].startswith(_GUARDED_PROGRAMS):
+            args[at] = _preceded_by(f"adopt({os.getpid()})", args[at])
+    return _SPAWN(path, args, passfds)
+
+
+def python_command(module: str, *args: str) -> list[str]:
+    """`python -m module args` for `start`, with `guard()` on in it: what it starts dies with it."""
+    program = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+    return [sys.executable, "-c", _preceded_by("guard()", program), module, *args]
 
 
 def _child_setup() -> None:
@@ -46,3 +137,4 @@ def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+

@@ -2,7 +2,8 @@
 
 Layers, from the outside in:
 - a wall-clock timeout, after which the whole process group is killed (SIGKILL);
-- its own session and process group (`start_new_session`);
+- its own session and process group (`start_new_session`); the launcher dies with the process that
+  started it (PR_SET_PDEATHSIG), SIGKILL included;
 - as root (CI containers, this machine): new network, PID and mount namespaces. The network
   namespace has no interfaces up, so nothing can be reached; the program's init process dies
   with the launcher (PR_SET_PDEATHSIG) and the kernel then kills everything left in the PID
@@ -41,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from distill.core.processes import die_with_parent
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
 NOBODY = 65534
@@ -202,6 +205,7 @@ def run_python(code: str, stdin: str = "", limits: Limits | None = None, harness
         def enter_namespaces() -> None:  # runs in the child between fork and exec
             if flags and ctypes.CDLL(None, use_errno=True).unshare(flags) != 0:
                 os._exit(125)
+            die_with_parent()  # after unshare, which may reset it; the launcher's init dies with the launcher
 
         with contextlib.ExitStack() as stack:
             stdin_file, out, err = (stack.enter_context(open(base / name, m)) for name, m in (("stdin", "rb"), ("stdout", "wb"), ("stderr", "wb")))

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from distill.core import processes
+
 # Modules imported once in the fork server, so that a fresh worker starts in milliseconds.
 PRELOAD = ("distill.core.verify",)
 # Before a task announces a risky phase it may take this long per item (honest rules are linear-time).
@@ -134,6 +136,7 @@ class WorkerPool:
 
     def __init__(self, workers: int = 1, memory_mb: int | None = 4096, default_deadline_s: float = DEFAULT_DEADLINE_S,
                  preload: tuple[str, ...] = PRELOAD):
+        processes.guard()  # the forkserver and the workers die with this process, SIGKILL included
         self.size = capped_workers(workers)
         self.memory_mb = memory_mb
         self.default_deadline_s = default_deadline_s

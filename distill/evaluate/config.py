@@ -12,6 +12,7 @@ from distill.core.data import FieldMap
 from distill.core.r1_format import MATH_INSTRUCTION
 from distill.core.verify.options import CodeOptions
 from teacher import backends
+from teacher.config import GpuMemoryUtilization, KvCacheMemoryBytes, MaxModelLen, MaxNumSeqs
 
 # Known benchmark names -> (hub dataset, split, field mapping). Used when no such file exists.
 KNOWN_BENCHMARKS: dict[str, tuple[str, str, FieldMap]] = {
@@ -39,6 +40,11 @@ class EvalSettings(CodeOptions):
     workers: int = Field(default=max(1, (os.cpu_count() or 2) - 1), ge=1, description="Answer-checking worker processes.")
     timeout: float = Field(default=10.0, gt=0, description="Seconds one math answer check may take (code tests: --code-timeout).")
     delimiters: Literal["r1", "sky-t1"] = Field(default="r1", description="Reasoning/answer tags of the completions (r1: <think>...</think>).")
+    # The vLLM engine's memory (the same settings as generate's; on CPU the KV cache is sized to the run).
+    max_model_len: MaxModelLen = None
+    max_num_seqs: MaxNumSeqs = None
+    gpu_memory_utilization: GpuMemoryUtilization = None
+    kv_cache_memory_bytes: KvCacheMemoryBytes = None
     generate: dict[str, Any] = Field(default_factory=dict, description="Extra settings passed to the generate stage (engine options).")
 
     @field_validator("backend")

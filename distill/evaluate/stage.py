@@ -197,8 +197,14 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig, s
 
 def _sample(config: EvalConfig, prompts: Path, output: Path, keep_engine: bool = False) -> dict[str, Any]:
     """k samples per problem with the generate stage (vLLM engine, endpoint or llama.cpp); its summary."""
-    from teacher.config import GenerateConfig
     from teacher.generate import run as generate
+
+    return generate(generate_config(config, prompts, output), keep_engine=keep_engine)
+
+
+def generate_config(config: EvalConfig, prompts: Path, output: Path):
+    """The generate stage's settings for sampling k completions per problem."""
+    from teacher.config import MEMORY_FIELDS, GenerateConfig
 
     settings = {
         "prompts": str(prompts),
@@ -215,14 +221,16 @@ def _sample(config: EvalConfig, prompts: Path, output: Path, keep_engine: bool =
     }
     if config.base_url:
         settings["base_url"] = config.base_url
+    settings.update({name: getattr(config, name) for name in MEMORY_FIELDS if getattr(config, name) is not None})
     settings.update(config.generate)
-    return generate(GenerateConfig.model_validate(settings), keep_engine=keep_engine)
+    return GenerateConfig.model_validate(settings)
 
 
 def _settings_hash(config: EvalConfig) -> str:
     import hashlib
 
-    keys = ("model", "benchmarks", "k", "temperature", "top_p", "max_tokens", "backend", "base_url", "instruction", "limit", "seed", "generate")
+    keys = ("model", "benchmarks", "k", "temperature", "top_p", "max_tokens", "backend", "base_url", "instruction", "limit", "seed",
+            "max_model_len", "generate")
     text = json.dumps(config.model_dump(mode="json", include=set(keys)), sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -245,6 +253,7 @@ def _named(field: str, value: str, config: EvalConfig) -> bool:
 STAGES = (
     Stage(
         name="eval", section="eval", default_run=True, config=EvalConfig, run=run, reads={"model": "model", "benchmarks": "heldout"},
-        writes={"output_dir": ""}, produces={"eval": ""}, operational=("workers",), remote=_named,
+        writes={"output_dir": ""}, produces={"eval": ""}, remote=_named,
+        operational=("workers", "gpu_memory_utilization", "kv_cache_memory_bytes", "max_num_seqs"),
     ),
 )

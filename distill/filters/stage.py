@@ -190,6 +190,9 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         summary = report.as_dict(
             rules=config.rules, workers=pool.size, seconds=round(time.perf_counter() - start, 2),
             input=config.input, output=config.output, rejected_file=config.rejected,
+            # what a dataset card states (distill publish-data): the benchmarks the problems were checked against
+            decontamination={"benchmarks": list(config.decontaminate.benchmarks), "ngram": config.decontaminate.ngram}
+            if "decontaminate" in config.rules else None,
         )
         if kept_frames.count:
             summary["logprobs"] = {"file": str(kept_frames.path), "records": kept_frames.count, "tokens": kept_frames.tokens}

@@ -23,9 +23,12 @@ STAGE_MODULES = (
     "teacher.generate",
     "distill.filters.stage",
     "students.train",
+    "students.onpolicy",
     "students.publish",
+    "distill.publish_data.stage",
     "distill.evaluate.stage",
     "distill.quickstart.stages",
+    "distill.quickstart.onpolicy",
 )
 # Sections a recipe may hold besides the stages' own.
 META_SECTIONS = ("name", "description", "run")

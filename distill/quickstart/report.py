@@ -86,8 +86,8 @@ def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
 
 
 def write_report(rows: list[dict[str, Any]], out: Path, filter_report: dict[str, Any] | None,
-                 title: str = "distill quickstart: tiny teacher -> smaller student") -> dict[str, Any]:
-    lines = verdicts(rows) + quantization_verdicts(rows)
+                 title: str = "distill quickstart: tiny teacher -> smaller student", extra: list[str] = ()) -> dict[str, Any]:
+    lines = verdicts(rows) + quantization_verdicts(rows) + list(extra)
     columns = _columns(rows)
     table = ["| " + " | ".join(c[0] for c in columns) + " |", "|" + "|".join(c[1] for c in columns) + "|"]
     for r in rows:

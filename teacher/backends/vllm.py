@@ -14,10 +14,14 @@ import contextlib
 import itertools
 import json
 import os
+import sys
 from typing import Any
 
+from distill.core import processes
+from distill.core.errors import StageError
 from distill.core.logprobs import TokenLogprobs
 from distill.core.r1_format import restore_prefill
+from teacher.backends import _vllm_memory
 from teacher.config import GenerateConfig
 from teacher.progress import Job, Sink
 from teacher.prompts import render
@@ -47,15 +51,26 @@ def engine_options(config: GenerateConfig) -> dict[str, Any]:
 
 
 def load_engine(config: GenerateConfig):
-    """The vllm.LLM for this teacher and these engine options (cached for the process)."""
+    """The vllm.LLM for this teacher and these engine options (cached for the process).
+
+    Its engine core and workers die with this process, SIGKILL included (`processes.guard`);
+    on CPU its KV cache is sized to the run (`_vllm_memory`); a start-up failure is one line.
+    """
     options = engine_options(config)
     key = json.dumps([config.teacher, options, config.reproducible], sort_keys=True, default=str)
     if key not in _ENGINES:
         import vllm
 
         release()  # one engine at a time: two would compete for the same GPU memory
-        with _engine_core_in_process(config.reproducible):
-            _ENGINES[key] = vllm.LLM(config.teacher, **options)
+        processes.guard()
+        options, chosen = _vllm_memory.plan(config.teacher, options)
+        if chosen:
+            print(chosen, file=sys.stderr, flush=True)
+        try:
+            with _engine_core_in_process(config.reproducible):
+                _ENGINES[key] = vllm.LLM(config.teacher, **options)
+        except Exception as exc:  # vLLM's start-up errors: a traceback here, the cause in its engine process's log
+            raise StageError(_vllm_memory.startup_failure(exc)) from None
     return _ENGINES[key]
 
 

@@ -224,31 +224,16 @@ def test_adapter_only_publish(runs, tmp_path):
     PeftModel.from_pretrained(base, str(out))
 
 
-class RecordingApi:
-    """Stands in for huggingface_hub.HfApi at the network boundary: records the calls."""
-
-    endpoint = "http://127.0.0.1:9"
-
-    def __init__(self):
-        self.calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def upload_folder(self, folder_path, repo_id, **kwargs):
-        files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
-        self.calls.append(("upload_folder", repo_id, files))
-
-
-def test_push_uploads_folder_and_never_writes_token(runs, tmp_path, monkeypatch):
+def test_push_uploads_folder_and_never_writes_token(runs, tmp_path, monkeypatch, hub_api):
     token = "hf_SeCrEtToKeN1234567890abcdef"
     monkeypatch.setenv("HF_TOKEN", token)
-    api = RecordingApi()
+    api = hub_api
     out = tmp_path / "pushed"
     summary = run(PublishConfig(run_dir=runs["lora"], output=out, push="me/student", private=True), api=api)
     assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]
     assert api.calls[0][2]["private"] is True and api.calls[1][1] == "me/student"
-    assert set(api.calls[1][2]) == {p.name for p in out.iterdir()}
+    assert api.calls[0][2]["repo_type"] == api.calls[1][2]["repo_type"] == "model"
+    assert set(api.calls[1][2]["files"]) == {p.name for p in out.iterdir()}
     assert summary["url"].endswith("me/student")
     for path in out.rglob("*"):
         assert token.encode() not in path.read_bytes()

@@ -3,6 +3,9 @@
 POST requests follow a fixed cycle of faults so that a test knows exactly how many it caused:
 HTTP 500, HTTP 429 with Retry-After, a connection dropped without an answer, a stall (no
 answer until the client gives up). Everything else is forwarded to the upstream server.
+Every answer closes its connection, unless `keep_alive`: then a connection that has served a
+request is dropped when the next request arrives on it ("stale"), as a server does when its
+keep-alive timeout closes an idle connection just as the client reuses it.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ DEFAULT_CYCLE = (None, "500", None, "429", None, "drop", None, None, "stall", No
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, cycle: tuple[str | None, ...] = DEFAULT_CYCLE, stall_s: float = 30.0, retry_after: str = "1"):
+    def __init__(self, upstream: str, cycle: tuple[str | None, ...] = DEFAULT_CYCLE, stall_s: float = 30.0, retry_after: str = "1",
+                 keep_alive: bool = False):
         self.upstream = upstream.rstrip("/")
+        self.keep_alive = keep_alive
         self.cycle = cycle
         self.stall_s = stall_s
         self.retry_after = retry_after
@@ -66,39 +71,48 @@ class FaultProxy:
         server.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            request_line, *header_lines = head.decode("latin-1").split("\r\n")
-            method, path, _ = request_line.split(" ", 2)
-            headers = dict(line.split(": ", 1) for line in header_lines if ": " in line)
-            length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
-            body = await reader.readexactly(length) if length else b""
-            fault = None
-            if method == "POST":
-                fault = self.cycle[self.posts % len(self.cycle)]
-                self.posts += 1
-            if fault:
-                self.faults[fault] += 1
-            if fault == "500":
-                await self._reply(writer, 500, b'{"error": "injected"}')
-            elif fault == "429":
-                await self._reply(writer, 429, b'{"error": "slow down"}', {"Retry-After": self.retry_after})
-            elif fault == "drop":
-                writer.transport.abort()  # reset, no answer
-            elif fault == "stall":
-                await asyncio.sleep(self.stall_s)
-            else:
-                forward = {k: v for k, v in headers.items() if k.lower() in ("content-type", "authorization")}
-                response = await self._client.request(method, self.upstream + path, content=body, headers=forward)
-                await self._reply(writer, response.status_code, response.content)
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line, *header_lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = request_line.split(" ", 2)
+                headers = dict(line.split(": ", 1) for line in header_lines if ": " in line)
+                length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), "0"))
+                body = await reader.readexactly(length) if length else b""
+                if served:  # keep-alive: the idle connection was closed as this request came in
+                    self.faults["stale"] += 1
+                    writer.transport.abort()
+                    return
+                fault = None
+                if method == "POST":
+                    fault = self.cycle[self.posts % len(self.cycle)]
+                    self.posts += 1
+                if fault:
+                    self.faults[fault] += 1
+                if fault == "500":
+                    await self._reply(writer, 500, b'{"error": "injected"}')
+                elif fault == "429":
+                    await self._reply(writer, 429, b'{"error": "slow down"}', {"Retry-After": self.retry_after})
+                elif fault == "drop":
+                    writer.transport.abort()  # reset, no answer
+                elif fault == "stall":
+                    await asyncio.sleep(self.stall_s)
+                else:
+                    forward = {k: v for k, v in headers.items() if k.lower() in ("content-type", "authorization")}
+                    response = await self._client.request(method, self.upstream + path, content=body, headers=forward)
+                    await self._reply(writer, response.status_code, response.content)
+                served += 1
+                if not self.keep_alive or fault in ("drop", "stall"):
+                    return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
 
-    @staticmethod
-    async def _reply(writer: asyncio.StreamWriter, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
-        lines = [f"HTTP/1.1 {status} X", "Content-Type: application/json", f"Content-Length: {len(body)}", "Connection: close"]
+    async def _reply(self, writer: asyncio.StreamWriter, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+        lines = [f"HTTP/1.1 {status} X", "Content-Type: application/json", f"Content-Length: {len(body)}",
+                 "Connection: keep-alive" if self.keep_alive else "Connection: close"]
         lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
         await writer.drain()

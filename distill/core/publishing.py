@@ -1,0 +1,81 @@
+"""What every publishing stage shares (`publish` for models, `publish-data` for datasets): the
+folder is built beside the output and moved into place whole, it is refused when it holds a
+token from the environment, and it is pushed with huggingface_hub.
+
+The token for a push comes from HF_TOKEN or the saved login (`hf auth login`), read by
+huggingface_hub itself: we never hold it, print it or write it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from distill.core.errors import StageError
+from distill.core.paths import temporary
+from distill.core.secrets import known_values
+
+
+@contextlib.contextmanager
+def staged(output: Path) -> Iterator[Path]:
+    """A fresh staging folder beside `output` (`.NAME.tmp-PID`); when the block finishes, it is
+    checked for secrets and replaces `output`. A failure leaves `output` as it was."""
+    staging = temporary(output)  # an interrupted run's leftover is removed here
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        assert_no_secrets(staging)
+        replace_folder(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace_folder(staging: Path, output: Path) -> None:
+    """Move the finished folder into place; an old output is removed only once the new one is complete."""
+    old = temporary(output, "old")
+    if output.exists():
+        os.replace(output, old)
+    os.replace(staging, output)
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def assert_no_secrets(folder: Path, chunk: int = 64 << 20) -> None:
+    """Refuse to publish a folder that contains the value of a token in the environment.
+
+    Files are read in chunks that overlap by the longest token, so a 100 GB GGUF is scanned
+    without being loaded and a token across a chunk boundary is still found. Compressed files
+    (Parquet pages, PNG) hide their text from this scan: their writers check what goes in.
+    """
+    secrets = [value.encode() for value in known_values()]
+    if not secrets:
+        return
+    overlap = max(map(len, secrets)) - 1
+    for path in folder.rglob("*"):
+        if not path.is_file():
+            continue
+        with open(path, "rb") as handle:
+            tail = b""
+            while block := handle.read(chunk):
+                window = tail + block
+                if any(secret in window for secret in secrets):
+                    raise StageError(f"refusing to publish: {path.relative_to(folder)} contains a token from the environment")
+                tail = window[-overlap:] if overlap else b""
+
+
+def push(folder: Path, repo_id: str, private: bool, api=None, repo_type: str = "model") -> str:
+    """Upload with huggingface_hub (`api`: an `HfApi`, a new one by default); returns the commit's URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = api or HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type)
+        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message="Upload with distill")
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise StageError(f"upload to {repo_id} failed: {str(exc).splitlines()[0]}") from None
+    prefix = "" if repo_type == "model" else f"{repo_type}s/"
+    return str(getattr(commit, "commit_url", None) or f"{api.endpoint}/{prefix}{repo_id}")

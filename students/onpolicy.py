@@ -1,0 +1,280 @@
+"""`distill onpolicy`: on-policy distillation of a student, after SFT (Qwen3's order).
+
+The student samples completions of the prompts, the teacher scores the student's own tokens, and
+the student minimises a per-token divergence to the teacher at the positions it visits (reverse KL
+by default; the generalized JSD with `beta`). students/onpolicy_trainer.py holds the step,
+students/onpolicy_teacher.py the teacher (local model or vLLM server).
+
+Why not TRL's DistillationTrainer as is (read in trl 1.16): it is built around its own data flow
+(a `prompt` column rendered with the tokenizer's template, its own model loading and vLLM
+generation whose weights reach the engine over NCCL, which CPUs lack), and its server-teacher
+variant (experimental) computes the full student logits and gives the reverse KL on a top-1 support
+with a tail bucket. We keep our presets, templates, prompt records, resume, token counts and
+report, and take TRL's memory-lean kernels for the loss itself (`ChunkedDivergenceFunction`,
+`ChunkedLogProbFunction`). Both need one tokenizer for student and teacher; it is checked.
+
+Run directory: the same contract as `distill train` (final/, train.json with an `onpolicy`
+section, checkpoints/), so `publish` and `eval` take it as they take an SFT run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from distill.core.data import input_kind, iter_rows
+from distill.core.errors import InputError
+from distill.core.paths import Out, check_io, named_paths
+from distill.core.stage import Stage
+from students.manifest import TrainManifest
+from students.onpolicy_config import OnPolicyConfig
+from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
+
+
+def student_folder(path: str) -> tuple[Path, TrainManifest | None]:
+    """The model folder of `path` (a train run's final/, or a model folder) and the run's train.json if any."""
+    folder = Path(path)
+    if (folder / "final" / "config.json").is_file():
+        manifest = TrainManifest.read(folder / "train.json") if (folder / "train.json").is_file() else None
+        return folder / "final", manifest
+    if (folder / "config.json").is_file():
+        return folder, None
+    raise InputError("not a model folder or a `distill train` run (no config.json, no final/)", where=path, field="student_model")
+
+
+def load_prompts(config: OnPolicyConfig, tokenizer, max_length: int) -> tuple[list[tuple[list, list[int]]], dict[str, int]]:
+    """(messages, token ids) of each distinct prompt, opened for the assistant's answer; prompts past max_length are skipped."""
+    seen, prompts, stats = set(), [], {"rows": 0, "distinct": 0, "too_long": 0}
+    for where, row in iter_rows(config.prompts):
+        stats["rows"] += 1
+        messages = row.get("messages")
+        if isinstance(messages, list) and messages:
+            last = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"), default=len(messages))
+            messages = messages[:last]
+        elif isinstance(row.get(config.field_problem), str):
+            messages = [{"role": "user", "content": row[config.field_problem]}]
+        else:
+            raise InputError(f"no `messages` and no '{config.field_problem}' text", where=where, field=config.field_problem)
+        key = json.dumps(messages, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        ids = _render(tokenizer, messages)
+        if len(ids) > max_length:
+            stats["too_long"] += 1
+            continue
+        prompts.append((messages, ids))
+    stats["distinct"] = len(seen)
+    if not prompts:
+        raise InputError(f"no usable prompts ({stats['rows']} rows, {stats['too_long']} longer than {max_length} tokens)",
+                         where=config.prompts, field="prompts")
+    return prompts, stats
+
+
+class PromptSet:
+    """Each prompt as the student's template renders it, and as the teacher's does (the teacher scores the student's
+    completion after its own prompt: an R1-distill teacher behind a ChatML student reads its own format)."""
+
+    def __init__(self, student_ids: list[list[int]], teacher_ids: list[list[int]]):
+        self.student_ids, self.teacher_ids = student_ids, teacher_ids
+
+    def __len__(self) -> int:
+        return len(self.student_ids)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        return {"input_ids": self.student_ids[index], "teacher_ids": self.teacher_ids[index]}
+
+
+class LeftPad:
+    """Prompts left-padded, so every completion starts at the same column."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, items):
+        import torch
+
+        width = max(len(item["input_ids"]) for item in items)
+        ids = [[self.pad_id] * (width - len(item["input_ids"])) + item["input_ids"] for item in items]
+        mask = [[0] * (width - len(item["input_ids"])) + [1] * len(item["input_ids"]) for item in items]
+        return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask),
+                "teacher_ids": [item["teacher_ids"] for item in items]}
+
+
+def _check(config: OnPolicyConfig) -> None:
+    for name, flag in (("student_model", "--student-model"), ("prompts", "--prompts"), ("output_dir", "--output"), ("teacher", "--teacher")):
+        if getattr(config, name) is None:
+            raise InputError(f"required ({flag})", field=name)
+    from students.layout import world_size
+
+    if world_size() > 1:  # the step calls the decoder directly, past a DDP/FSDP wrapper's forward and its gradient sync
+        raise InputError("distill onpolicy runs in one process for now (not under accelerate launch or torchrun)")
+    input_kind(config.prompts)
+    student_folder(config.student_model)
+    if config.base_url is None and not (Path(config.teacher) / "config.json").is_file():
+        raise InputError("not a model folder (a served teacher needs --base-url)", where=config.teacher, field="teacher")
+    run_dir = Path(config.output_dir)
+    check_io([Out(run_dir, "output_dir", kind="dir"), Out(run_dir / "final", "output_dir", kind="dir", replace=True),
+              Out(run_dir / "train.json", "output_dir")], named_paths(config, skip=("output_dir",)))
+    if (run_dir / "train.json").exists() and not (config.resume or config.overwrite):
+        raise InputError("already holds a finished run (use --resume to continue it or --overwrite)", where=str(run_dir), field="output_dir")
+
+
+def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]:
+    _check(config)
+    import torch
+    from transformers import AutoTokenizer, PrinterCallback, TrainingArguments
+
+    from distill.core.models import load_causal_lm
+    from students.loop import RichProgress
+    from students.onpolicy_teacher import LocalTeacher, ServerTeacher, check_same_vocabulary, end_of_turn
+    from students.onpolicy_trainer import OnPolicyTrainer
+    from students.train import _save_final
+
+    run_dir = Path(config.output_dir)
+    folder, sft = student_folder(config.student_model)
+    template = TEMPLATES[config.template or (sft.template if sft and sft.template else config.preset.template)]
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder), template, _pad_token(config, sft), where=str(folder))
+    max_length = config.max_length or config.preset.max_length
+    prompts, prompt_stats = load_prompts(config, tokenizer, max_length)
+
+    use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    dtype = torch.bfloat16 if use_bf16 else torch.float32
+    if config.base_url:
+        teacher = ServerTeacher(config.base_url, config.teacher, config.api_key_env, config.request_timeout, config.max_retries)
+        teacher.check_same_tokenizer(tokenizer)
+        teacher_ids = [teacher.prompt_ids(messages) or ids for messages, ids in prompts]
+        teacher_stop = tokenizer.convert_tokens_to_ids(config.teacher_stop_token) if config.teacher_stop_token else None
+    else:
+        teacher_tokenizer = check_same_vocabulary(tokenizer, config.teacher)
+        teacher = LocalTeacher(config.teacher, dtype)
+        teacher_ids = [_render(teacher_tokenizer, messages) or ids for messages, ids in prompts]
+        teacher_stop = (tokenizer.convert_tokens_to_ids(config.teacher_stop_token) if config.teacher_stop_token
+                        else end_of_turn(teacher_tokenizer))
+    model = load_causal_lm(str(folder), dtype=dtype, training=True)
+    model_config = json.loads((folder / "config.json").read_text())
+    stops = sft.stop_token_ids if sft and sft.stop_token_ids else stop_token_ids(tokenizer, template, model_config.get("eos_token_id"))
+    if config.base_url is None and teacher_stop is not None:
+        teacher.swap = (stops[0], teacher_stop)  # the full-vocabulary loss reads the teacher's end of turn as the student's
+
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"), per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate, max_steps=config.max_steps,
+        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio, max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit, bf16=use_bf16, gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False}, report_to=[], seed=config.seed, data_seed=config.seed,
+        remove_unused_columns=False, disable_tqdm=True, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+    )
+    trainer = OnPolicyTrainer(model=model, args=args, train_dataset=PromptSet([ids for _, ids in prompts], teacher_ids),
+                              data_collator=LeftPad(tokenizer.pad_token_id), processing_class=tokenizer,
+                              callbacks=[RichProgress(), *(callbacks or [])], teacher=teacher, settings=config,
+                              stop_ids=stops, teacher_stop=teacher_stop)
+    trainer.remove_callback(PrinterCallback)
+    resume_from = _checkpoint(run_dir) if config.resume else None
+    if resume_from:
+        trainer.restore_totals(resume_from)
+    started = time.perf_counter()
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        if config.base_url:
+            teacher.close()
+    elapsed = time.perf_counter() - started
+    manifest = _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer, result, prompt_stats, elapsed)
+    _save_final(trainer, tokenizer, run_dir, manifest)
+    return manifest.model_dump(mode="json")
+
+
+def _render(tokenizer, messages) -> list[int] | None:
+    """The prompt in the tokenizer's own chat template (None without one)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _pad_token(config: OnPolicyConfig, sft: TrainManifest | None) -> str:
+    return sft.pad_token if sft and sft.pad_token else config.preset.pad_token
+
+
+def _checkpoint(run_dir: Path) -> str:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoints = run_dir / "checkpoints"
+    found = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if found is None:
+        raise InputError("nothing to resume (no checkpoint-N under checkpoints/)", where=str(run_dir), field="resume")
+    return found
+
+
+def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer, result, prompt_stats, elapsed) -> TrainManifest:
+    totals = trainer.totals
+    history = trainer.state.log_history
+    kl_key = "reverse_kl" if config.beta == 1 else "divergence"
+    base = sft.model_dump(mode="json") if sft else {"student": config.student, "model_id": config.preset.model_id,
+                                                    "family": config.preset.family, "base_model": str(folder)}
+    onpolicy = {
+        "student_model": str(config.student_model), "teacher": config.teacher, "teacher_mode": config.teacher_mode,
+        "beta": config.beta, "temperature": config.temperature, "max_new_tokens": config.max_new_tokens,
+        "prompts": dict(prompt_stats, source=str(config.prompts)),
+        "teacher_tokens": {"prompt": totals["teacher_prompt_tokens"], "completion": totals["teacher_completion_tokens"]},
+        "sampled_tokens": totals["sampled_tokens"], "completions": totals["completions"], "stopped": totals["stopped"],
+        "seconds": {name: round(totals[f"{name}_s"], 2) for name in ("sample", "score", "update")},
+        "tokens_per_s": {name: round(totals["sampled_tokens"] / totals[f"{name}_s"], 1) if totals[f"{name}_s"] > 0 else None
+                         for name in ("sample", "score", "update")},
+        f"{kl_key}_curve": [[entry["step"], entry[kl_key]] for entry in history if kl_key in entry],
+    }
+    return TrainManifest(**{
+        **base, "method": "full", "template": template.name, "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token,
+        "stop_token_ids": stops, "lr": config.learning_rate, "epochs": None, "max_steps": config.max_steps,
+        "batch_size": config.batch_size, "grad_accum": config.grad_accum, "bf16": use_bf16, "packing": False,
+        "data": str(config.prompts), "objective": "on-policy", "onpolicy": onpolicy,
+        "sft": {"base_model": sft.base_model, "data": sft.data, "metrics": sft.metrics} if sft else None,
+        "metrics": {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 6),
+                    "train_loss_curve": [[e["step"], round(e["loss"], 6)] for e in history if "loss" in e],
+                    "train_runtime_s": round(elapsed, 2)},
+        "config": config.model_dump(mode="json"),
+    })
+
+
+def summary_table(summary: dict[str, Any]):
+    from rich.table import Table
+
+    on, metrics = summary["onpolicy"], summary["metrics"]
+    kl = on.get("reverse_kl_curve") or on.get("divergence_curve") or []
+    speed = on["tokens_per_s"]
+    table = Table(title=f"distill onpolicy: {summary['student']} (teacher {on['teacher_mode']}, beta {on['beta']})", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    rows = [
+        ("student", on["student_model"]),
+        ("prompts (distinct / skipped as too long)", f"{on['prompts']['distinct']} / {on['prompts']['too_long']}"),
+        ("optimizer steps", str(metrics["steps"])),
+        ("reverse KL per token (first -> last)" if on["beta"] == 1 else "divergence per token (first -> last)",
+         f"{kl[0][1]:.4f} -> {kl[-1][1]:.4f}" if kl else "-"),
+        ("completions (stopped / all)", f"{on['stopped']} / {on['completions']}"),
+        ("student tokens sampled", f"{on['sampled_tokens']:,}"),
+        ("teacher tokens read (prompt / completion)", f"{on['teacher_tokens']['prompt']:,} / {on['teacher_tokens']['completion']:,}"),
+        ("tokens/s: sample / score / update", " / ".join("-" if speed[k] is None else f"{speed[k]:,.0f}" for k in ("sample", "score", "update"))),
+        ("runtime", f"{metrics['train_runtime_s']:.0f} s"),
+        ("output", "final/ and train.json"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _served(field: str, value: str, config: OnPolicyConfig) -> bool:
+    return field == "teacher" and config.base_url is not None
+
+
+STAGES = (
+    Stage(
+        name="onpolicy", section="onpolicy", config=OnPolicyConfig, run=run,
+        reads={"student_model": "student_run", "prompts": "kept", "teacher": "teacher_model"},
+        writes={"output_dir": ""}, produces={"student_run": "", "onpolicy_run": ""}, remote=_served,
+    ),
+)

@@ -1,0 +1,105 @@
+"""`OnPolicyConfig`: one `distill onpolicy` run (the `onpolicy` section of a recipe).
+
+On-policy distillation continues a student (usually the SFT run's) on its own samples: the
+student writes a completion for a prompt, the teacher scores every token of it, and the student
+is pulled toward the teacher's distribution at the positions it actually visits. See
+students/onpolicy.py for the stage and the choices behind it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from students.presets import STUDENTS, StudentPreset
+from students.templates import TEMPLATES, known_template
+
+
+class OnPolicyConfig(BaseModel):
+    """One on-policy distillation run."""
+
+    model_config = ConfigDict(extra="forbid")
+    panels: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Student, prompts and output": ("student", "student_model", "prompts", "output_dir", "template", "field_problem"),
+        "Teacher": ("teacher", "base_url", "teacher_stop_token", "api_key_env", "request_timeout", "max_retries"),
+        "Loss and sampling": ("beta", "temperature", "max_new_tokens", "max_length"),
+        "Schedule": ("learning_rate", "max_steps", "batch_size", "grad_accum", "warmup_ratio", "lr_scheduler",
+                     "max_grad_norm", "seed", "gradient_checkpointing", "bf16"),
+        "Checkpoints and logging": ("save_steps", "save_total_limit", "logging_steps", "resume", "overwrite"),
+    }
+
+    student: str = Field(description=f"Student preset (its chat template and pad token): {', '.join(STUDENTS)}.",
+                         json_schema_extra={"flags": ["-s"]})
+    student_model: str | None = Field(
+        default=None, description="The student to continue: a `distill train` run directory (its final/) or a model folder.")
+    prompts: str | None = Field(
+        default=None, description="Prompts (JSONL/Parquet/dataset): `messages` (the turns before the last assistant one) "
+        "or a problem field; repeated prompts are used once.", json_schema_extra={"flags": ["--prompts", "-p"]})
+    field_problem: str = Field(default="problem", description="Column holding the problem when a row has no `messages`.")
+    output_dir: str | None = Field(default=None, description="Run directory: final/, train.json, onpolicy.json, checkpoints/.",
+                                   json_schema_extra={"flags": ["--output", "-o"]})
+    template: str | None = Field(default=None, description=f"Chat template ({', '.join(TEMPLATES)}); default: the family's.")
+
+    teacher: str | None = Field(
+        default=None, description="Teacher model folder (scored in this process), or the served model's name with --base-url. "
+        "It must share the student's tokenizer: the teacher scores the student's token ids.")
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible vLLM server of the teacher: tokens are scored through prompt "
+        "log-probabilities (/v1/completions with prompt_logprobs), which gives the sampled tokens' log-probabilities only.")
+    teacher_stop_token: str | None = Field(
+        default=None, description="The token the teacher ends its turn with, read in place of the student's stop token "
+        "(default: found from a local teacher's chat template; with a server, the student's stop token as is).")
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the server's API key (never printed).")
+    request_timeout: float = Field(default=600.0, gt=0, description="Seconds per scoring request.")
+    max_retries: int = Field(default=5, ge=0, description="Retries of a failed scoring request (backoff), then the run stops.")
+
+    beta: float = Field(
+        default=1.0, ge=0, le=1, description="Divergence per token: 1 = reverse KL(student||teacher), 0 = forward KL, "
+        "between = generalized JSD with mixture (1-beta)*student + beta*teacher (TRL's convention). A teacher on a "
+        "server supports 1 only.")
+    temperature: float = Field(default=1.0, gt=0, description="Student sampling temperature (the loss uses both models at 1).")
+    max_new_tokens: int = Field(default=2048, ge=1, description="Longest completion the student samples.")
+    max_length: int | None = Field(default=None, ge=16, description="Longest prompt in tokens (longer are skipped); default: the preset's.")
+
+    learning_rate: float = Field(default=1e-6, gt=0, description="Peak learning rate.", json_schema_extra={"flags": ["--lr"]})
+    max_steps: int = Field(default=100, gt=0, description="Optimizer steps.")
+    batch_size: int = Field(default=4, ge=1, description="Prompts sampled per micro-step.")
+    grad_accum: int = Field(default=1, ge=1, description="Micro-steps per optimizer step.")
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Fraction of steps with linear warmup.")
+    lr_scheduler: str = Field(default="constant", description="transformers scheduler name (constant, cosine, linear, ...).")
+    max_grad_norm: float = Field(default=1.0, gt=0, description="Gradient clipping norm.")
+    seed: int = Field(default=42, description="Seed for prompt order and sampling (each step's samples are seeded by the step).")
+    gradient_checkpointing: bool = Field(default=False, description="Recompute activations in backward to save memory.")
+    bf16: bool | None = Field(default=None, description="bf16 mixed precision (default: on where the GPU supports it).")
+
+    save_steps: int = Field(default=50, ge=1, description="Checkpoint every N optimizer steps.")
+    save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept.")
+    logging_steps: int = Field(default=1, ge=1, description="Log the loss and teacher tokens every N steps.")
+    resume: bool = Field(default=False, description="Continue from the newest checkpoint in output_dir/checkpoints.")
+    overwrite: bool = Field(default=False, description="Replace a finished run in output_dir.")
+
+    @field_validator("student")
+    @classmethod
+    def _known_student(cls, name: str) -> str:
+        if name not in STUDENTS:
+            raise ValueError(f"unknown student '{name}' (known: {', '.join(STUDENTS)})")
+        return name
+
+    _known_template = field_validator("template")(known_template)
+
+    @model_validator(mode="after")
+    def _server_is_reverse_kl(self) -> OnPolicyConfig:
+        if self.base_url and self.beta != 1:
+            # The server returns log p_teacher of the sampled token only; the forward KL and the JSD need the
+            # teacher's whole distribution (TRL's server variant falls back to a top-1 support there).
+            raise ValueError("a teacher on a server scores the sampled tokens only: beta must be 1 (reverse KL)")
+        return self
+
+    @property
+    def preset(self) -> StudentPreset:
+        return STUDENTS[self.student]
+
+    @property
+    def teacher_mode(self) -> Literal["server", "local"]:
+        return "server" if self.base_url else "local"
