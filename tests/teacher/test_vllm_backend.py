@@ -163,10 +163,13 @@ def test_records_sampled_ids_and_the_teachers_top_k(make_config, tiny_qwen, tmp_
         logits = model(torch.tensor([prompt_ids + lp.ids.tolist()])).logits[0, len(prompt_ids) - 1:-1]
     reference = torch.log_softmax(logits.float(), dim=-1)
     top = reference.topk(5, dim=-1)
-    assert np.array_equal(top.indices.numpy(), lp.top_ids)
-    assert np.allclose(top.values.numpy(), lp.top_logprobs.astype(np.float32), atol=0.02)
+    # the engine runs bf16, transformers fp32 here: near-ties may swap places, so values are compared, and
+    # every recorded id must carry the reference's log-probability
+    assert np.allclose(top.values.numpy(), lp.top_logprobs.astype(np.float32), atol=0.05)
+    at_recorded = reference.gather(1, torch.from_numpy(lp.top_ids.astype(np.int64)))
+    assert np.allclose(at_recorded.numpy(), lp.top_logprobs.astype(np.float32), atol=0.05)
     sampled = reference.gather(1, torch.tensor(lp.ids.tolist())[:, None].long()).squeeze(1)
-    assert np.allclose(sampled.numpy(), lp.logprob.astype(np.float32), atol=0.02)
+    assert np.allclose(sampled.numpy(), lp.logprob.astype(np.float32), atol=0.05)
 
 
 def test_resume_after_a_crash_between_frame_and_line(make_config, tmp_path):
