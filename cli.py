@@ -59,11 +59,18 @@ def _console():
 @stage_command(app, "generate", GenerateConfig, section="generate", arguments=["prompts"], sections=sections)
 def generate(config: GenerateConfig) -> None:
     """Sample chain-of-thought traces from the teacher (R1 defaults), resumable and sharded."""
+    from distill.core.errors import BudgetReached
     from teacher.generate import run
     from teacher.progress import summary_table
 
     console = _console()
-    console.print(summary_table(run(config, console=console)))
+    try:
+        summary = run(config, console=console)
+    except BudgetReached as exc:  # the table of what was done, then the one line saying why it stopped
+        if "samples_written" in exc.summary:
+            console.print(summary_table(exc.summary))
+        raise
+    console.print(summary_table(summary))
 
 
 @app.command("merge")
@@ -178,32 +185,15 @@ def run_recipe(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate every stage's settings and show the plan; loads no model."),
     print_config: bool = typer.Option(False, "--print-config", help="Print every stage's resolved configuration and exit."),
     force: bool = typer.Option(False, "--force", help="Run in a directory that holds files distill did not write (they are left untouched)."),
+    budget: float | None = typer.Option(None, "--budget", help="Stop cleanly (exit 3, resumable) when the teacher samples cost this much (generate's price_in/price_out)."),
+    budget_tokens: int | None = typer.Option(None, "--budget-tokens", help="Stop cleanly (exit 3, resumable) at this many teacher completion tokens."),
+    pilot: int | None = typer.Option(None, "--pilot", min=1, help="Generate and filter this many prompts, print the forecast of tokens and money, stop (the samples are reused)."),
 ) -> None:
     """Run a recipe's stages (generate, filter, train, publish, eval) in one run directory; unchanged stages are skipped."""
-    from distill.core.config import dump
-    from distill.pipeline.log import describe, plan_table, summary_table
-    from distill.pipeline.run import execute, plan
+    from distill.pipeline.command import run_command
 
-    ctx, planned = plan(recipe, output, start, until, sets)
-    console = _console()
-    if print_config:
-        for item in planned:
-            typer.echo(f"# --- {item.name}\n{item.name}:")
-            typer.echo("".join(f"  {line}\n" for line in dump(item.config).splitlines()), nl=False)
-        return
-    rows = describe(ctx, planned)
-    if dry_run:
-        console.print(plan_table(ctx, rows))
-        for row in rows:
-            for path in row["missing"]:
-                typer.echo(f"note: {row['stage']} reads {path}, which is not found yet (needed when the stage runs)")
-        typer.echo(f"settings valid for {len(rows)} stage(s) of {recipe}; dry run: nothing loaded, nothing written")
-        return
-    for row in rows:  # fail before any stage runs, not hours into the run
-        if row["missing"] and not row["action"].startswith("skip"):
-            raise InputError(f"stage '{row['stage']}' reads {row['missing'][0]}, which does not exist", where=str(recipe))
-    results = execute(ctx, planned, recipe.read_text(encoding="utf-8"), console, force=force)
-    console.print(summary_table(ctx, results))
+    run_command(recipe, output, start, until, sets, dry_run=dry_run, print_config=print_config, force=force,
+                budget=budget, budget_tokens=budget_tokens, pilot=pilot, console=_console())
 
 
 def _say(prefix: str, message: str) -> None:
@@ -218,10 +208,14 @@ def main() -> None:
     """Entry point: every failure is one line on stderr, never a traceback.
 
     exit 2: a user's mistake (input, configuration, paths), nothing written; exit 1: the
-    environment failed mid-run (full disk, server gone), earlier outputs kept; exit 130: Ctrl-C.
+    environment failed mid-run (full disk, server gone), earlier outputs kept; exit 3: stopped at
+    the budget (--budget/--budget-tokens), resumable with a higher one; exit 130: Ctrl-C.
     DISTILL_TRACEBACK=1 shows the traceback of an unexpected error.
     """
     import os
+
+    from distill.core.errors import EXIT_BUDGET, BudgetReached
+
     processes.guard()  # whatever a stage starts (engines, workers, servers) dies with this process
     try:
         # The command itself, without typer's own handling around it: that turns Ctrl-C into a
@@ -235,6 +229,9 @@ def main() -> None:
     except StageError as exc:
         _say("failed", str(exc))
         sys.exit(1)
+    except BudgetReached as exc:  # a clean, resumable stop: not a failure, not a success either
+        _say("stopped", str(exc))
+        sys.exit(EXIT_BUDGET)
     except KeyboardInterrupt as exc:
         _say("interrupted", str(exc) if isinstance(exc, Interrupted) else "outputs are as they were, or resumable: re-run the same command")
         sys.exit(EXIT_INTERRUPTED)

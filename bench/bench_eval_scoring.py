@@ -2,40 +2,32 @@
 agreement with the harness that produced them.
 
 Input: ../shared/data/traces/sky-t1-27b_math500.jsonl (500 MATH-500 problems, one greedy trace
-each, with the Qwen2.5-Math harness's verdict). Each trace is one sample (k=1), so pass@1 here
+each, with the Qwen2.5-Math harness's verdict), read as it is through the openr1 preset. Each trace is one sample (k=1), so pass@1 here
 is plain accuracy; it is compared with the harness's. Run: python bench/bench_eval_scoring.py [WORKERS]
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-TRACES = Path(os.environ.get("DISTILL_SHARED_DATA") or ROOT.parent / "shared" / "data") / "traces" / "sky-t1-27b_math500.jsonl"
+from sky_t1 import LAYOUT, files  # the real traces, read through the openr1 preset as they are
 
 
 def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from distill.core.records import Trace, sample_id
+    from distill.core.layouts import TraceLayout, read_traces
     from distill.evaluate.stage import EvalConfig, score_and_write
 
-    if not TRACES.exists():
-        sys.exit(f"{TRACES} not found")
     workers = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-    rows = [json.loads(line) for line in TRACES.read_text().splitlines() if line.strip()]
-    traces, harness = [], {}
-    for index, row in enumerate(rows):
-        pid = f"math500/{index}"
-        traces.append(Trace(problem_id=pid, problem=row["question"], answer=str(row["gt"]), id=sample_id(pid, 0), sample_index=0,
-                            completion=row["code"][0], finish_reason="stop"))
-        harness[str(index)] = bool(row["score"][0])
+    traces = list(read_traces(str(files()[0]), TraceLayout(**LAYOUT)))
+    harness = {trace.problem_id: bool(trace.model_extra["score"]) for trace in traces}  # the harness's verdict, carried
+    traces = [trace.model_copy(update={"problem_id": f"math500/{trace.problem_id}"}) for trace in traces]  # scoring wants BENCHMARK/ID
     with tempfile.TemporaryDirectory() as tmp:
         config = EvalConfig(model="sky-t1-27b", benchmarks=["math500"], output_dir=Path(tmp), k=1, workers=workers, delimiters="sky-t1")
         started = time.perf_counter()

@@ -1,8 +1,9 @@
-"""Filter throughput and memory on the real Sky-T1 traces, replicated. Prints a table.
+"""Filter throughput and memory on the real Sky-T1 traces, replicated, read as they are through
+the openr1 preset (bench/sky_t1.py). Prints a table.
 
 (a) the full default rule set on 1 worker vs a bare math-verify parse-and-verify loop over the
     same records (target: ratio >= 0.8);
-(b) 2 workers vs 1 (target: >= 1.7x; needs 2 free cores: the parent only ships raw lines and writes);
+(b) 2 workers vs 1 (target: >= 1.7x; needs 2 free cores: the parent only reads and maps rows, ships them and writes);
 (c) peak memory (sum of RSS over the run's processes) at 100k records vs 10k (target <= 1.2).
 
     python bench/bench_filter.py [--records 10000] [--memory-records 100000]
@@ -20,20 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
-DATA = Path(os.environ.get("DISTILL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data") / "traces"
+from sky_t1 import LAYOUT, files  # the real traces, read through the openr1 preset as they are
 
 
 def build(path: Path, count: int) -> None:
-    rows = []
-    for name in ("math500", "minerva"):
-        for line in (DATA / f"sky-t1-27b_{name}.jsonl").open():
-            row = json.loads(line)
-            rows.append({"problem": row["question"], "answer": str(row.get("answer") or row["gt"]), "completion": row["code"][0]})
+    """The real rows, unchanged but for `idx`: replicas must be distinct problems (dedup must not drop them)."""
+    rows = [json.loads(line) for source in files() for line in source.open()]
     with path.open("w") as out:
         for i in range(count):
             row = rows[i % len(rows)]
-            pid = f"r{i // len(rows)}-{i % len(rows)}"  # replicas are distinct problems (dedup must not drop them)
-            out.write(json.dumps({**row, "problem_id": pid, "id": pid, "sample_index": 0}) + "\n")
+            out.write(json.dumps({**row, "idx": f"r{i // len(rows)}-{i % len(rows)}"}) + "\n")
 
 
 def bare_loop(path: Path) -> float:
@@ -42,7 +39,7 @@ def bare_loop(path: Path) -> float:
     start = time.perf_counter()
     for line in path.open():
         row = json.loads(line)
-        verify(parse(f"${row['answer']}$"), parse(row["completion"]))
+        verify(parse(f"${row['gt']}$"), parse(row["code"][0]))
     return time.perf_counter() - start
 
 
@@ -57,10 +54,12 @@ def filter_seconds(path: Path, workers: int, rules: list[str] | None = None) -> 
         "if __name__ == '__main__':\n"
         "    extra = {'rules': json.loads(sys.argv[3])} if sys.argv[3] != 'null' else {}\n"
         "    start = time.perf_counter()\n"
-        "    run(FilterConfig(input=sys.argv[1], output=sys.argv[1] + '.kept.jsonl', delimiters='sky-t1', workers=int(sys.argv[2]), **extra))\n"
+        "    run(FilterConfig(input=sys.argv[1], output=sys.argv[1] + '.kept.jsonl', workers=int(sys.argv[2]), **json.loads(sys.argv[4]), **extra))\n"
         "    print(time.perf_counter() - start)\n"
     )
-    child = subprocess.Popen([sys.executable, "-c", code, str(path), str(workers), json.dumps(rules)], stdout=subprocess.PIPE, text=True)
+    layout = dict(LAYOUT, fields={**LAYOUT["fields"], "id": "idx"})
+    child = subprocess.Popen([sys.executable, "-c", code, str(path), str(workers), json.dumps(rules), json.dumps(layout)],
+                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
     tree_peak = parent_peak = 0
     root = psutil.Process(child.pid)
     while child.poll() is None:

@@ -3,7 +3,9 @@
 that changed, the hand readings of the disagreements, and the filter table of the README.
 
 Input: ../shared/data/traces (500 MATH-500 + 272 Minerva traces, one each, with the verdicts of
-Qwen2.5-Math's grader; reference: MATH-500's original `answer`, else the grader's `gt`).
+Qwen2.5-Math's grader; reference: MATH-500's original `answer`, else the grader's `gt`), read as
+they are through the openr1 preset (bench/sky_t1.py: `--field-answer answer` for MATH-500,
+`gt` for Minerva), then written as this project's records for both checkers.
 - Agreement: the real filter stage (`format` + `correctness`, every verdict evaluated,
   `--delimiters sky-t1`), once with the checker of `--base` (its `distill/` exported by
   `git archive` into a temporary directory and run in a child process) and once with this
@@ -28,6 +30,8 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+
+from sky_t1 import LAYOUT  # the real traces' columns, named for the openr1 preset
 
 ROOT = Path(__file__).resolve().parents[1]
 READINGS = Path(__file__).with_name("verify_readings.json")
@@ -55,18 +59,21 @@ if __name__ == "__main__":
 
 
 def load_traces(data: Path, path: Path) -> dict[str, bool]:
-    """Writes the traces as records to `path`; returns the grader's verdict per id."""
+    """Reads the traces as they are, through the openr1 preset (bench/sky_t1.py), and writes them
+    as this project's records to `path` (the checker of `--base` may predate the presets); returns
+    the grader's verdict per id."""
     from distill.core.data import write_records
+    from distill.core.layouts import TraceLayout, read_traces
     from distill.core.records import Trace
 
     traces, grader = [], {}
-    for name in ("math500", "minerva"):
-        for line in (data / "traces" / f"sky-t1-27b_{name}.jsonl").open():
-            row = json.loads(line)
-            tid = f"{name}-{row['idx']}"
-            traces.append(Trace(problem_id=tid, id=tid, sample_index=0, problem=row["question"],
-                                answer=str(row.get("answer") or row["gt"]), completion=row["code"][0]))
-            grader[tid] = bool(row["score"][0])
+    for name, answer in (("math500", "answer"), ("minerva", "gt")):  # MATH-500's original answer, else the grader's
+        layout = TraceLayout(**{**LAYOUT, "fields": {**LAYOUT["fields"], "answer": answer, "id": "idx"}})
+        for trace in read_traces(str(data / "traces" / f"sky-t1-27b_{name}.jsonl"), layout):
+            tid = f"{name}-{trace.problem_id}"
+            own = {key: getattr(trace, key) for key in Trace.model_fields if key != "source"}
+            traces.append(Trace(**own | {"problem_id": tid, "id": tid}))
+            grader[tid] = bool(trace.model_extra["score"])  # the harness's verdict, carried (one per sample)
     write_records(path, traces)
     return grader
 
@@ -111,6 +118,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("DISTILL_SHARED_DATA", ROOT.parent / "shared" / "data")))
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))  # this checkout's distill in this process too (the traces are read through its presets)
     from rich.console import Console
     from rich.table import Table
 

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from distill.core.layouts import TraceLayout
 from students.presets import STUDENTS, StudentPreset
 from students.templates import TEMPLATES
 
 
-class TrainConfig(BaseModel):
-    """One `distill train` run (the `train` section of a recipe)."""
+class TrainConfig(TraceLayout):
+    """One `distill train` run (the `train` section of a recipe); `data` is read in the --preset layout."""
 
     model_config = ConfigDict(extra="forbid")
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
         "Student, data and output": ("student", "data", "output_dir", "method", "base_model", "template"),
+        **TraceLayout.panels,
         "Schedule": ("max_length", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "warmup_ratio",
                      "lr_scheduler", "weight_decay", "max_grad_norm", "seed"),
         "Memory and speed": ("packing", "gradient_checkpointing", "bf16", "attn_implementation", "loss_kernel",
@@ -35,18 +37,19 @@ class TrainConfig(BaseModel):
     student: str = Field(description=f"Student preset: {', '.join(STUDENTS)}.", json_schema_extra={"flags": ["-s"]})
     # Optional here so that `distill train --student NAME --plan` works without data; run()
     # requires both before doing anything else.
-    data: str | None = Field(default=None, description="Kept traces (JSONL/Parquet/dataset) with `messages` or problem + completion.", json_schema_extra={"flags": ["-d"]})
+    data: str | None = Field(default=None, description="Kept traces (JSONL/Parquet/dataset/hub id) with `messages` or problem + completion; "
+                             "or a public trace set in its --preset layout.", json_schema_extra={"flags": ["-d"]})
     output_dir: str | None = Field(default=None, description="Run directory: final/, train.json, checkpoints/.", json_schema_extra={"flags": ["--output", "-o"]})
     method: Literal["full", "lora", "qlora"] = Field(default="full", description="full fine-tuning, LoRA or QLoRA (4-bit NF4).", json_schema_extra={"switches": {"--lora": "lora", "--qlora": "qlora"}})
-    base_model: str | None = Field(default=None, description="Path or hub id overriding the preset's base model.")
+    base_model: str | None = Field(default=None, description="Path or hub id overriding the student preset's base model.")
     template: str | None = Field(default=None, description=f"Training chat template ({', '.join(TEMPLATES)}); default: the family's.")
 
     max_length: int | None = Field(default=None, ge=16, description="Longest sequence in tokens; longer samples are dropped and counted.")
-    learning_rate: float | None = Field(default=None, gt=0, description="Peak learning rate (default: preset).", json_schema_extra={"flags": ["--lr"]})
-    epochs: float | None = Field(default=None, gt=0, description="Training epochs (default: preset).")
+    learning_rate: float | None = Field(default=None, gt=0, description="Peak learning rate (default: the student preset's).", json_schema_extra={"flags": ["--lr"]})
+    epochs: float | None = Field(default=None, gt=0, description="Training epochs (default: the student preset's).")
     max_steps: int | None = Field(default=None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
     batch_size: int = Field(default=1, ge=1, description="Packed sequences (or padded samples) per GPU per micro-step.")
-    grad_accum: int | None = Field(default=None, ge=1, description="Gradient accumulation steps (default: reach the preset's global batch).")
+    grad_accum: int | None = Field(default=None, ge=1, description="Gradient accumulation steps (default: reach the student preset's global batch).")
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Fraction of steps with linear warmup.")
     lr_scheduler: str = Field(default="cosine", description="transformers scheduler name (cosine, linear, constant_with_warmup, ...).")
     weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
@@ -102,10 +105,10 @@ class TrainConfig(BaseModel):
     resume: bool = Field(default=False, description="Continue from the newest checkpoint in output_dir/checkpoints.")
     overwrite: bool = Field(default=False, description="Replace a finished run in output_dir.")
 
-    gpus: int | None = Field(default=None, ge=1, description="GPUs for the planner (default: visible GPUs or the preset's).")
+    gpus: int | None = Field(default=None, ge=1, description="GPUs for the planner (default: visible GPUs or the student preset's).")
     gpu_memory_gib: float | None = Field(default=None, gt=0, description="Memory per GPU for the planner (default: detected, else 80).", json_schema_extra={"flags": ["--gpu-memory"]})
     sharding: Literal["none", "zero2", "zero3", "zero3-offload", "fsdp"] | None = Field(
-        default=None, description="How states are sharded over GPUs, for the planner (default: from the preset)."
+        default=None, description="How states are sharded over GPUs, for the planner (default: from the student preset)."
     )
 
     @field_validator("student")
@@ -131,10 +134,10 @@ class TrainConfig(BaseModel):
         return name
 
     @property
-    def preset(self) -> StudentPreset:
+    def student_preset(self) -> StudentPreset:
         return STUDENTS[self.student]
 
     def value(self, name: str):
         """A hyperparameter with the preset's default filled in."""
         own = getattr(self, name)
-        return own if own is not None else getattr(self.preset, name)
+        return own if own is not None else getattr(self.student_preset, name)

@@ -2,7 +2,8 @@
 
 - Each record becomes a conversation: its `messages`, or (problem, completion) when a record
   has none. R1 completions often lack the opening `<think>` (the server prefills it); it is
-  put back so the student learns to open its reasoning itself.
+  put back so the student learns to open its reasoning itself. Public trace sets are read
+  through their layout (distill.core.layouts); their completions are rewritten in R1 form.
 - Token ids and the loss mask come from one `apply_chat_template` call (templates.py): the
   labels are the assistant turns including their closing eos; everything else is -100.
 - Samples longer than max_length are dropped and counted, never truncated: a cut chain of
@@ -26,7 +27,8 @@ from typing import Any
 from distill.core.data import iter_rows, validate_record
 from distill.core.errors import InputError
 from distill.core.ids import UniqueIds
-from distill.core.r1_format import with_think_open
+from distill.core.layouts import PRESETS, TraceLayout, map_row
+from distill.core.r1_format import DELIMITER_PRESETS, in_r1_form
 from distill.core.records import Trace
 
 ROLES = ("system", "user", "assistant")
@@ -46,23 +48,34 @@ class LoadStats:
 # ---------------------------------------------------------------------------- records -> conversations
 
 
-def conversation_of(row: dict[str, Any], where: str) -> list[dict[str, str]] | None:
-    """The SFT conversation of one input row; None for a row the filter rejected."""
-    if "messages" in row and "completion" not in row:
-        messages = row["messages"]  # plain SFT rows ({"messages": [...]}) are accepted too
-    else:
-        trace = validate_record(Trace, row, where)  # kept Trace records (or plain {"messages": [...]} rows, above)
+def conversations_of(row: dict[str, Any], where: str, layout: TraceLayout | None = None) -> list[list[dict[str, str]] | None]:
+    """The SFT conversations of one input row (one per sample it holds); None for a sample the
+    filter rejected. Completions in other delimiters are rewritten in R1 form."""
+    layout = layout or TraceLayout()
+    if PRESETS[layout.preset].own and "messages" in row and "completion" not in row:
+        return [checked_conversation(row["messages"], where)]  # plain SFT rows ({"messages": [...]}) are accepted too
+    out: list[list[dict[str, str]] | None] = []
+    for values in map_row(row, layout, where):
+        trace = validate_record(Trace, values, where)
         if trace.rejected_by:
-            return None
-        messages = messages_of(trace)
-    return checked_conversation(messages, where)
+            out.append(None)
+            continue
+        out.append(checked_conversation(messages_of(trace, layout.delimiters), where))
+    return out
 
 
-def messages_of(trace: Trace) -> list[dict[str, str]]:
-    """The trace's SFT conversation: the filter's `messages`, else (problem, completion)."""
+def conversation_of(row: dict[str, Any], where: str) -> list[dict[str, str]] | None:
+    """The SFT conversation of one row of this project's layout (a kept record or plain SFT row)."""
+    (conversation,) = conversations_of(row, where)
+    return conversation
+
+
+def messages_of(trace: Trace, delimiters: str = "r1") -> list[dict[str, str]]:
+    """The trace's SFT conversation: the filter's `messages`, else (problem, completion in R1 form
+    whatever its `delimiters`)."""
     return trace.messages or [
         {"role": "user", "content": trace.problem},
-        {"role": "assistant", "content": with_think_open(trace.completion)},
+        {"role": "assistant", "content": in_r1_form(trace.completion, DELIMITER_PRESETS[delimiters])},
     ]
 
 
@@ -82,20 +95,22 @@ def checked_conversation(messages: Any, where: str) -> list[dict[str, str]]:
     return messages
 
 
-def load_conversations(source: str | os.PathLike, stats: LoadStats | None = None) -> list[list[dict[str, str]]]:
-    """All usable conversations of `source`; InputError if there are none."""
+def load_conversations(source: str | os.PathLike, stats: LoadStats | None = None, layout: TraceLayout | None = None) -> list[list[dict[str, str]]]:
+    """All usable conversations of `source` (in `layout`, this project's by default); InputError if there are none."""
     stats = stats if stats is not None else LoadStats()
+    layout = layout or TraceLayout()
+    own = PRESETS[layout.preset].own
     conversations = []
     ids = UniqueIds()  # one sample twice would be trained on twice
     for where, row in iter_rows(source):
         stats.rows += 1
-        if isinstance(row.get("id"), str):
+        if own and isinstance(row.get("id"), str):  # public layouts' ids are derived, duplicates are theirs
             ids.see(row["id"], where)
-        conversation = conversation_of(row, where)
-        if conversation is None:
-            stats.rejected_skipped += 1
-            continue
-        conversations.append(conversation)
+        for conversation in conversations_of(row, where, layout):
+            if conversation is None:
+                stats.rejected_skipped += 1
+                continue
+            conversations.append(conversation)
     if not conversations:
         raise InputError(f"no usable rows ({stats.rows} read, {stats.rejected_skipped} marked rejected)", where=str(source))
     return conversations

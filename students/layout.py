@@ -48,19 +48,19 @@ def plan_inputs(config: TrainConfig, base_config: dict[str, Any] | None = None) 
     from students.planner import check_sequence_parallel
 
     cuda = torch.cuda.is_available()
-    gpus = config.gpus or (max(world_size(), torch.cuda.device_count()) if cuda else config.preset.gpus)
+    gpus = config.gpus or (max(world_size(), torch.cuda.device_count()) if cuda else config.student_preset.gpus)
     memory = config.gpu_memory_gib or (torch.cuda.get_device_properties(0).total_memory / GIB if cuda else 80.0)
-    sharding = config.sharding or SHARDING_OF_CONFIG.get(config.preset.accelerate, config.preset.accelerate)
+    sharding = config.sharding or SHARDING_OF_CONFIG.get(config.student_preset.accelerate, config.student_preset.accelerate)
     if gpus == 1 and sharding != "zero3-offload":
         sharding = "none"
-    arch = arch_of(config.base_model, config.preset) if base_config is None else _arch(base_config)
+    arch = arch_of(config.base_model, config.student_preset) if base_config is None else _arch(base_config)
     sp = config.value("sequence_parallel")
     problem = check_sequence_parallel(arch, sp, gpus, sharding)
     if problem and config.sequence_parallel is None:
         sp = 1  # the preset's degree does not fit these GPUs (one GPU, no DeepSpeed): each GPU takes whole sequences
     elif problem:
         raise InputError(problem, field="sequence_parallel")
-    model_type = (base_config or {}).get("model_type") or {"qwen": "qwen2", "llama": "llama"}[config.preset.family]
+    model_type = (base_config or {}).get("model_type") or {"qwen": "qwen2", "llama": "llama"}[config.student_preset.family]
     tokens = config.batch_size * config.value("max_length")
     return {"arch": arch, "gpus": gpus, "gpu_memory_gib": memory, "sharding": sharding, "tokens": tokens, "sp": sp,
             "loss": resolve_loss(config.loss_kernel, model_type), "loss_chunk": config.loss_chunk_size}

@@ -135,9 +135,9 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
 
     run_dir = Path(config.output_dir)
     folder, sft = student_folder(config.student_model)
-    template = TEMPLATES[config.template or (sft.template if sft and sft.template else config.preset.template)]
+    template = TEMPLATES[config.template or (sft.template if sft and sft.template else config.student_preset.template)]
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder), template, _pad_token(config, sft), where=str(folder))
-    max_length = config.max_length or config.preset.max_length
+    max_length = config.max_length or config.student_preset.max_length
     prompts, prompt_stats = load_prompts(config, tokenizer, max_length)
 
     use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
@@ -197,7 +197,7 @@ def _render(tokenizer, messages) -> list[int] | None:
 
 
 def _pad_token(config: OnPolicyConfig, sft: TrainManifest | None) -> str:
-    return sft.pad_token if sft and sft.pad_token else config.preset.pad_token
+    return sft.pad_token if sft and sft.pad_token else config.student_preset.pad_token
 
 
 def _checkpoint(run_dir: Path) -> str:
@@ -214,8 +214,8 @@ def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer
     totals = trainer.totals
     history = trainer.state.log_history
     kl_key = "reverse_kl" if config.beta == 1 else "divergence"
-    base = sft.model_dump(mode="json") if sft else {"student": config.student, "model_id": config.preset.model_id,
-                                                    "family": config.preset.family, "base_model": str(folder)}
+    base = sft.model_dump(mode="json") if sft else {"student": config.student, "model_id": config.student_preset.model_id,
+                                                    "family": config.student_preset.family, "base_model": str(folder)}
     onpolicy = {
         "student_model": str(config.student_model), "teacher": config.teacher, "teacher_mode": config.teacher_mode,
         "beta": config.beta, "temperature": config.temperature, "max_new_tokens": config.max_new_tokens,

@@ -97,7 +97,7 @@ class OnPolicyConfig(BaseModel):
         return self
 
     @property
-    def preset(self) -> StudentPreset:
+    def student_preset(self) -> StudentPreset:
         return STUDENTS[self.student]
 
     @property

@@ -91,8 +91,8 @@ def load_tokenizer(base: str, config: TrainConfig):
         tokenizer = AutoTokenizer.from_pretrained(base)
     except Exception as exc:
         raise InputError(f"cannot load the tokenizer ({type(exc).__name__}: {str(exc).splitlines()[0]})", where=base, field="base_model") from None
-    template = TEMPLATES[config.template or config.preset.template]
-    return prepare_tokenizer(tokenizer, template, config.preset.pad_token, where=base), template
+    template = TEMPLATES[config.template or config.student_preset.template]
+    return prepare_tokenizer(tokenizer, template, config.student_preset.pad_token, where=base), template
 
 
 def _check_run_dir(config: TrainConfig) -> Path:
@@ -114,10 +114,10 @@ def _check_run_dir(config: TrainConfig) -> Path:
 
 def context_overrides(config: TrainConfig, base_config: dict[str, Any], max_length: int) -> dict[str, Any]:
     """Config changes for training past the base's window (see presets.py for the decision)."""
-    native = base_config.get("max_position_embeddings") or config.preset.native_context
+    native = base_config.get("max_position_embeddings") or config.student_preset.native_context
     theta = config.rope_theta
     if theta is None and config.extend_context and max_length > native:
-        theta = config.preset.long_rope_theta
+        theta = config.student_preset.long_rope_theta
     if theta is None:
         return {}
     return {"rope_theta": float(theta), "max_position_embeddings": max(max_length, native, 32768)}
@@ -133,7 +133,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
             raise InputError(f"required for training ({flag}); only --plan works without it", field=name)
     run_dir = _check_run_dir(config)
     config = sequence_parallel_from_launcher(config)
-    preset = config.preset
+    preset = config.student_preset
     base = config.base_model or preset.model_id
     base_config = check_base_model(base)
     inputs = plan_inputs(config, base_config)  # also refuses a sequence-parallel degree that cannot run
@@ -159,9 +159,9 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
             notes.append(note)
             _warn(note)
     else:
-        conversations = load_conversations(config.data, stats)
+        conversations = load_conversations(config.data, stats, config)
         if config.eval_data:
-            train_conversations, eval_conversations = conversations, load_conversations(config.eval_data)
+            train_conversations, eval_conversations = conversations, load_conversations(config.eval_data, layout=config)
         else:
             train_conversations, eval_conversations = split_eval(conversations, config.eval_fraction, config.seed)
         train_examples = tokenize_all(tokenizer, train_conversations, max_length, stats)
@@ -235,8 +235,8 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
     return TrainManifest(**{
         "student": config.student,
         "base_model": base,
-        "model_id": config.preset.model_id,
-        "family": config.preset.family,
+        "model_id": config.student_preset.model_id,
+        "family": config.student_preset.family,
         "method": config.method,
         "template": template.name,
         "eos_token": tokenizer.eos_token,

@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from distill.core.cost import CostSettings
 from distill.core.data import FieldMap
 from distill.core.r1_format import MATH_INSTRUCTION
 from teacher import backends
@@ -31,12 +32,12 @@ KvCacheMemoryBytes = Annotated[int | None, Field(
 MEMORY_FIELDS = ("max_model_len", "max_num_seqs", "gpu_memory_utilization", "kv_cache_memory_bytes")
 
 
-class GenerateConfig(BaseModel):
+class GenerateConfig(CostSettings):
     """One `distill generate` run (the `generate` section of a recipe)."""
 
     model_config = ConfigDict(extra="forbid")
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
-        "Inputs and outputs": ("prompts", "output", "fields", "split", "limit", "shard"),
+        "Inputs and outputs": ("prompts", "output", "fields", "split", "limit", "shard", "problem_ids"),
         "Teacher and sampling": ("teacher", "backend", "n", "temperature", "top_p", "max_tokens", "seed", "logprobs"),
         "Prompt": ("system_prompt", "prompt_template", "math_instruction", "think_prefill"),
         "vLLM engine (--backend vllm)": ("tokenizer", "tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend",
@@ -45,6 +46,7 @@ class GenerateConfig(BaseModel):
                                          "engine_kwargs", "max_pending"),
         "Endpoint (--backend openai)": ("base_url", "api_key_env", "api", "concurrency", "request_timeout", "max_retries",
                                         "retry_base_delay", "retry_max_delay", "request_seed", "extra_body"),
+        "Cost and budget": ("price_in", "price_out", "budget", "budget_tokens"),
     }
 
     # --- inputs and outputs
@@ -55,6 +57,9 @@ class GenerateConfig(BaseModel):
     limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts (after sharding).")
     shard: str | None = Field(
         default=None, description="'I/N': take every N-th prompt starting at I (0-based); one process per shard."
+    )
+    problem_ids: str | None = Field(
+        default=None, description="A file of problem ids, one per line: sample only these prompts (the rejection loop's resampling)."
     )
 
     # --- teacher and sampling

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distill.core import logprobs
+from distill.core import cost, logprobs
 from distill.core.data import read_problems
-from distill.core.errors import InputError, Interrupted
+from distill.core.errors import BudgetReached, InputError, Interrupted
 from distill.core.hub import check_model
 from distill.core.ids import UniqueIds
 from distill.core.paths import Out, check_io, named_paths
@@ -31,11 +31,14 @@ def load_problems(config: GenerateConfig) -> tuple[list[Problem], int]:
     seen: set[str] = set()
     explicit = UniqueIds(config.fields.id) if config.fields.id else None
     duplicates = 0
+    wanted = _wanted_ids(config.problem_ids)
     for row_index, problem in enumerate(read_problems(config.prompts, config.fields, config.split)):
         if explicit is not None:  # an id column: two rows with one id are a mistake, not a repeat
             explicit.see(problem.problem_id, _where(config.prompts, problem))
         # Round-robin on the row index: balanced shards, and long prompts spread evenly.
         if row_index % shards != shard:
+            continue
+        if wanted is not None and problem.problem_id not in wanted:
             continue
         if problem.problem_id in seen:
             duplicates += 1  # same id twice would give two different samples the same id
@@ -45,6 +48,15 @@ def load_problems(config: GenerateConfig) -> tuple[list[Problem], int]:
         if config.limit is not None and len(problems) >= config.limit:
             break
     return problems, duplicates
+
+
+def _wanted_ids(path: str | None) -> set[str] | None:
+    if path is None:
+        return None
+    try:
+        return {line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the problem ids ({type(exc).__name__})", where=path, field="problem_ids") from None
 
 
 def _where(source: str, problem: Problem) -> str:
@@ -106,6 +118,11 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
         "samples_existing": sum(config.n - len(job.indices) for job in jobs) + (len(problems) - len(jobs)) * config.n,
         "torn_bytes_dropped": existing.torn,
     }
+    before = existing.spent  # the budget covers the whole output: a re-run does not spend it again
+    already = cost.over_budget(before, config) if jobs else None
+    if already:
+        raise BudgetReached(f"{already} by the samples in {config.output}; nothing sampled, raise the budget to continue",
+                            {**summary, **cost.figures(before, config, "spent_")})
     if jobs:
         backend.prepare(config)  # engine load stays out of the tokens/s figure
     mend(config.output, existing)  # only now: a refused run leaves OUT exactly as it was
@@ -114,6 +131,7 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
     sink_kwargs = {"console": console} if console is not None else {}
     with AppendWriter(Path(config.output), side=bool(config.logprobs)) as writer:
         sink = Sink(writer, config.teacher_info(), len(jobs), sum(len(job.indices) for job in jobs), **sink_kwargs)
+        sink.limit = lambda prompt, completion: cost.over_budget(before + cost.Spend(prompt, completion), config)
         sink.start(jobs)
         try:
             if jobs:
@@ -129,17 +147,23 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
         samples_written=sink.samples,
         samples_skipped=sink.skipped_samples,
         skipped_prompts=dict(sink.skipped),
-        completion_tokens=sink.tokens,
+        **cost.figures(cost.Spend(sink.prompt_tokens, sink.tokens), config),
+        **cost.figures(before + cost.Spend(sink.prompt_tokens, sink.tokens), config, "spent_"),
         tokens_per_s=sink.tokens / elapsed if elapsed > 0 else 0.0,
         finish_reasons=dict(sink.finish),
         retries=sink.retries,
         errors=sink.errors,
         elapsed_s=elapsed,
+        # Said with the final spend: the samples that finished with the one that reached the budget are written too.
+        stopped=sink.stopped and (cost.over_budget(before + cost.Spend(sink.prompt_tokens, sink.tokens), config) or sink.stopped),
     )
     if config.logprobs:
         side = logprobs.side_path(config.output)
         summary["logprobs_file"] = str(side)
         summary["logprobs_bytes_per_token"] = round(sink.logprob_bytes / sink.tokens, 1) if sink.tokens else None
+    if sink.stopped:
+        raise BudgetReached(f"{summary['stopped']}: {writer.count} samples written to {config.output}; "
+                            "raise the budget and re-run the same command to continue", summary)
     return summary
 
 
@@ -153,8 +177,9 @@ STAGES = (
         reads={"prompts": "prompts", "teacher": "teacher_model"}, writes={"output": "traces.jsonl"},
         produces={"traces": "traces.jsonl"}, remote=_served_name,
         # Memory settings only decide how many sequences share the machine, like max_pending: a run
-        # that failed to start resumes with new ones instead of starting over.
+        # that failed to start resumes with new ones instead of starting over. A budget or a price does
+        # not change the samples either: raising it resumes.
         operational=("concurrency", "request_timeout", "max_retries", "retry_base_delay", "retry_max_delay", "max_pending", "api_key_env",
-                     "gpu_memory_utilization", "kv_cache_memory_bytes", "max_num_seqs"),
+                     "gpu_memory_utilization", "kv_cache_memory_bytes", "max_num_seqs", *cost.COST_FIELDS),
     ),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +45,13 @@ class Sink:
     console: Console = field(default_factory=lambda: Console(stderr=True))
     samples: int = 0
     prompts_done: int = 0
-    tokens: int = 0
+    tokens: int = 0  # completion tokens written by this run
     logprob_bytes: int = 0  # side-file bytes written (the teacher's log-probabilities)
+    prompt_tokens: int = 0
+    # (prompt tokens, completion tokens) written so far -> why the budget is reached, or None;
+    # once it says so, `stopped` holds the reason and the backends start no new sample.
+    limit: Callable[[int, int], str | None] | None = None
+    stopped: str | None = None
     retries: int = 0
     errors: int = 0
     skipped: Counter = field(default_factory=Counter)
@@ -84,12 +90,13 @@ class Sink:
         self.progress.stop()
 
     def emit(self, problem: Problem, index: int, completion: str, finish_reason: str | None, tokens: int | None,
-             token_logprobs: logprobs.TokenLogprobs | None = None) -> None:
+             prompt_tokens: int | None = None, token_logprobs: logprobs.TokenLogprobs | None = None) -> None:
         """One finished sample: written at once, so a crash after this line cannot lose it."""
-        self.emit_many(problem, [(index, completion, finish_reason, tokens, token_logprobs)])
+        self.emit_many(problem, [(index, completion, finish_reason, tokens, token_logprobs)], prompt_tokens=prompt_tokens)
 
-    def emit_many(self, problem: Problem, samples: list[tuple]) -> None:
-        """samples: (index, completion, finish_reason, tokens[, TokenLogprobs]) each."""
+    def emit_many(self, problem: Problem, samples: list[tuple], prompt_tokens: int | None = None) -> None:
+        """Samples of one prompt: (index, completion, finish_reason, tokens[, TokenLogprobs]) each; `prompt_tokens`
+        is the prompt's size, counted once per sample."""
         records, frames = [], []
         for index, completion, finish_reason, tokens, *extra in samples:
             if extra and extra[0] is not None:
@@ -105,12 +112,16 @@ class Sink:
                     completion=completion,
                     finish_reason=reason,
                     completion_tokens=tokens,
+                    prompt_tokens=prompt_tokens,
                     teacher=self.teacher,
                 )
             )
             self.tokens += tokens or 0
+            self.prompt_tokens += prompt_tokens or 0
         self.writer.write(records, frames)
         self.samples += len(records)
+        if self.limit is not None and self.stopped is None:
+            self.stopped = self.limit(self.prompt_tokens, self.tokens)
         self._count_down(problem, len(records))
 
     def skip(self, problem: Problem, reason: str, samples: int) -> None:
@@ -157,12 +168,18 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("prompts", f"{summary['prompts']:,} ({summary['prompts_with_work']:,} needing samples)"),
         ("samples written", f"{summary['samples_written']:,}"),
         ("already there (resumed)", f"{summary['samples_existing']:,}"),
-        ("completion tokens", f"{summary['completion_tokens']:,}"),
+        ("prompt / completion tokens", f"{summary['prompt_tokens']:,} / {summary['completion_tokens']:,}"),
         ("tokens/s", f"{summary['tokens_per_s']:,.1f}"),
         ("finish reasons", ", ".join(f"{k} {v}" for k, v in summary["finish_reasons"].items()) or "-"),
         ("retries / errors", f"{summary['retries']} / {summary['errors']}"),
         ("elapsed", f"{summary['elapsed_s']:.1f} s"),
     ]
+    if summary.get("cost") is not None:
+        rows.append(("cost (this run)", f"{summary['cost']:,.4f}"))
+    if summary.get("samples_existing") and "spent_cost" in summary:
+        rows.append(("cost (whole output)", f"{summary['spent_cost']:,.4f}"))
+    if summary.get("stopped"):
+        rows.append(("stopped", summary["stopped"]))
     if summary["skipped_prompts"]:
         rows.append(("skipped prompts", ", ".join(f"{v} {k}" for k, v in summary["skipped_prompts"].items())))
     if summary.get("torn_bytes_dropped"):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.core import logprobs
+from distill.core.cost import Spend
 from distill.core.data import RecordWriter, iter_rows, validate_record
 from distill.core.errors import InputError
 from distill.core.ids import UniqueIds
@@ -36,6 +37,7 @@ class OutputState:
     teacher: dict[str, Any] | None = None  # teacher info of the first record
     torn: int = 0  # bytes of a torn last line to cut off
     needs_newline: bool = False  # the last record is whole but lacks its newline
+    spent: Spend = field(default_factory=Spend)  # tokens of the samples already written (budgets count them)
 
 
 def scan_output(path: Path) -> OutputState:
@@ -62,9 +64,14 @@ def scan_output(path: Path) -> OutputState:
                 "write to a new file or move this one away", where=f"{path}:{line.number}",
             )
         state.done.add(row["id"])
+        state.spent.add(_count(row.get("prompt_tokens")), _count(row.get("completion_tokens")))
         state.teacher = state.teacher or row.get("teacher")
         state.needs_newline = line.last and not line.complete
     return state
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def mend(path: Path, state: OutputState) -> None:

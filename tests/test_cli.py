@@ -32,7 +32,7 @@ def test_version_and_bad_input(tmp_path):
     result = distill("filter", str(bad), "-o", str(tmp_path / "kept.jsonl"))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
-    assert "traces.jsonl:1: field 'problem_id': field required" in result.stderr
+    assert "traces.jsonl:1: field 'completion': missing" in result.stderr  # ids are derived when absent
     assert not (tmp_path / "kept.jsonl").exists()
 
 

@@ -8,22 +8,25 @@ row) and the field.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
+from distill.core.chat import read_chat
 from distill.core.errors import InputError
 from distill.core.hub import prepare_hub
 from distill.core.jsonl import parse_line, read_lines
 from distill.core.paths import atomic_path  # noqa: F401  (writers import it from here too)
 from distill.core.r1_format import last_boxed
-from distill.core.records import Problem, Trace, derive_problem_id
+from distill.core.records import Problem, Trace, derive_problem_id, to_row
 from distill.core.test_formats import read_tests
 
 FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
@@ -37,6 +40,7 @@ def is_hub_id(text: str) -> bool:
 
 _PARQUET_JSON_KEY = b"distill.json_fields"
 _PARQUET_BATCH = 1024
+_BARE_ANSWER_CHARS = 32  # a solution this short, on one line, is the answer itself
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -54,6 +58,25 @@ class FieldMap(BaseModel):
     tests: str | None = Field(default="tests", description="Column with code tests, if present.", json_schema_extra={"flags": ["--field-tests"]})
     language: str | None = Field(default="language", description="Column with the target language, if present.", json_schema_extra={"flags": ["--field-language"]})
     default_domain: str = Field(default="math", description="Domain for rows without a domain column (rows with code tests: code).")
+    # Traces (filter, inspect, train; the --preset sets them): where the teacher's output is.
+    completion: str | None = Field(
+        default="completion", description="Column with the teacher's output: a string, or a list (one record per item).",
+        json_schema_extra={"flags": ["--field-completion"]})
+    reasoning: str | None = Field(
+        default=None, description="Column with the reasoning when it is stored apart from the completion (s1K's thinking_trajectories).",
+        json_schema_extra={"flags": ["--field-reasoning"]})
+    conversation: str | None = Field(
+        default=None, description="Column with a chat ([{role, content}] or [{from, value}]): the prompt is its last user turn, "
+        "the completion its last assistant turn (with its reasoning_content).", json_schema_extra={"flags": ["--field-conversation"]})
+    per_sample: list[str] = Field(
+        default_factory=list, description="List columns with one value per completion (OpenR1's finish_reasons): split along with it.",
+        json_schema_extra={"flags": ["--field-per-sample"]})
+    sample_id: str | None = Field(default=None, description="Column with a sample id (default: derived).", json_schema_extra={"flags": ["--field-sample-id"]})
+    sample_index: str | None = Field(
+        default=None, description="Column with the sample's index among its problem's samples (default: its position).",
+        json_schema_extra={"flags": ["--field-sample-index"]})
+    finish_reason: str | None = Field(
+        default=None, description="Column with the teacher's finish reason (stop or length).", json_schema_extra={"flags": ["--field-finish-reason"]})
     # Code tests as public datasets ship them (distill.core.test_formats reads them into `tests`).
     test_format: Literal["auto", "tests", "humaneval", "mbpp", "apps", "livecodebench", "codecontests"] = Field(
         default="auto", description="How code tests are stored (auto: by which of the columns below a row has).", json_schema_extra={"flags": ["--field-test-format"]})
@@ -200,32 +223,52 @@ def read_problems(source: str | os.PathLike, fields: FieldMap | None = None, spl
     """Prompts with their references, through the field mapping."""
     fields = fields or FieldMap()
     for where, row in iter_rows(source, split):
-        text = row.get(fields.problem)
-        if not isinstance(text, str) or not text.strip():
-            found = "missing" if fields.problem not in row else f"not a non-empty string ({type(text).__name__})"
-            raise InputError(f"{found}; columns are {', '.join(sorted(row)) or 'none'}", where=where, field=fields.problem)
-        answer = _answer_of(row, fields)
-        problem_id = str(row[fields.id]) if fields.id and row.get(fields.id) is not None else derive_problem_id(text)
-        tests = read_tests(row, fields, where)
-        values = {
-            "problem_id": problem_id,
-            "problem": text,
-            "answer": answer,
-            "domain": row.get(fields.domain) if fields.domain and row.get(fields.domain) else "code" if tests else fields.default_domain,
-            "tests": tests,
-            "language": row.get(fields.language) if fields.language else None,
-            "source": {"input": str(source), "row": where.rsplit(" ", 1)[-1].rsplit(":", 1)[-1]},
-        }
+        values = problem_values(row, fields, where, prompt_of(row, fields, where))
+        values["source"] = {"input": str(source), "row": row_ref(where)}
         yield validate_record(Problem, values, where)
 
 
-def _answer_of(row: dict[str, Any], fields: FieldMap) -> str | None:
+def problem_values(row: dict[str, Any], fields: FieldMap, where: str, text: str) -> dict[str, Any]:
+    """The Problem fields of one row with prompt `text`: the one mapping prompts, benchmarks and
+    traces (distill.core.layouts) share. Code tests are read in any known format (test_formats);
+    a mapping with no tests column and auto format reads none (public trace layouts)."""
+    tests = read_tests(row, fields, where) if fields.tests or fields.test_format != "auto" else None
+    return {
+        "problem_id": str(row[fields.id]) if fields.id and row.get(fields.id) not in (None, "") else derive_problem_id(text),
+        "problem": text,
+        "answer": answer_of(row, fields),
+        "domain": row.get(fields.domain) if fields.domain and row.get(fields.domain) else "code" if tests else fields.default_domain,
+        "tests": tests,
+        "language": row.get(fields.language) if fields.language else None,
+    }
+
+
+def row_ref(where: str) -> str:
+    """The line or row number of a location ('file.jsonl:12' -> '12', 'x.parquet row 3' -> '3')."""
+    return where.rsplit(" ", 1)[-1].rsplit(":", 1)[-1]
+
+
+def prompt_of(row: dict[str, Any], fields: FieldMap, where: str) -> str:
+    """The prompt text: the problem column, or the last user turn of the conversation column."""
+    if fields.conversation and fields.conversation in row:
+        return read_chat(row[fields.conversation], where, fields.conversation, need_answer=False).prompt
+    text = row.get(fields.problem)
+    if not isinstance(text, str) or not text.strip():
+        found = "missing" if fields.problem not in row else f"not a non-empty string ({type(text).__name__})"
+        raise InputError(f"{found}; columns are {', '.join(sorted(row)) or 'none'}", where=where, field=fields.problem)
+    return text
+
+
+def answer_of(row: dict[str, Any], fields: FieldMap) -> str | None:
+    """The answer column; else the solution's last \\boxed{}; else the solution itself when it is
+    one short line (a bare answer, as s1K's AIME rows have)."""
     value = row.get(fields.answer) if fields.answer else None
     if value is not None and str(value).strip():
         return str(value).strip()
     solution = row.get(fields.solution) if fields.solution else None
     if isinstance(solution, str):
-        return last_boxed(solution)
+        bare = solution.strip()
+        return last_boxed(solution) or (bare if bare and len(bare) <= _BARE_ANSWER_CHARS and "\n" not in bare else None)
     return None
 
 
@@ -258,7 +301,13 @@ def count_rows(source: str | os.PathLike, split: str = "train") -> int:
 
 
 class RecordWriter:
-    """Writes records to JSONL or Parquet (by suffix), atomically: use as a context manager."""
+    """Writes records to JSONL or Parquet (by suffix), atomically: use as a context manager.
+
+    Parquet needs its schema before the first row, but the columns a record carries beside its
+    own fields (a public dataset's) are only known once every row is seen: rows go to a spill
+    file first (constant memory), and the Parquet file is written from it at the end, each
+    carried column typed by what it held (string, integer, float, boolean; anything else JSON).
+    """
 
     def __init__(self, path: str | os.PathLike, model: type[BaseModel] = Trace):
         self.path = Path(path)
@@ -268,7 +317,7 @@ class RecordWriter:
             raise InputError("output must end in .jsonl or .parquet", where=str(path))
         self.format = FILE_SUFFIXES[suffix]
         self.count = 0
-        self._pending: list[dict[str, Any]] = []
+        self._extra: dict[str, set[str]] = {}  # carried column -> kinds of its values
 
     def __enter__(self) -> RecordWriter:
         from distill.core.secrets import scrubber
@@ -278,40 +327,44 @@ class RecordWriter:
         self._tmp = self._atomic.__enter__()
         if self.format == "jsonl":
             self._handle = open(self._tmp, "w", encoding="utf-8")
-        else:
-            import pyarrow.parquet as pq
-
-            self._schema = arrow_schema(self.model)
-            self._parquet = pq.ParquetWriter(self._tmp, self._schema)
+        else:  # unlinked at once: a crash leaves nothing behind
+            self._handle = tempfile.TemporaryFile("w+", encoding="utf-8", dir=self._tmp.parent, prefix=f".{self.path.name}.rows-")
         return self
 
     def write(self, record: BaseModel | dict[str, Any]) -> None:
-        row = record.model_dump(mode="json", exclude_none=True) if isinstance(record, BaseModel) else record
+        row = to_row(record) if isinstance(record, BaseModel) else record
         self.count += 1
-        if self.format == "jsonl":
-            self._handle.write(self._scrub(json.dumps(row, ensure_ascii=False)) + "\n")
-            return
-        self._pending.append(row)
-        if len(self._pending) >= _PARQUET_BATCH:
-            self._flush_parquet()
+        self._handle.write(self._scrub(json.dumps(row, ensure_ascii=False)) + "\n")
+        if self.format == "parquet":
+            for key, value in row.items():
+                if key not in self.model.model_fields:
+                    self._extra.setdefault(key, set()).add(_kind(value))
 
-    def _flush_parquet(self) -> None:
+    def _write_parquet(self) -> None:
         import pyarrow as pa
+        import pyarrow.parquet as pq
 
-        json_fields = _json_fields(self.model)
-        rows = [{k: json.dumps(v, ensure_ascii=False) if k in json_fields and v is not None else v for k, v in row.items()} for row in self._pending]
-        self._parquet.write_table(pa.Table.from_pylist(rows, schema=self._schema))
-        self._pending = []
+        extra = {key: _EXTRA_TYPES.get(frozenset(kinds - {"null"}) or frozenset({"str"})) for key, kinds in self._extra.items()}
+        schema = arrow_schema(self.model, extra)
+        json_fields = set(schema.metadata[_PARQUET_JSON_KEY].decode().split(",")) - {""}
+        self._handle.seek(0)
+        with pq.ParquetWriter(self._tmp, schema) as writer:
+            batch: list[dict[str, Any]] = []
+            for line in itertools.chain(self._handle, [None]):
+                if line is not None:
+                    row = json.loads(line)
+                    batch.append({k: json.dumps(v, ensure_ascii=False) if k in json_fields and v is not None else v for k, v in row.items()})
+                if batch and (line is None or len(batch) >= _PARQUET_BATCH):
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    batch = []
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:  # closing flushes: a full disk can fail here, and the old output must stay
-            if self.format == "jsonl":
-                self._handle.close()
-            else:
-                if self._pending and exc_type is None:
-                    self._flush_parquet()
-                self._parquet.close()
+            if self.format == "parquet" and exc_type is None:
+                self._write_parquet()
+            self._handle.close()
         except BaseException:
+            self._handle.close()
             self._atomic.__exit__(*sys.exc_info())
             raise
         self._atomic.__exit__(exc_type, exc, tb)
@@ -322,6 +375,21 @@ def write_records(path: str | os.PathLike, records, model: type[BaseModel] = Tra
         for record in records:
             writer.write(record)
     return writer.count
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int" if -(2**63) <= value < 2**63 else "json"
+    return {float: "float", str: "str"}.get(type(value), "json")
+
+
+# Kinds of values a carried column held -> its Parquet type (None: JSON text, like nested fields).
+_EXTRA_TYPES = {frozenset({"str"}): "string", frozenset({"int"}): "int64", frozenset({"float"}): "float64",
+                frozenset({"int", "float"}): "float64", frozenset({"bool"}): "bool_"}
 
 
 def _json_fields(model: type[BaseModel]) -> set[str]:
@@ -341,9 +409,14 @@ def _arrow_scalar(annotation: Any):
     return {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}.get(annotation)
 
 
-def arrow_schema(model: type[BaseModel]):
-    """Scalars keep their types; nested fields (dicts, lists, unions) are stored as JSON text."""
+def arrow_schema(model: type[BaseModel], extra: dict[str, str | None] | None = None):
+    """Scalars keep their types; nested fields (dicts, lists, unions) are stored as JSON text.
+
+    `extra`: carried columns after the model's fields, name -> Arrow type name (None: JSON text)."""
     import pyarrow as pa
 
     fields = [pa.field(name, _arrow_scalar(info.annotation) or pa.string()) for name, info in model.model_fields.items()]
-    return pa.schema(fields, metadata={_PARQUET_JSON_KEY: ",".join(sorted(_json_fields(model))).encode()})
+    extra = {name: kind for name, kind in (extra or {}).items() if name not in model.model_fields}
+    fields += [pa.field(name, getattr(pa, kind or "string")()) for name, kind in extra.items()]
+    json_fields = _json_fields(model) | {name for name, kind in extra.items() if kind is None}
+    return pa.schema(fields, metadata={_PARQUET_JSON_KEY: ",".join(sorted(json_fields)).encode()})

@@ -32,3 +32,15 @@ EXIT_INTERRUPTED = 130
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what was kept: 'N records written to OUT; re-run the same command to resume'."""
+
+
+EXIT_BUDGET = 3
+
+
+class BudgetReached(Exception):
+    """A run stopped cleanly at its budget (--budget / --budget-tokens): what was written is kept, and
+    re-running with a higher budget resumes. `summary` is what the stage did before stopping."""
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary or {}

@@ -66,9 +66,26 @@ def split_completion(completion: str, delimiters: Delimiters | None = None) -> P
     return Parts(reasoning=reasoning.strip(), answer=answer.strip(), closes=closes)
 
 
-def compose(reasoning: str, answer: str) -> str:
-    """The R1 form of a finished sample: reasoning between the think tags, a blank line, the answer."""
-    return f"{THINK_OPEN}\n{reasoning.strip()}\n{THINK_CLOSE}\n\n{answer.lstrip()}"
+def compose(reasoning: str, answer: str, delimiters: Delimiters | None = None) -> str:
+    """The R1 form of a finished sample: reasoning between the think tags, a blank line, the answer.
+
+    With other `delimiters`, the same sample in their form (a dataset that stores reasoning and
+    answer apart, read with the delimiters the user chose, must split back into the same parts)."""
+    d = delimiters or DELIMITER_PRESETS["r1"]
+    answer = answer.lstrip()
+    if d.answer_open:
+        answer = f"{d.answer_open}\n{answer.strip()}\n{d.answer_close or ''}".rstrip()
+    return f"{d.think_open}\n{reasoning.strip()}\n{d.think_close}\n\n{answer}"
+
+
+def in_r1_form(completion: str, delimiters: Delimiters | None = None) -> str:
+    """A completion as the student should learn it: R1 form whatever the input's delimiters
+    (one closed reasoning block is rewritten; anything else is left as it is)."""
+    d = delimiters or DELIMITER_PRESETS["r1"]
+    if d == DELIMITER_PRESETS["r1"]:
+        return with_think_open(completion)
+    parts = split_completion(completion, d)
+    return compose(parts.reasoning, parts.answer) if parts.closes == 1 else completion
 
 
 def compose_unfinished(reasoning: str) -> str:

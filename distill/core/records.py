@@ -5,6 +5,10 @@ teacher sample for a problem: the unit that `generate` writes, `filter` judges a
 learns from. Stages add fields as the data moves along (`verdicts`, `messages`), they never
 invent a second record shape.
 
+A trace may carry columns of its own (a public dataset's `difficulty`, prior verdicts, a
+label): they are kept as they came and written back after the record's own fields (see
+`distill.core.layouts` for the rule when one is named like a field of ours).
+
 Code tests (`Problem.tests`) have one canonical shape, whatever format a dataset ships them in
 (`distill.core.test_formats` reads HumanEval, MBPP, APPS/TACO, LiveCodeBench and CodeContests
 into it, and validates it whenever a record is read):
@@ -34,7 +38,7 @@ import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, to_jsonable_python
 
 Domain = Literal["math", "code", "science", "general"]
 FinishReason = Literal["stop", "length"]
@@ -78,13 +82,20 @@ class Verdict(BaseModel):
 
 
 class Trace(Problem):
-    """One teacher sample for a problem (R1 form: `<think>\\n...\\n</think>\\n\\nanswer`)."""
+    """One teacher sample for a problem (R1 form: `<think>\\n...\\n</think>\\n\\nanswer`).
+
+    Columns that are not fields of ours are carried unchanged (`model_extra`); a required field
+    spelled wrong is still an error, because the field itself is then missing.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     id: str = Field(description="Unique per sample: '{problem_id}#{sample_index}'.")
     sample_index: int = Field(ge=0)
     completion: str = Field(description="The teacher's whole output, reasoning included.")
     finish_reason: FinishReason | None = None
     completion_tokens: int | None = Field(default=None, ge=0)
+    prompt_tokens: int | None = Field(default=None, ge=0, description="The prompt's tokens (the endpoint's usage or the engine's count).")
     teacher: dict[str, Any] | None = Field(
         default=None, description="Model, backend, sampling parameters and seed that produced it."
     )
@@ -103,6 +114,17 @@ def derive_problem_id(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
-def to_row(record: BaseModel) -> dict[str, Any]:
-    """A record as a plain dict for writing: unset optional fields are left out."""
-    return record.model_dump(mode="json", exclude_none=True)
+# Set by the filter and written last, after the carried columns (the filter appends them to
+# the rest of the record as its workers serialised it).
+JUDGED = ("verdicts", "rejected_by", "reason", "messages")
+
+
+def to_row(record: BaseModel, exclude: tuple[str, ...] | frozenset[str] = ()) -> dict[str, Any]:
+    """A record as a plain dict for writing: its own fields that are set, then the columns it
+    carries exactly as they came (None included), then the filter's judgement."""
+    extra = {k: v for k, v in (record.model_extra or {}).items() if k not in exclude}
+    data = record.model_dump(mode="json", exclude_none=True, exclude={*(record.model_extra or ()), *exclude})
+    row = {k: v for k, v in data.items() if k not in JUDGED}
+    row.update(to_jsonable_python(extra))
+    row.update((k, data[k]) for k in JUDGED if k in data)
+    return row

@@ -151,6 +151,11 @@ def read_tests(row: dict[str, Any], fields: Any, where: str) -> dict[str, Any] |
         raise InputError(str(exc), where=where, field=exc.column or next(iter(roles.values()))) from None
 
 
+def test_columns(fields: Any) -> set[str]:
+    """Every column some test format reads (a trace that had tests read from them does not repeat them)."""
+    return {column for roles in _columns(fields).values() for column in roles.values() if column}
+
+
 def _columns(fields: Any) -> dict[str, dict[str, str | None]]:
     """Each format's columns by role; LiveCodeBench and CodeContests differ only in default names."""
     public, private = fields.public_tests, fields.private_tests

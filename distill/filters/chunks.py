@@ -16,9 +16,9 @@ from typing import Any
 
 from distill.core.data import validate_record
 from distill.core.errors import InputError
-from distill.core.jsonl import parse_line
+from distill.core.layouts import TraceLayout, item_values
 from distill.core.r1_format import DELIMITER_PRESETS, Parts, compose, split_completion
-from distill.core.records import Trace, Verdict
+from distill.core.records import JUDGED, Trace, Verdict, to_row
 from distill.core.verify import failure_verdict
 from distill.core.workers import Failure
 from distill.filters.config import FilterConfig
@@ -26,8 +26,8 @@ from distill.filters.majority import majority_verdict
 from distill.filters.registry import RULES
 from distill.filters.rules.correctness import has_reference
 
-# Trace's last four fields, set by the filter: the worker writes everything before them.
-JUDGED_FIELDS = {"verdicts", "rejected_by", "reason", "messages"}
+# Set by the filter: the worker writes everything else (the record's fields, then its carried columns).
+JUDGED_FIELDS = frozenset(JUDGED)
 
 
 @dataclass
@@ -47,13 +47,9 @@ class Judged:
     messages: str | None = None  # JSON of the SFT messages, when no per-record rule rejected it
 
 
-def parse_row(where: str, raw: bytes | dict[str, Any]) -> Trace:
-    """A JSONL line (bytes) or an already-read row as a Trace; errors as the data layer words them."""
-    if isinstance(raw, bytes):
-        raw = parse_line(raw, where)
-        if raw is None:
-            raise InputError("blank line", where=where)
-    return validate_record(Trace, raw, where)
+def parse_row(where: str, raw: bytes | dict[str, Any], layout: TraceLayout) -> Trace:
+    """A JSONL line (bytes), a row or mapped values as a Trace; errors as the data layer words them."""
+    return validate_record(Trace, item_values(where, raw, layout), where)
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,7 +61,7 @@ def _votes(path: str) -> dict[str, dict[str, Any]]:
 def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes | dict, failed: Failure | None) -> Judged:
     """One record through the per-record rules. `failed`: its verification was killed or crashed."""
     try:
-        trace = parse_row(where, raw)
+        trace = parse_row(where, raw, config)
         parts = split_completion(trace.completion, DELIMITER_PRESETS[config.delimiters])
         override = {}
         if failed is not None:  # charged to the verifier, the only rule that can hang or explode
@@ -76,7 +72,7 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
         verdicts = evaluate(trace, parts, config, override)
     except InputError as exc:  # located here unless the rule already named a file
         return Judged(error=str(exc) if exc.where else f"{where}: {exc}")
-    row = trace.model_dump(mode="json", exclude_none=True, exclude=JUDGED_FIELDS)
+    row = to_row(trace, exclude=JUDGED_FIELDS)
     passed = all(v.passed for v in verdicts.values())
     return Judged(
         id=trace.id,

@@ -3,19 +3,18 @@ per rule (the rules declare their own options: see `distill.filters.registry`)."
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import ConfigDict, Field, create_model, field_validator
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
-
+from distill.core.layouts import TraceLayout
 from distill.filters.registry import RULES, default_rules, ordered
 
 
-class FilterSettings(BaseModel):
-    """What every filter run has, whatever its rules."""
+class FilterSettings(TraceLayout):
+    """What every filter run has, whatever its rules (and the layout of its input: `TraceLayout`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    input: str = Field(description="Trace records (JSONL, JSON, Parquet or a saved dataset).")
+    input: str = Field(description="Traces: JSONL, JSON, Parquet, a saved dataset or a hub id (hf:owner/name), in the --preset layout.")
     output: str = Field(description="Kept records (.jsonl or .parquet), with verdicts and SFT messages.", json_schema_extra={"flags": ["-o"]})
     rejected: str | None = Field(default=None, description="Rejected records, with rejected_by and reason.")
     report: str | None = Field(default=None, description="Report as JSON.")
@@ -23,7 +22,6 @@ class FilterSettings(BaseModel):
     workers: int = Field(default=1, ge=1, description="Worker processes.")
     all_verdicts: bool = Field(default=False, description="Evaluate every rule, not only up to the first rejection.",
                                json_schema_extra={"flags": ["--all-verdicts/--first-rejection"]})
-    delimiters: Literal["r1", "sky-t1"] = Field(default="r1", description="Reasoning delimiters of the input completions.")
 
     @field_validator("rules")
     @classmethod

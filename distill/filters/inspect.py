@@ -7,17 +7,17 @@ seeded reservoir sample), so a file of any size can be inspected.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from distill.core.data import read_records
+from distill.core.layouts import TraceLayout, read_traces
 from distill.core.r1_format import DELIMITER_PRESETS, split_completion
 from distill.core.records import Trace
 from distill.core.verify import extract_answer
@@ -27,16 +27,15 @@ from distill.filters.rules.language import LanguageOptions, target_language
 FOLD_CHARS = 500  # head and tail of the reasoning shown when folded
 
 
-class InspectConfig(BaseModel):
+class InspectConfig(TraceLayout):
     """`distill inspect`: which records to show, and how."""
 
     model_config = ConfigDict(extra="forbid")
 
-    file: str = Field(description="Records to look at (kept, rejected or raw traces).")
+    file: str = Field(description="Records to look at: kept, rejected or raw traces, a file or a hub id (hf:owner/name), in the --preset layout.")
     id: str | None = Field(default=None, description="Show the record with this id (or problem_id).")
     rejected_by: str | None = Field(default=None, description="Only records rejected by this rule.")
     sample: int | None = Field(default=None, ge=1, description="Show K records picked at random (seed 0).")
-    delimiters: Literal["r1", "sky-t1"] = Field(default="r1", description="Reasoning delimiters of the completions.")
     full: bool = Field(default=False, description="Show the whole reasoning instead of its head and tail.")
 
     @field_validator("rejected_by")
@@ -59,6 +58,11 @@ def _reasoning(text: str, full: bool) -> Text:
     return out
 
 
+def _short(value, limit: int = 60) -> str:
+    text = " ".join((value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def render(trace: Trace, delimiters: str = "r1", full: bool = False) -> Panel:
     """One record as a panel: problem, reasoning (dimmed, folded), final answer, reference, verdicts."""
     d = DELIMITER_PRESETS[delimiters]
@@ -72,6 +76,9 @@ def render(trace: Trace, delimiters: str = "r1", full: bool = False) -> Panel:
         Text("\nFinal answer", style="bold cyan"), Text(parts.answer or "(none)"),
         Text.from_markup(f"\n[bold]extracted:[/] {extract_answer(trace.completion, d, reference=trace.answer)}    [bold]reference:[/] {trace.answer}"),
     ]
+    if trace.model_extra:  # the input's own columns, carried unchanged (prior verdicts among them)
+        carried = ", ".join(f"{name}={_short(value)}" for name, value in trace.model_extra.items())
+        items.append(Text.assemble(("carried: ", "bold"), carried))
     if trace.verdicts:
         table = Table(show_header=True, header_style="bold", expand=False)
         for column in ("rule", "verdict", "reason"):
@@ -96,7 +103,7 @@ def inspect(config: InspectConfig, console: Console | None = None) -> dict:
     languages: Counter = Counter()
     lengths = LengthStats()
     options = LanguageOptions(same_script=False)
-    for trace in read_records(path):
+    for trace in read_traces(path, config):
         counts["records"] += 1
         counts["kept" if trace.verdicts and not trace.rejected_by else f"rejected by {trace.rejected_by}" if trace.rejected_by else "not filtered"] += 1
         domains[trace.domain] += 1

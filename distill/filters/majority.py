@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from distill.core.errors import InputError
+from distill.core.layouts import item_values
 from distill.core.r1_format import DELIMITER_PRESETS
 from distill.core.records import Trace, Verdict
 from distill.core.verify import VerifyOptions, check_math, extract_answer, failure_verdict, normalise
@@ -85,10 +87,10 @@ def _answers_chunk(config, items: list[tuple[str, Any]], failure: Failure | None
     Unreadable rows yield None here: the judging pass reports them with file and line.
     """
     delimiters = DELIMITER_PRESETS[config.delimiters]
-    for _where, raw in items:
+    for where, raw in items:
         try:
-            row = json.loads(raw) if isinstance(raw, bytes) else raw
-        except ValueError:
+            row = item_values(where, raw, config)
+        except InputError:
             row = None
         if not isinstance(row, dict) or not isinstance(row.get("problem_id"), str) or not isinstance(row.get("completion"), str):
             yield None

@@ -26,6 +26,7 @@ from distill.core.data import RecordWriter, atomic_path, input_kind, iter_rows
 from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_lines
+from distill.core.layouts import PRESETS, trace_rows
 from distill.core.paths import Out, check_io, named_paths, write_text
 from distill.core.stage import Stage
 from distill.core.workers import WorkerPool
@@ -40,9 +41,16 @@ CHUNK_RECORDS = 16  # records per chunk: large enough to amortise IPC, small eno
 CHUNK_BYTES = 1 << 20
 
 
-def raw_chunks(source: str) -> Iterator[list[tuple[str, Any]]]:
-    """(location, raw JSONL line as bytes | row dict) in chunks; the workers parse them."""
-    if input_kind(source) != "jsonl":  # Parquet, JSON, datasets: rows are read here, validated there
+def raw_chunks(config: FilterConfig) -> Iterator[list[tuple[str, Any]]]:
+    """(location, raw JSONL line as bytes | row dict | record values) in chunks; the workers parse them.
+
+    A public layout is mapped here: one of its rows may hold several samples (OpenR1's
+    generations), and a work item must be one record, so that a hung verification costs
+    that record alone. Mapping is cheap next to judging; validation stays in the workers."""
+    source = config.input
+    if not PRESETS[config.preset].own:
+        rows: Iterator[tuple[str, Any]] = trace_rows(source, config)
+    elif input_kind(source) != "jsonl":  # Parquet, JSON, datasets: rows are read here, validated there
         rows = iter_rows(source)
     else:
         rows = ((f"{source}:{line.number}", line.raw) for line in read_lines(source))
@@ -158,7 +166,7 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         votes_path = None
         if config.correctness.no_reference == "majority" and "correctness" in config.rules:
             votes_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="distill-votes-"))) / "votes.json"
-            tally(config, pool, raw_chunks(config.input), votes_path)
+            tally(config, pool, raw_chunks(config), votes_path)
         kept_out = stack.enter_context(Output(config.output))
         rejected_out = stack.enter_context(Output(config.rejected)) if config.rejected else None
         # the teacher's log-probabilities follow their records (entered last: renamed before the records)
@@ -169,7 +177,7 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         bar = progress.add_task("filter", total=None, kept=0)
         task = functools.partial(judge_chunk, config, str(votes_path) if votes_path else None)
         ids = UniqueIds()
-        for results in pool.imap_chunks(task, raw_chunks(config.input)):
+        for results in pool.imap_chunks(task, raw_chunks(config)):
             for judged in results:
                 if not isinstance(judged, Judged):  # the chunk function itself failed twice on a record
                     raise StageError(f"a filter worker failed: {judged.detail}")

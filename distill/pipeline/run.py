@@ -26,9 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from distill.core.config import NAME, validate
 from distill.core.config import load_recipe as load_recipe_doc
-from distill.core.errors import InputError, Interrupted, StageError
+from distill.core.errors import BudgetReached, InputError, Interrupted, StageError
 from distill.core.paths import Out, check_io, write_text
+from distill.pipeline import rejection
 from distill.pipeline.manifest import Manifest
+from distill.pipeline.rejection import FILTER, GENERATE
 from distill.pipeline.stages import Context, default_stages, registry, sections, upstream, wire
 
 
@@ -179,6 +181,7 @@ def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, st
     out = Path(run_dir or settings.output_dir or Path("runs") / str(name)).resolve()
     check_io([Out(out, "-o" if run_dir else "run.output_dir", kind="dir")])
     ctx = Context(run_dir=out, stages=list(settings.stages), doc=doc, recipe=Path(recipe), settings=settings)
+    ctx.rejection = rejection.settings(doc, ctx.stages, str(recipe))
     for flag, value in (("--from", start), ("--until", until)):
         if value is not None and value not in ctx.stages:
             raise InputError(f"'{value}' is not a stage of this recipe (stages: {', '.join(ctx.stages)})", field=flag)
@@ -189,7 +192,10 @@ def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, st
     for stage_name in ctx.stages:
         config = stage_config(stage_name, ctx)
         after = upstream(stage_name, ctx)
-        print_ = fingerprint(stage_name, config, ctx, {d: fingerprints[d] for d in after if d in fingerprints})
+        inputs = {d: fingerprints[d] for d in after if d in fingerprints}
+        if ctx.rejection is not None and stage_name == FILTER:  # the loop decides what the filter keeps
+            inputs[rejection.SECTION] = json.dumps(ctx.rejection.model_dump(), sort_keys=True)
+        print_ = fingerprint(stage_name, config, ctx, inputs)
         fingerprints[stage_name] = print_
         redo = redo or stage_name == start
         state = read_state(ctx.dir(stage_name))
@@ -215,8 +221,11 @@ def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, st
 
 
 def execute(ctx: Context, planned: list[Planned], recipe_text: str | None = None, console: Any = None,
-            force: bool = False) -> dict[str, Any]:
+            force: bool = False, pilot: int | None = None) -> dict[str, Any]:
     """Run the planned stages that are not done; returns {stage: summary}.
+
+    pilot: run only generate and filter, on the first `pilot` prompts, without completing them (the
+    full run resumes from their samples), and add the forecast (`distill.pipeline.pilot`) as "pilot".
 
     Only what this tool wrote is ever removed (see distill.pipeline.manifest); a run directory,
     or the folder of a stage about to run, that holds anything else is an error unless `force`
@@ -235,7 +244,7 @@ def execute(ctx: Context, planned: list[Planned], recipe_text: str | None = None
         write_text(ctx.run_dir / "recipe.yaml", recipe_text)
     threads = _set_torch_threads(ctx.settings.torch_threads)
     try:
-        results = _execute(ctx, planned, console, manifest)
+        results = _pilot(ctx, planned, pilot, console, manifest) if pilot else _execute(ctx, planned, console, manifest)
     finally:
         _set_torch_threads(threads)
     _write_json(ctx.run_dir / "run.json", {"stages": [p.name for p in planned], "results": results})
@@ -254,39 +263,111 @@ def _set_torch_threads(count: int | None) -> int | None:
 
 
 def _execute(ctx: Context, planned: list[Planned], console: Any, manifest: Manifest) -> dict[str, Any]:
-    from distill.pipeline.log import stage_log
-
     results: dict[str, Any] = {}
+    by_name = {item.name: item for item in planned}
     for item in planned:
-        stage_dir = ctx.dir(item.name)
+        if item.name in results:  # run by the rejection loop with generate
+            continue
+        loop = ctx.rejection is not None and item.name == GENERATE and FILTER in by_name
+        if loop and not item.state == by_name[FILTER].state == "done":  # generate's samples may stand, the loop goes on
+            results.update(_run_rejection(ctx, item, by_name[FILTER], console, manifest))
+            continue
         if item.state == "done":
-            record = read_state(stage_dir)
+            record = read_state(ctx.dir(item.name))
             results[item.name] = {"skipped": True, **(record.summary if record else {})}
             _say(console, f"[dim]{item.name}: up to date, skipped[/dim]")
             continue
-        stage = registry()[item.name]
-        _prepare_dir(stage_dir, item, stage, manifest)
-        write_text(stage_dir / "config.yaml", _dump(item.config))
-        _say(console, f"[bold]== {item.name}[/bold] -> {stage_dir}")
+        _start(ctx, item, console, manifest)
         started = time.time()
         try:
-            with stage_log(stage_dir / "log.txt"):
-                summary = stage.run(item.config)
-        except InputError as exc:
-            raise InputError(f"stage '{item.name}' failed: {exc}. {_how_to_continue(ctx, item.name)}") from exc
-        except Interrupted as exc:
-            raise Interrupted(f"stage '{item.name}': {exc}") from None
-        except Exception as exc:  # a crash inside a stage: keep what earlier stages wrote
-            raise StageError(f"stage '{item.name}' failed: {type(exc).__name__}: {exc} "
-                             f"(log: {stage_dir / 'log.txt'}). {_how_to_continue(ctx, item.name)}") from exc
+            summary = _call(ctx, item, item.config)
         finally:
             manifest.finished(item.name)
-        seconds = round(time.time() - started, 1)
-        summary = json.loads(json.dumps(summary or {}, default=str))
-        record = StageRecord(stage=item.name, status="complete", fingerprint=item.fingerprint, seconds=seconds, summary=summary)
-        _write_json(stage_dir / "stage.json", record.model_dump(mode="json"))
-        results[item.name] = {"seconds": seconds, **summary}
+        results[item.name] = _complete(ctx, item, summary, started)
     return results
+
+
+def _pilot(ctx: Context, planned: list[Planned], prompts: int, console: Any, manifest: Manifest) -> dict[str, Any]:
+    from distill.pipeline import pilot
+
+    by_name = {item.name: item for item in planned}
+    if GENERATE not in by_name or FILTER not in by_name:
+        raise InputError("a pilot generates and filters: the run's stages must include generate and filter", field="--pilot")
+    generate = by_name[GENERATE]
+    earlier = _execute(ctx, planned[: planned.index(generate)], console, manifest)  # what makes the prompts and the teacher
+    config = generate.config.model_copy(update={"limit": min(prompts, generate.config.limit or prompts)})
+    items = Planned(GENERATE, config, generate.fingerprint, "new"), Planned(FILTER, by_name[FILTER].config, "", "redo")
+    if ctx.rejection is not None:
+        summaries = _run_rejection(ctx, *items, console, manifest, complete=False)
+    else:
+        summaries = {}
+        for item in items:
+            _start(ctx, item, console, manifest)
+            try:
+                summaries[item.name] = _call(ctx, item, item.config)
+            finally:
+                manifest.finished(item.name)
+    figures = pilot.forecast(generate.config, summaries[GENERATE], summaries[FILTER], pilot.run_prompts(generate.config))
+    _say(console, pilot.table(figures))
+    figures["verdict"] = pilot.verdict(figures, generate.config)
+    _say(console, figures["verdict"])
+    return {**earlier, **summaries, "pilot": figures}
+
+
+def _run_rejection(ctx: Context, generate: Planned, filter_: Planned, console: Any, manifest: Manifest,
+                   complete: bool = True) -> dict[str, Any]:
+    """generate and filter as the rounds of the rejection loop; both complete when it ends (unless a pilot)."""
+    if generate.state == "done":  # its samples stand: the loop only adds to them
+        generate = Planned(generate.name, generate.config, generate.fingerprint, "new")
+    for item in (generate, filter_):
+        _start(ctx, item, console, manifest)
+    started = time.time()
+    items = {GENERATE: generate, FILTER: filter_}
+    try:
+        summaries = rejection.run_loop(ctx.rejection, generate.config, filter_.config,
+                                       lambda name, config: _call(ctx, items[name], config),
+                                       ctx.dir(GENERATE), lambda table: _say(console, table))
+    finally:
+        for item in items.values():
+            manifest.finished(item.name)
+    if not complete:
+        return dict(zip(items, summaries, strict=True))
+    return {item.name: _complete(ctx, item, summary, started) for item, summary in zip(items.values(), summaries, strict=True)}
+
+
+def _start(ctx: Context, item: Planned, console: Any, manifest: Manifest) -> None:
+    stage_dir = ctx.dir(item.name)
+    _prepare_dir(stage_dir, item, registry()[item.name], manifest)
+    write_text(stage_dir / "config.yaml", _dump(item.config))
+    _say(console, f"[bold]== {item.name}[/bold] -> {stage_dir}")
+
+
+def _call(ctx: Context, item: Planned, config: BaseModel) -> dict[str, Any]:
+    """The stage's run function on `config`, its output in the stage's log, its errors said the run's way."""
+    from distill.pipeline.log import stage_log
+
+    stage_dir = ctx.dir(item.name)
+    try:
+        with stage_log(stage_dir / "log.txt"):
+            return registry()[item.name].run(config) or {}
+    except InputError as exc:
+        raise InputError(f"stage '{item.name}' failed: {exc}. {_how_to_continue(ctx, item.name)}") from exc
+    except Interrupted as exc:
+        raise Interrupted(f"stage '{item.name}': {exc}") from None
+    except BudgetReached as exc:  # not complete: a re-run with a higher budget resumes the stage
+        raise BudgetReached(f"stage '{item.name}': {exc}", exc.summary) from None
+    except Exception as exc:  # a crash inside a stage: keep what earlier stages wrote
+        raise StageError(f"stage '{item.name}' failed: {type(exc).__name__}: {exc} "
+                         f"(log: {stage_dir / 'log.txt'}). {_how_to_continue(ctx, item.name)}") from exc
+
+
+def _complete(ctx: Context, item: Planned, summary: dict[str, Any], started: float) -> dict[str, Any]:
+    """stage.json: the stage is complete (what a re-run skips)."""
+    seconds = round(time.time() - started, 1)
+    summary = json.loads(json.dumps(summary or {}, default=str))
+    record = StageRecord(stage=item.name, status="complete", fingerprint=item.fingerprint, seconds=seconds, summary=summary)
+    _write_json(ctx.dir(item.name) / "stage.json", record.model_dump(mode="json"))
+    return {"seconds": seconds, **summary}
 
 
 def _prepare_dir(stage_dir: Path, item: Planned, stage: Any, manifest: Manifest) -> None:

@@ -31,7 +31,7 @@ STAGE_MODULES = (
     "distill.quickstart.onpolicy",
 )
 # Sections a recipe may hold besides the stages' own.
-META_SECTIONS = ("name", "description", "run")
+META_SECTIONS = ("name", "description", "run", "rejection")
 
 
 @functools.cache
@@ -65,6 +65,7 @@ class Context:
     doc: dict[str, Any]
     recipe: Path | None = None
     settings: Any = None  # the recipe's RunSettings
+    rejection: Any = None  # the recipe's `rejection` section (distill.pipeline.rejection), when it has one
 
     def dir(self, stage: str) -> Path:
         return self.run_dir / stage

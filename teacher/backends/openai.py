@@ -132,7 +132,7 @@ async def _generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None
 
 
 async def _worker(client, queue: asyncio.Queue, config: GenerateConfig, sink: Sink, tokenizer: Any) -> None:
-    while True:
+    while not sink.stopped:  # at the budget no request starts; those in flight finish and are written
         try:
             job, index = queue.get_nowait()
         except asyncio.QueueEmpty:
@@ -147,8 +147,9 @@ async def _worker(client, queue: asyncio.Queue, config: GenerateConfig, sink: Si
         finish = choice.get("finish_reason")
         message = choice.get("message") if config.api == "chat" else choice
         completion = stitch(message or {}, config.think_prefill)
-        tokens = (data.get("usage") or {}).get("completion_tokens")
-        sink.emit(job.problem, index, completion, finish, tokens, token_logprobs(choice, config))
+        usage = data.get("usage") or {}
+        sink.emit(job.problem, index, completion, finish, usage.get("completion_tokens"), prompt_tokens=usage.get("prompt_tokens"),
+                  token_logprobs=token_logprobs(choice, config))
 
 
 def _body(job: Job, index: int, config: GenerateConfig, tokenizer: Any) -> dict[str, Any]:

@@ -173,7 +173,7 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
 
     try:
         top_up(_PROMPTS_PER_STEP)
-        while pending:
+        while pending and not sink.stopped:  # at the budget: what is in flight is aborted below
             for output in engine.step():
                 job = pending.pop(output.request_id, None) if output.finished else None
                 if job is None:
@@ -185,6 +185,7 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
                          len(choice.token_ids), token_logprobs(choice, config.logprobs))
                         for choice in output.outputs
                     ],
+                    prompt_tokens=len(output.prompt_token_ids or ()),
                 )
             if len(pending) < config.max_pending:
                 top_up(_PROMPTS_PER_STEP)

@@ -154,7 +154,7 @@ def test_bad_input_fails_fast_with_one_line(tmp_path, tiny_qwen, kept):
     out = tmp_path / "run"
     cases = [
         (["--student", "qwen-7", "--data", str(kept)], "unknown student 'qwen-7' (did you mean 'qwen-7b'?)"),
-        (["--student", "qwen-1.5b", "--data", str(empty), "--base-model", str(tiny_qwen)], "wrong.jsonl:1: field 'problem_id'"),
+        (["--student", "qwen-1.5b", "--data", str(empty), "--base-model", str(tiny_qwen)], "wrong.jsonl:1: field 'problem': missing"),
         (["--student", "qwen-1.5b", "--data", str(kept), "--base-model", str(notmodel)], "not a model directory"),
         (["--student", "qwen-1.5b", "--data", str(kept), "--base-model", str(tmp_path / "nope")], "no such model directory"),
         (["--student", "qwen-1.5b", "--data", str(kept), "--base-model", str(tiny_qwen), "--max-length", "20"], "no usable rows"),

@@ -127,12 +127,13 @@ def fault_proxy():
 class FakeEndpoint:
     """An OpenAI-compatible endpoint on 127.0.0.1 (stdlib http.server in a thread), no model behind it.
 
-    mode "ok": every chat request gets a completion of `size` characters after `delay` seconds;
+    mode "ok": every chat request gets a completion of `size` characters after `delay` seconds, boxing the
+    answers in turn;
     mode "echo": every request is refused with HTTP `status` and an error body that echoes the
     request's headers, Authorization included (as some proxies and debug servers do).
     """
 
-    def __init__(self, mode: str = "ok", status: int = 400, delay: float = 0.0, size: int = 40):
+    def __init__(self, mode: str = "ok", status: int = 400, delay: float = 0.0, size: int = 40, answers: tuple[str, ...] = ("2",)):
         import http.server
         import json
 
@@ -162,9 +163,10 @@ class FakeEndpoint:
                     self._send(status, {"error": {"message": f"bad request; headers were: {headers}"}})
                     return
                 time.sleep(delay)
-                text = "<think>\n" + "x" * size + "\n</think>\n\n\\boxed{2}"
+                answer = answers[(endpoint.requests - 1) % len(answers)]  # the k-th request answers answers[k % len]
+                text = "<think>\n" + "x" * size + "\n</think>\n\n\\boxed{" + answer + "}"
                 self._send(200, {"choices": [{"message": {"content": text}, "finish_reason": "stop"}],
-                                 "usage": {"completion_tokens": 5}})
+                                 "usage": {"prompt_tokens": 7, "completion_tokens": 5}})
 
         class Server(http.server.ThreadingHTTPServer):
             def handle_error(self, request, client_address):  # a client that hung up (Ctrl-C tests): not news

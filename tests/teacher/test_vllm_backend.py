@@ -187,3 +187,19 @@ def test_resume_after_a_crash_between_frame_and_line(make_config, tmp_path):
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 8 and index.torn == 0
     assert [record_id for record_id, *_ in index.order] == ids  # one frame per record, no orphans, same order
+
+
+def test_engine_counts_prompt_tokens_and_stops_at_a_token_budget(make_config, tmp_path):
+    from distill.core.errors import BudgetReached
+
+    prompts = write_prompts(tmp_path / "p.jsonl", 8)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(BudgetReached, match="budget of 30 completion tokens reached") as stop:
+        run(make_config(prompts, out, budget_tokens=30, max_pending=1))  # one prompt in flight: the stop comes early
+    records = list(read_records(out))
+    assert 0 < len(records) < 16 and stop.value.summary["samples_written"] == len(records)
+    assert sum(r.completion_tokens for r in records) >= 30
+    assert all(r.prompt_tokens and r.prompt_tokens > 5 for r in records)
+    assert stop.value.summary["prompt_tokens"] == sum(r.prompt_tokens for r in records)
+    summary = run(make_config(prompts, out, budget_tokens=10_000))  # a higher budget resumes
+    assert summary["samples_existing"] == len(records) and len(ids_of(out)) == len(set(ids_of(out))) == 16

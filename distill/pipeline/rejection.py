@@ -1,0 +1,216 @@
+"""The rejection loop of `distill run`: sample, filter, and resample only the prompts still short.
+
+A recipe's `rejection: {min_kept: 2, max_samples: 16}` section turns a run's `generate` and
+`filter` stages into rounds: round 1 draws `generate.n` samples per prompt and filters them; each
+later round draws `step` more (default: `generate.n`) for the prompts with fewer than `min_kept`
+kept samples, until none is short or they have `max_samples`. Sampling a fixed n wastes teacher
+tokens on easy prompts and gives up early on hard ones; this spends them where they are missing.
+
+Round r samples the indices [target(r-1), target(r)) of its prompts into the one traces file
+(`generate` skips what is there, so a killed round resumes), and the filter judges the whole file
+again. Which prompts a round samples follows from the samples and verdicts of the indices before it,
+so a re-run replays finished rounds without sampling (and without filtering when nothing was
+added) and continues where it stopped.
+
+After the last round, `filter/prompts.jsonl` holds per-prompt statistics (samples drawn, kept,
+pass rate, correct samples, the shortest correct sample, tokens), the difficulty signal public
+pipelines compute in a separate run; `drop_always_solved` / `drop_never_solved` remove those
+prompts' samples from the kept data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from distill.core.data import iter_rows
+from distill.core.paths import atomic_path, write_text
+
+SECTION = "rejection"
+GENERATE, FILTER = STAGES = ("generate", "filter")  # the two stages the loop drives
+
+
+class RejectionConfig(BaseModel):
+    """The recipe's `rejection` section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_kept: int = Field(default=2, ge=1, description="Kept samples wanted per prompt; prompts with fewer are resampled.")
+    max_samples: int = Field(default=16, ge=1, description="Most samples drawn per prompt, all rounds together.")
+    step: int | None = Field(default=None, ge=1, description="Samples added per round to each short prompt (default: generate.n).")
+    drop_always_solved: bool = Field(default=False, description="Drop the kept samples of prompts whose every sample was correct (too easy).")
+    drop_never_solved: bool = Field(default=False, description="Drop the kept samples of prompts none of whose samples was correct.")
+
+
+@dataclass
+class PromptStats:
+    problem_id: str
+    drawn: int = 0
+    kept: int = 0
+    correct: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    shortest_correct: tuple[int, str] | None = None  # (completion tokens, sample id)
+    kept_ids: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "problem_id": self.problem_id, "drawn": self.drawn, "kept": self.kept,
+            "pass_rate": round(self.kept / self.drawn, 4) if self.drawn else 0.0, "correct": self.correct,
+            "shortest_correct_tokens": self.shortest_correct[0] if self.shortest_correct else None,
+            "shortest_correct_id": self.shortest_correct[1] if self.shortest_correct else None,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "always_solved": self.drawn > 0 and self.correct == self.drawn, "never_solved": self.correct == 0,
+        }
+
+
+def settings(doc: dict[str, Any], stages: list[str], where: str) -> RejectionConfig | None:
+    """The validated section, or None when the recipe has none."""
+    from distill.core.config import validate
+    from distill.core.errors import InputError
+
+    section = doc.get(SECTION)
+    if section is None:
+        return None
+    if not all(name in stages for name in STAGES) or stages.index(GENERATE) > stages.index(FILTER):
+        raise InputError("the rejection loop needs generate and then filter in run.stages", where=where, field=SECTION)
+    return validate(RejectionConfig, section, where=where, yaml_path=Path(where), prefix=(SECTION,))
+
+
+def targets(first: int, step: int, most: int) -> list[int]:
+    """Samples per prompt after each round: first, first+step, ... up to most."""
+    out = [min(first, most)]
+    while out[-1] < most:
+        out.append(min(out[-1] + step, most))
+    return out
+
+
+def read_outcomes(kept: str, rejected: str | None) -> dict[str, list[dict[str, Any]]]:
+    """problem_id -> [{index, kept, correct, prompt_tokens, completion_tokens, id}], from the filter's outputs."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path, is_kept in ((kept, True), (rejected, False)):
+        if path is None or not Path(path).exists() or Path(path).stat().st_size == 0:  # every sample kept, or none
+            continue
+        for _, row in iter_rows(path):
+            verdict = (row.get("verdicts") or {}).get("correctness")
+            correct = verdict["passed"] if verdict is not None else is_kept  # without the rule, kept counts as solved
+            found.setdefault(row["problem_id"], []).append({
+                "id": row["id"], "index": row["sample_index"], "kept": is_kept, "correct": bool(correct),
+                "prompt_tokens": row.get("prompt_tokens") or 0, "completion_tokens": row.get("completion_tokens") or 0,
+            })
+    return found
+
+
+def stats(outcomes: dict[str, list[dict[str, Any]]], below: int | None = None) -> dict[str, PromptStats]:
+    """Per-prompt statistics over the samples with index < below (all of them when None)."""
+    out: dict[str, PromptStats] = {}
+    for problem_id, samples in outcomes.items():
+        entry = out[problem_id] = PromptStats(problem_id)
+        for sample in samples:
+            if below is not None and sample["index"] >= below:
+                continue
+            entry.drawn += 1
+            entry.prompt_tokens += sample["prompt_tokens"]
+            entry.completion_tokens += sample["completion_tokens"]
+            if sample["kept"]:
+                entry.kept += 1
+                entry.kept_ids.append(sample["id"])
+            if sample["correct"]:
+                entry.correct += 1
+                candidate = (sample["completion_tokens"], sample["id"])
+                entry.shortest_correct = min(entry.shortest_correct or candidate, candidate)
+    return out
+
+
+def round_row(number: int, outcomes: dict[str, list[dict[str, Any]]], sampled: list[str], low: int, high: int,
+              min_kept: int) -> dict[str, Any]:
+    """One line of the per-round table: the samples with index in [low, high) of the prompts sampled."""
+    drawn = kept = tokens = 0
+    for problem_id in sampled:
+        for sample in outcomes.get(problem_id, []):
+            if low <= sample["index"] < high:
+                drawn += 1
+                kept += sample["kept"]
+                tokens += sample["completion_tokens"]
+    after = stats({p: outcomes.get(p, []) for p in sampled}, high)
+    short = sum(1 for entry in after.values() if entry.kept < min_kept)
+    return {"round": number, "samples_per_prompt": high, "prompts": len(sampled), "drawn": drawn, "kept": kept,
+            "yield": round(kept / drawn, 4) if drawn else 0.0, "completion_tokens": tokens, "still_short": short}
+
+
+def run_loop(config: RejectionConfig, generate: BaseModel, filter_: BaseModel, call: Callable[[str, BaseModel], dict[str, Any]],
+             work_dir: Path, say: Callable[[Any], None]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the rounds; `call(stage, config)` runs one stage once. Returns (generate summary, filter summary)."""
+    plan = targets(generate.n, config.step or generate.n, config.max_samples)
+    sampled: list[str] | None = None  # None: every prompt (round 1)
+    rows: list[dict[str, Any]] = []
+    generated = filtered = None
+    outcomes: dict[str, list[dict[str, Any]]] = {}
+    for number, high in enumerate(plan, start=1):
+        low = plan[number - 2] if number > 1 else 0
+        update: dict[str, Any] = {"n": high}
+        if sampled is not None:
+            ids = work_dir / f"round-{number}.ids"
+            write_text(ids, "".join(f"{p}\n" for p in sampled))
+            update["problem_ids"] = str(ids)
+        generated = call(GENERATE, generate.model_copy(update=update))
+        if filtered is None or generated.get("samples_written"):  # nothing new: the last verdicts stand
+            filtered = call(FILTER, filter_)
+            outcomes = read_outcomes(filter_.output, filter_.rejected)
+        if sampled is None:
+            sampled = sorted(outcomes)
+        row = round_row(number, outcomes, sampled, low, high, config.min_kept)
+        rows.append(row)
+        say(round_table(rows))
+        if high >= config.max_samples:
+            break
+        after = stats({p: outcomes.get(p, []) for p in sampled}, high)
+        # Only prompts that got every sample of the round: one the teacher skipped (too long) stays skipped.
+        sampled = sorted(p for p, entry in after.items() if entry.kept < config.min_kept and entry.drawn >= high)
+        if not sampled:
+            break
+    final = stats(outcomes)
+    dropped = _write_prompt_stats(config, final, filter_, work_dir)
+    tokens = sum(entry.completion_tokens for entry in final.values())
+    kept = sum(entry.kept for entry in final.values()) - dropped
+    loop = {"rounds": rows, "prompts": len(final), "kept": kept, "dropped_by_difficulty": dropped,
+            "short_at_end": sum(1 for entry in final.values() if entry.kept < config.min_kept),
+            "completion_tokens": tokens, "completion_tokens_per_kept": round(tokens / kept, 1) if kept else None}
+    return {**(generated or {}), "rejection": loop}, {**(filtered or {}), "kept": kept, "rejection": loop}
+
+
+def _write_prompt_stats(config: RejectionConfig, final: dict[str, PromptStats], filter_: BaseModel, work_dir: Path) -> int:
+    """filter/prompts.jsonl beside the kept data; drops the kept samples of prompts the options name."""
+    rows = [entry.row() for entry in final.values()]
+    drop = {r["problem_id"] for r in rows if (config.drop_always_solved and r["always_solved"])
+            or (config.drop_never_solved and r["never_solved"])}
+    for row in rows:
+        row["dropped"] = row["problem_id"] in drop
+    write_text(Path(filter_.output).with_name("prompts.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
+    if not drop:
+        return 0
+    dropped = 0
+    with atomic_path(filter_.output) as temporary, open(temporary, "w", encoding="utf-8") as out, open(filter_.output, encoding="utf-8") as kept:
+        for line in kept:
+            if json.loads(line)["problem_id"] in drop:
+                dropped += 1
+            else:
+                out.write(line)
+    return dropped
+
+
+def round_table(rows: list[dict[str, Any]]):
+    from rich.table import Table
+
+    table = Table(title="rejection sampling, by round", title_justify="left")
+    for column in ("round", "samples/prompt", "prompts sampled", "drawn", "kept", "yield", "completion tokens", "still short"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(str(r["round"]), str(r["samples_per_prompt"]), f"{r['prompts']:,}", f"{r['drawn']:,}", f"{r['kept']:,}",
+                      f"{100 * r['yield']:.1f}%", f"{r['completion_tokens']:,}", f"{r['still_short']:,}")
+    return table
