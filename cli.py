@@ -83,7 +83,8 @@ def merge(
 
     summary = merge_shards(list(shards), output)
     typer.echo(f"merged {summary['records']:,} records from {len(shards)} files into {summary['output']}"
-               f" ({summary['duplicates_dropped']} duplicates, {summary['torn_lines_dropped']} torn lines dropped)")
+               f" ({summary['duplicates_dropped']} duplicates, {summary['torn_lines_dropped']} torn lines dropped)"
+               + (f"; log-probabilities of {summary['logprobs_records']:,} records" if summary["logprobs_records"] else ""))
 
 
 @stage_command(app, "filter", FilterConfig, section="filter", arguments=["input"], sections=sections)

@@ -35,6 +35,7 @@ class TrainConfig(TraceLayout):
                      "lr_scheduler", "weight_decay", "max_grad_norm", "seed"),
         "Memory and speed": ("packing", "gradient_checkpointing", "bf16", "attn_implementation", "loss_kernel",
                              "loss_chunk_size", "sequence_parallel"),
+        "Objective (--objective kd)": ("objective", "kd_alpha", "kd_temperature", "teacher_tokenizer"),
         "LoRA / QLoRA": ("lora_r", "lora_alpha", "lora_dropout", "lora_targets"),
         "Context window": ("extend_context", "rope_theta"),
         "Evaluation, checkpoints, logging": ("eval_fraction", "eval_data", "eval_steps", "save_steps", "save_total_limit",
@@ -89,6 +90,17 @@ class TrainConfig(TraceLayout):
         "(DeepSpeed, flash-attention; students/accelerate/zero3-sp.yaml). 1: off. Default: the preset's.",
     )
 
+    objective: Literal["sft", "kd"] = Field(
+        default="sft",
+        description="sft: cross-entropy on the traces' text. kd: cross-entropy on the teacher's own token ids mixed with "
+        "a KL divergence to its recorded top-K distribution (the data's .logprobs side file, from `generate --logprobs K`).",
+    )
+    kd_alpha: float = Field(default=0.5, ge=0, le=1, description="Weight of the KL term (kd): loss = (1 - a) CE + a T^2 KL.")
+    kd_temperature: float = Field(default=1.0, gt=0, description="Softening temperature T of both distributions in the KL term (kd).")
+    teacher_tokenizer: str | None = Field(
+        default=None, description="The teacher's tokenizer, to check it against the student's (kd; default: the teacher recorded in the data)."
+    )
+
     lora_r: int = Field(default=64, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(default=128, ge=1, description="LoRA alpha (scale = alpha / r).")
     lora_dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout.")
@@ -134,6 +146,13 @@ class TrainConfig(TraceLayout):
         if len(sources) == 1 and isinstance(sources[0], dict) and sources[0].get("weight") is None and "path" in sources[0]:
             return sources[0]["path"]
         return sources
+
+    @field_validator("objective")
+    @classmethod
+    def _one_kd_source(cls, value: str, info: ValidationInfo) -> str:
+        if value == "kd" and isinstance(info.data.get("data"), list) and len(info.data["data"]) > 1:
+            raise ValueError("--objective kd trains on one --data source (traces with the teacher's log-probabilities)")
+        return value
 
     @field_validator("mix")
     @classmethod

@@ -189,24 +189,37 @@ def best_fit_packs(lengths: list[int], capacity: int) -> list[list[int]]:
     return bins
 
 
+TEACHER_KEYS = ("teacher_ids", "teacher_logprobs")  # KD examples (students/kd.py): per-token top-K arrays
+
+
+def _with_teacher(item: dict[str, Any], examples: list[tuple]) -> dict[str, Any]:
+    """An example is (ids, labels) or, for KD, (ids, labels, top_ids, top_logprobs)."""
+    if len(examples[0]) > 2:
+        import numpy as np
+
+        for position, key in enumerate(TEACHER_KEYS, start=2):
+            item[key] = np.concatenate([example[position] for example in examples])
+    return item
+
+
 class PackedDataset:
     """Each item is one bin: concatenated ids and labels with per-sample position ids."""
 
-    def __init__(self, examples: list[tuple[list[int], list[int]]], capacity: int):
+    def __init__(self, examples: list[tuple], capacity: int):
         self.examples = examples
-        self.packs = best_fit_packs([len(ids) for ids, _ in examples], capacity)
+        self.packs = best_fit_packs([len(example[0]) for example in examples], capacity)
 
     def __len__(self) -> int:
         return len(self.packs)
 
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         ids, labels, positions = [], [], []
-        for member in self.packs[index]:
-            sample_ids, sample_labels = self.examples[member]
+        members = [self.examples[member] for member in self.packs[index]]
+        for sample_ids, sample_labels, *_ in members:
             ids += sample_ids
             labels += sample_labels
             positions += range(len(sample_ids))
-        return {"input_ids": ids, "labels": labels, "position_ids": positions}
+        return _with_teacher({"input_ids": ids, "labels": labels, "position_ids": positions}, members)
 
 
 class PaddedDataset:
@@ -218,17 +231,22 @@ class PaddedDataset:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        ids, labels = self.examples[index]
-        return {"input_ids": ids, "labels": labels}
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        ids, labels, *_ = self.examples[index]
+        return _with_teacher({"input_ids": ids, "labels": labels}, [self.examples[index]])
 
 
-def collate_packed(items: list[dict[str, list[int]]]) -> dict[str, Any]:
+def collate_packed(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Flatten a micro-batch of packs into one row: no padding at all, no attention mask."""
     import torch
 
     row = {key: [value for item in items for value in item[key]] for key in ("input_ids", "labels", "position_ids")}
-    return {key: torch.tensor([values], dtype=torch.long) for key, values in row.items()}
+    batch = {key: torch.tensor([values], dtype=torch.long) for key, values in row.items()}
+    if TEACHER_KEYS[0] in items[0]:
+        import numpy as np
+
+        batch.update({key: torch.from_numpy(np.concatenate([item[key] for item in items]))[None] for key in TEACHER_KEYS})
+    return batch
 
 
 class PaddedCollator:
@@ -244,7 +262,14 @@ class PaddedCollator:
         ids = [item["input_ids"] + [self.pad_token_id] * (width - len(item["input_ids"])) for item in items]
         labels = [item["labels"] + [-100] * (width - len(item["labels"])) for item in items]
         mask = [[1] * len(item["input_ids"]) + [0] * (width - len(item["input_ids"])) for item in items]
-        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+        batch = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+        if TEACHER_KEYS[0] in items[0]:
+            import numpy as np
+
+            for key, fill in zip(TEACHER_KEYS, (-1, -np.inf), strict=True):
+                rows = [np.pad(item[key], ((0, width - len(item[key])), (0, 0)), constant_values=fill) for item in items]
+                batch[key] = torch.from_numpy(np.stack(rows))
+        return batch
 
 
 def split_eval(conversations: list, fraction: float, seed: int) -> tuple[list, list]:

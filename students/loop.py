@@ -44,6 +44,13 @@ def prepare_loss(model, config: TrainConfig) -> str:
     liger (applied by the Trainer), chunked (applied here) or plain."""
     from students.loss import resolve_loss, supports_chunked, use_chunked_loss
 
+    if config.objective == "kd":  # the KD term lives in the chunked loss only (train.py refused the other kernels)
+        if not supports_chunked(model):
+            from distill.core.errors import InputError
+
+            raise InputError("--objective kd needs a plain linear output head (no bias, no logit soft-capping)", field="objective")
+        use_chunked_loss(model, config.loss_chunk_size, kd=(config.kd_alpha, config.kd_temperature))
+        return "chunked"
     kernel = resolve_loss(config.loss_kernel, getattr(model.config, "model_type", None))
     if kernel == "chunked":
         if not supports_chunked(model):

@@ -21,9 +21,9 @@ label tokens of the whole accumulated batch, so gradient accumulation is token-n
 by this batch's label tokens. Only positions with a target are sent through the head at all.
 
 The per-chunk loss is a plain function (`cross_entropy_chunk`): given a chunk's fp32 logits and
-targets it returns the summed loss and its gradient with respect to those logits. A
-distillation loss (KL to a teacher's distribution) plugs in the same way, with the teacher's
-per-token targets passed as `targets`.
+targets it returns the summed loss and its gradient with respect to those logits. The
+distillation loss (`kd_chunk_loss`, `train --objective kd`) plugs in the same way, with the
+teacher's recorded top-K per token passed along with the labels as `targets`.
 
 On GPUs with Liger installed, Liger's fused kernel does the same job (TrainingArguments.
 use_liger_kernel); `resolve_loss` chooses.
@@ -55,6 +55,68 @@ def cross_entropy_chunk(logits: torch.Tensor, targets: torch.Tensor, need_grad: 
     logits.div_(total)
     logits[torch.arange(len(targets), device=logits.device), targets] -= 1.0
     return loss, logits
+
+
+def teacher_distribution(top_logprobs: torch.Tensor, valid: torch.Tensor, vocab: int, temperature: float):
+    """The teacher's sparse distribution over K+1 outcomes: its top-K tokens and "every other token"
+    (the tail: the probability the top-K leave, 1 - sum(exp(logprob)), kept explicitly rather than
+    renormalising the top-K to 1). At a temperature T != 1 each top-K probability is raised to 1/T,
+    and the tail as if its mass were spread evenly over the other vocab - K tokens; then all K+1
+    are renormalised. Returns (q_top [n, K], q_tail [n])."""
+    logprobs = top_logprobs.float().masked_fill(~valid, float("-inf"))
+    rest = (1 - logprobs.exp().sum(1)).clamp(min=0)  # fp16 rounding can push the top-K a hair past 1
+    if temperature == 1:
+        top, tail = logprobs.exp(), rest
+    else:
+        top = (logprobs / temperature).exp()
+        others = (vocab - valid.sum(1)).clamp(min=1).float()
+        tail = others ** (1 - 1 / temperature) * rest ** (1 / temperature)
+    total = top.sum(1) + tail
+    return top / total[:, None], tail / total
+
+
+def kd_chunk_loss(alpha: float, temperature: float = 1.0) -> ChunkLoss:
+    """Per target token: (1 - alpha) * cross-entropy on the label (the teacher's sampled token)
+    + alpha * T^2 * KL(teacher || student) over the teacher's top-K plus the tail bucket, the
+    student's softmax taken at temperature T. Tokens without a recorded teacher distribution (the
+    student's own turn-closing token, the think prefill) get cross-entropy alone.
+
+    targets = (labels [n], top_ids [n, K] (-1: none), top_logprobs [n, K]). With a one-hot teacher
+    on the label and T = 1 this is exactly cross-entropy; the gradient with respect to the logits
+    is formed in closed form (student p minus teacher q on the top-K, p scaled on the tail)."""
+
+    def chunk(logits: torch.Tensor, targets, need_grad: bool):
+        labels, top_ids, top_logprobs = targets
+        valid = top_ids >= 0
+        ids = top_ids.clamp(min=0).long()
+        has = valid.any(1)
+        q_top, q_tail = teacher_distribution(top_logprobs, valid, logits.shape[1], temperature)
+        lse = torch.logsumexp(logits, dim=1)
+        ce = lse - logits.gather(1, labels[:, None]).squeeze(1)
+        scaled = logits if temperature == 1 else logits / temperature
+        lse_t = lse if temperature == 1 else torch.logsumexp(scaled, dim=1)
+        logp_top = (scaled.gather(1, ids) - lse_t[:, None]).masked_fill(~valid, 0.0)
+        p_top = logp_top.exp() * valid
+        p_tail = (1 - p_top.sum(1)).clamp(min=1e-30)
+        kl = (torch.xlogy(q_top, q_top) - q_top * logp_top).sum(1) + torch.xlogy(q_tail, q_tail) - q_tail * p_tail.log()
+        w_kd = has.float() * alpha
+        w_ce = 1 - w_kd
+        scale = w_kd * temperature  # d(T^2 KL(z / T))/dz = T * dKL/d(z / T)
+        loss = (w_ce * ce + w_kd * temperature**2 * kl).sum()
+        if not need_grad:
+            return loss, None
+        # dKL/d(z/T)_v = p_v (1 - q_tail / p_tail) for every v, plus p_v q_tail / p_tail - q_v on the top-K
+        keep = 1 - q_tail / p_tail
+        if temperature == 1:
+            grad = logits.sub_(lse[:, None]).exp_().mul_((w_ce + scale * keep)[:, None])
+        else:
+            grad = scaled.sub_(lse_t[:, None]).exp_().mul_((scale * keep)[:, None])
+            grad.add_(logits.sub_(lse[:, None]).exp_().mul_(w_ce[:, None]))
+        grad[torch.arange(len(labels), device=grad.device), labels] -= w_ce
+        grad.scatter_add_(1, ids, (scale[:, None] * (p_top * (q_tail / p_tail)[:, None] - q_top)) * valid)
+        return loss, grad
+
+    return chunk
 
 
 def _chunks(count: int, chunk_size: int):
@@ -124,15 +186,21 @@ class ChunkedHeadLoss(torch.autograd.Function):
 
 def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor | None = None, *,
                    shift_labels: torch.Tensor | None = None, num_items_in_batch=None, chunk_size: int = 1024,
-                   chunk_loss: ChunkLoss = cross_entropy_chunk) -> torch.Tensor:
+                   chunk_loss: ChunkLoss = cross_entropy_chunk, teacher: tuple | None = None) -> torch.Tensor:
     """The causal LM loss of `hidden` (batch x length x hidden) through a head of `weight`
-    (vocab x hidden), normalised as transformers' ForCausalLMLoss does."""
+    (vocab x hidden), normalised as transformers' ForCausalLMLoss does.
+
+    teacher: (top_ids, top_logprobs), each batch x length x K and aligned with `labels` (row i:
+    the teacher's distribution for token i); shifted with them and passed to `chunk_loss`."""
     if shift_labels is None:
         shift_labels = torch.nn.functional.pad(labels, (0, 1), value=IGNORE)[..., 1:]
     flat = shift_labels.reshape(-1).to(hidden.device)
     keep = (flat != IGNORE).nonzero().squeeze(1)
     rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, keep)
     targets = flat.index_select(0, keep)
+    if teacher is not None:
+        shifted = [torch.nn.functional.pad(t, (0, 0, 0, 1), value=fill)[:, 1:] for t, fill in zip(teacher, (-1, float("-inf")), strict=True)]
+        targets = (targets, *(t.reshape(-1, t.shape[-1]).to(hidden.device).index_select(0, keep) for t in shifted))
     normaliser = num_items_in_batch if num_items_in_batch is not None else max(len(keep), 1)
     if torch.is_tensor(normaliser):
         normaliser = normaliser.to(hidden.device)
@@ -158,9 +226,11 @@ def supports_chunked(model) -> bool:
     )
 
 
-def use_chunked_loss(model, chunk_size: int = 1024) -> None:
+def use_chunked_loss(model, chunk_size: int = 1024, kd: tuple[float, float] | None = None) -> None:
     """Make the model compute its training loss with `causal_lm_loss` (never the full logits)
     whenever it gets labels; without labels (generation, inference) it runs as before.
+    kd = (alpha, temperature): batches carrying `teacher_ids` and `teacher_logprobs` are trained
+    with `kd_chunk_loss`.
 
     The instance's forward is replaced (the class and other instances are untouched), so the
     wrappers that call it (DDP, FSDP2, DeepSpeed, PEFT) keep their hooks around it."""
@@ -170,6 +240,8 @@ def use_chunked_loss(model, chunk_size: int = 1024) -> None:
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
                 labels=None, use_cache=None, logits_to_keep=0, **kwargs):
         shift_labels = kwargs.pop("shift_labels", None)
+        teacher = (kwargs.pop("teacher_ids", None), kwargs.pop("teacher_logprobs", None))
+        teacher = teacher if teacher[0] is not None else None
         if labels is None and shift_labels is None:
             return original(self, input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                             past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
@@ -181,8 +253,10 @@ def use_chunked_loss(model, chunk_size: int = 1024) -> None:
                                      past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
                                      **kwargs)
         # the head's weight is read inside this forward: ZeRO-3 gathers it here (an external parameter)
+        chunk_loss = kd_chunk_loss(*kd) if kd is not None and teacher is not None else cross_entropy_chunk
         loss = causal_lm_loss(outputs.last_hidden_state, self.get_output_embeddings().weight, labels,
-                              shift_labels=shift_labels, num_items_in_batch=num_items_in_batch, chunk_size=chunk_size)
+                              shift_labels=shift_labels, num_items_in_batch=num_items_in_batch, chunk_size=chunk_size,
+                              chunk_loss=chunk_loss, teacher=teacher if chunk_loss is not cross_entropy_chunk else None)
         return CausalLMOutputWithPast(loss=loss, logits=None, past_key_values=outputs.past_key_values,
                                       hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 

@@ -76,6 +76,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("")
     rows = [
         ("base model", summary["base_model"]),
+        ("objective", _objective(summary["config"])),
         ("rows read / usable", f"{metrics['rows']} / {metrics['examples']}"),
         ("dropped (longer than max_length)", f"{metrics['dropped_too_long']} (max_length {summary['max_length']})"),
         ("packed sequences", str(metrics["sequences"])),
@@ -89,6 +90,12 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _objective(config: dict[str, Any]) -> str:
+    if config.get("objective") != "kd":
+        return "sft (cross-entropy on the traces)"
+    return f"kd: (1 - {config['kd_alpha']}) CE + {config['kd_alpha']} T^2 KL to the teacher's top-K, T = {config['kd_temperature']}"
 
 
 def _first_last(curve: list[list[float]]) -> str:

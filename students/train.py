@@ -141,6 +141,9 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     config = config.model_copy(update={"sequence_parallel": inputs["sp"]})
     if inputs["sp"] > 1:
         check_sequence_parallel_can_run(config)
+    if config.objective == "kd" and (config.loss_kernel in ("liger", "plain") or inputs["sp"] > 1):
+        raise InputError("--objective kd runs through the chunked loss on whole sequences: use --loss-kernel auto or chunked, "
+                         "and no sequence parallelism", field="objective")
     if config.loss_kernel == "liger" and not liger_available(base_config.get("model_type")):
         raise InputError("liger needs a CUDA GPU, liger-kernel (the gpu extra) and a model type Liger patches",
                          field="loss_kernel")
@@ -148,9 +151,18 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     max_length = config.value("max_length")
 
     stats = LoadStats()
-    train_conversations, eval_conversations, drawn = load_data(config, stats)
-    train_examples = tokenize_all(tokenizer, train_conversations, max_length, stats)
-    eval_examples = tokenize_all(tokenizer, eval_conversations, max_length, LoadStats()) if eval_conversations else []
+    notes, drawn = [], None
+    if config.objective == "kd":
+        from students.kd import prepare
+
+        tokenizer, train_examples, eval_examples, note = prepare(config, base_config, tokenizer, template, max_length, stats)
+        if note:
+            notes.append(note)
+            _warn(note)
+    else:
+        train_conversations, eval_conversations, drawn = load_data(config, stats)
+        train_examples = tokenize_all(tokenizer, train_conversations, max_length, stats)
+        eval_examples = tokenize_all(tokenizer, eval_conversations, max_length, LoadStats()) if eval_conversations else []
     if not train_examples:
         raise InputError(
             f"no usable rows: all {stats.dropped_too_long} training samples are longer than max_length {max_length}",
@@ -158,7 +170,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         )
 
     predicted = predict(config, inputs)
-    warnings = []
+    warnings = notes
     if predicted.total * 1.1 > inputs["gpu_memory_gib"] * GIB:
         warnings.append(
             f"predicted peak {predicted.total / GIB:.1f} GiB per GPU exceeds {inputs['gpu_memory_gib']:.0f} GiB "

@@ -42,7 +42,7 @@ class GenerateConfig(CostSettings):
     model_config = ConfigDict(extra="forbid")
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
         "Inputs and outputs": ("prompts", "output", "fields", "split", "limit", "shard", "problem_ids"),
-        "Teacher and sampling": ("teacher", "backend", "n", "temperature", "top_p", "max_tokens", "seed"),
+        "Teacher and sampling": ("teacher", "backend", "n", "temperature", "top_p", "max_tokens", "seed", "logprobs"),
         "Prompt": ("system_prompt", "prompt_template", "math_instruction", "general_cot", "general_cot_instruction", "think_prefill"),
         "vLLM engine (--backend vllm)": ("tokenizer", "tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend",
                                          "max_model_len", "gpu_memory_utilization", "kv_cache_memory_bytes", "dtype", "quantization",
@@ -74,6 +74,11 @@ class GenerateConfig(CostSettings):
     top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling (R1: 0.95).")
     max_tokens: int = Field(default=32768, ge=1, description="Most new tokens per sample (R1: 32768).")
     seed: int | None = Field(default=0, description="Engine seed (vllm); sent per request to endpoints only when request_seed is set.")
+    logprobs: int = Field(
+        default=0, ge=0, le=1000,
+        description="Record, per generated token, the teacher's token id and its top-K token log-probabilities (for "
+        "`train --objective kd`) in OUTPUT's .logprobs side file; 0: off. vLLM servers return at most 20.",
+    )
 
     # --- prompt
     system_prompt: str | None = Field(default=None, description="System message; R1 recommends none (instructions go in the user turn).")
@@ -174,4 +179,6 @@ class GenerateConfig(CostSettings):
             info["general_cot_instruction"] = self.general_cot_instruction
         if self.backend == "openai":
             info["base_url"] = self.base_url
+        if self.logprobs:
+            info["logprobs"] = self.logprobs
         return info

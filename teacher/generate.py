@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distill.core import cost
+from distill.core import cost, logprobs
 from distill.core.data import read_problems
 from distill.core.errors import BudgetReached, InputError, Interrupted
 from distill.core.hub import check_model
@@ -21,7 +21,7 @@ from distill.core.stage import Stage
 from teacher import backends
 from teacher.config import GenerateConfig
 from teacher.progress import Job, Sink
-from teacher.store import AppendWriter, mend, scan_output
+from teacher.store import AppendWriter, check_side, mend, scan_output
 
 
 def load_problems(config: GenerateConfig) -> tuple[list[Problem], int]:
@@ -78,7 +78,8 @@ def check(config: GenerateConfig) -> None:
     """Cheap checks of the configuration, before anything is loaded or written."""
     if config.output.suffix.lower() != ".jsonl":
         raise InputError("generate appends to its output, so it must be .jsonl (merge can write Parquet)", where=str(config.output), field="output")
-    check_io([Out(config.output, "output")], named_paths(config, skip=("output",)))
+    outputs = [Out(config.output, "output")] + ([Out(logprobs.side_path(config.output), "logprobs")] if config.logprobs else [])
+    check_io(outputs, named_paths(config, skip=("output",)))
     backends.load(config.backend).check(config)
 
 
@@ -97,6 +98,7 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
             f"holds samples of teacher '{existing.teacher.get('model')}', not '{config.teacher}'; write to a new file",
             where=str(config.output),
         )
+    check_side(config.output, existing, config.logprobs)
     backend = backends.load(config.backend)
     if not backend.remote:  # a local engine loads the teacher by path or hub id: fail fast, in one line
         check_model(config.teacher, "teacher")
@@ -124,8 +126,10 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
     if jobs:
         backend.prepare(config)  # engine load stays out of the tokens/s figure
     mend(config.output, existing)  # only now: a refused run leaves OUT exactly as it was
+    if config.logprobs:
+        logprobs.mend(logprobs.side_path(config.output), existing.done)
     sink_kwargs = {"console": console} if console is not None else {}
-    with AppendWriter(Path(config.output)) as writer:
+    with AppendWriter(Path(config.output), side=bool(config.logprobs)) as writer:
         sink = Sink(writer, config.teacher_info(), len(jobs), sum(len(job.indices) for job in jobs), **sink_kwargs)
         sink.limit = lambda prompt, completion: cost.over_budget(before + cost.Spend(prompt, completion), config)
         sink.start(jobs)
@@ -153,6 +157,10 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
         # Said with the final spend: the samples that finished with the one that reached the budget are written too.
         stopped=sink.stopped and (cost.over_budget(before + cost.Spend(sink.prompt_tokens, sink.tokens), config) or sink.stopped),
     )
+    if config.logprobs:
+        side = logprobs.side_path(config.output)
+        summary["logprobs_file"] = str(side)
+        summary["logprobs_bytes_per_token"] = round(sink.logprob_bytes / sink.tokens, 1) if sink.tokens else None
     if sink.stopped:
         raise BudgetReached(f"{summary['stopped']}: {writer.count} samples written to {config.output}; "
                             "raise the budget and re-run the same command to continue", summary)

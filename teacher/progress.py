@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from distill.core import logprobs
 from distill.core.records import Problem, Trace, sample_id
 from teacher.store import AppendWriter
 
@@ -45,6 +46,7 @@ class Sink:
     samples: int = 0
     prompts_done: int = 0
     tokens: int = 0  # completion tokens written by this run
+    logprob_bytes: int = 0  # side-file bytes written (the teacher's log-probabilities)
     prompt_tokens: int = 0
     # (prompt tokens, completion tokens) written so far -> why the budget is reached, or None;
     # once it says so, `stopped` holds the reason and the backends start no new sample.
@@ -88,14 +90,18 @@ class Sink:
         self.progress.stop()
 
     def emit(self, problem: Problem, index: int, completion: str, finish_reason: str | None, tokens: int | None,
-             prompt_tokens: int | None = None) -> None:
+             prompt_tokens: int | None = None, token_logprobs: logprobs.TokenLogprobs | None = None) -> None:
         """One finished sample: written at once, so a crash after this line cannot lose it."""
-        self.emit_many(problem, [(index, completion, finish_reason, tokens)], prompt_tokens=prompt_tokens)
+        self.emit_many(problem, [(index, completion, finish_reason, tokens, token_logprobs)], prompt_tokens=prompt_tokens)
 
-    def emit_many(self, problem: Problem, samples: list[tuple[int, str, str | None, int | None]], prompt_tokens: int | None = None) -> None:
-        """Samples of one prompt; `prompt_tokens` is the prompt's size, counted once per sample."""
-        records = []
-        for index, completion, finish_reason, tokens in samples:
+    def emit_many(self, problem: Problem, samples: list[tuple], prompt_tokens: int | None = None) -> None:
+        """Samples of one prompt: (index, completion, finish_reason, tokens[, TokenLogprobs]) each; `prompt_tokens`
+        is the prompt's size, counted once per sample."""
+        records, frames = [], []
+        for index, completion, finish_reason, tokens, *extra in samples:
+            if extra and extra[0] is not None:
+                frames.append(logprobs.encode(sample_id(problem.problem_id, index), extra[0]))
+                self.logprob_bytes += len(frames[-1])
             reason = finish_reason if finish_reason in ("stop", "length") else None
             self.finish[finish_reason or "unknown"] += 1
             records.append(
@@ -112,7 +118,7 @@ class Sink:
             )
             self.tokens += tokens or 0
             self.prompt_tokens += prompt_tokens or 0
-        self.writer.write(records)
+        self.writer.write(records, frames)
         self.samples += len(records)
         if self.limit is not None and self.stopped is None:
             self.stopped = self.limit(self.prompt_tokens, self.tokens)
@@ -178,6 +184,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
         rows.append(("skipped prompts", ", ".join(f"{v} {k}" for k, v in summary["skipped_prompts"].items())))
     if summary.get("torn_bytes_dropped"):
         rows.append(("torn last line dropped", f"{summary['torn_bytes_dropped']} bytes"))
+    if summary.get("logprobs_file"):
+        per_token = summary["logprobs_bytes_per_token"]
+        rows.append(("log-probabilities", summary["logprobs_file"] + (f" ({per_token} bytes/token)" if per_token else "")))
     for name, value in rows:
         table.add_row(name, str(value))
     return table

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.core import logprobs
 from distill.core.cost import Spend
 from distill.core.data import RecordWriter, iter_rows, validate_record
 from distill.core.errors import InputError
@@ -83,36 +84,64 @@ def mend(path: Path, state: OutputState) -> None:
             handle.write(b"\n")
 
 
-class AppendWriter:
-    """Appends trace lines; each record reaches the file whole or not at all."""
+def check_side(path: Path, state: OutputState, k: int) -> None:
+    """Refuse, before anything is written, an output whose samples would not all have (or all
+    lack) the teacher's log-probabilities, and a side file that is not ours."""
+    side = logprobs.side_path(path)
+    if side.exists() and not path.exists():
+        raise InputError(f"exists without its trace file {path.name}; move it away or write elsewhere", where=str(side))
+    index = logprobs.scan(side)  # not ours: InputError
+    if not state.done:
+        return
+    recorded = (state.teacher or {}).get("logprobs", 0)
+    if recorded != k:
+        now = f"--logprobs {k}" if k else "no --logprobs"
+        raise InputError(f"holds samples recorded with --logprobs {recorded}, this run has {now}; use the same or write to a new file",
+                         where=str(path), field="logprobs")
+    missing = len(state.done - set(index.frames)) if k else 0
+    if missing:
+        raise InputError(f"{missing} samples have no log-probabilities in {side.name}; write to a new file", where=str(path), field="logprobs")
 
-    def __init__(self, path: Path, fsync_every: float = 5.0):
+
+class AppendWriter:
+    """Appends trace lines; each record reaches the file whole or not at all.
+
+    With `side`, each record's log-probabilities frame is appended to the side file first, so a
+    trace line never exists without its frame (an orphan frame is cut when a run resumes)."""
+
+    def __init__(self, path: Path, fsync_every: float = 5.0, side: bool = False):
         self.path = path
+        self.side = logprobs.side_path(path) if side else None
+        self._side_fd: int | None = None
         self._fd: int | None = None  # opened at the first record: a run that fails early leaves no file
         self._fsync_every = fsync_every
         self._last_sync = time.monotonic()
         self.count = 0
         self._scrub = scrubber()  # a server that echoes the API key must not get it into the file
 
-    def write(self, records: Iterable[Trace]) -> None:
+    def write(self, records: Iterable[Trace], frames: list[bytes] | None = None) -> None:
         data = "".join(self._scrub(json.dumps(to_row(record), ensure_ascii=False)) + "\n" for record in records).encode("utf-8")
+        if frames and self.side is not None:
+            if self._side_fd is None:
+                self._side_fd = logprobs.open_appender(self.side)
+            logprobs.write_all(self._side_fd, b"".join(frames))
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        view = memoryview(data)
-        while view:  # os.write may write less than asked
-            written = os.write(self._fd, view)
-            view = view[written:]
+            self._fd = logprobs.open_appender(self.path)
+        logprobs.write_all(self._fd, data)
         self.count += data.count(b"\n")
         if time.monotonic() - self._last_sync > self._fsync_every:
-            os.fsync(self._fd)  # bounds what a power loss (not a crash) can take
+            for fd in (self._side_fd, self._fd):
+                if fd is not None:
+                    os.fsync(fd)  # bounds what a power loss (not a crash) can take
             self._last_sync = time.monotonic()
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
+        for name in ("_side_fd", "_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.fsync(fd)
+                os.close(fd)
+                setattr(self, name, None)
 
     def __enter__(self) -> AppendWriter:
         return self
@@ -124,17 +153,20 @@ class AppendWriter:
 def merge_shards(inputs: list[Path], output: Path) -> dict[str, Any]:
     """One file from shard outputs: every sample once (first seen wins), torn tails ignored.
 
-    Writes atomically (JSONL or Parquet by suffix); inputs are left as they are.
+    Writes atomically (JSONL or Parquet by suffix); inputs are left as they are. The shards'
+    log-probabilities (side files) follow their records into OUTPUT's side file.
     """
     if not inputs:
         raise InputError("no shard files given")
-    check_io([Out(output, "output")], inputs)
+    sides = [logprobs.side_path(path) for path in inputs]
+    check_io([Out(output, "output"), Out(logprobs.side_path(output), "output")], [*inputs, *[s for s in sides if s.exists()]])
     seen: set[str] = set()
     counts: dict[str, int] = {}
     duplicates = torn = 0
     teachers: set[str] = set()
-    with RecordWriter(output) as writer:
-        for path in inputs:
+    with RecordWriter(output) as writer, logprobs.FrameCopier(output) as frames:
+        for path, side in zip(inputs, sides, strict=True):
+            index = logprobs.scan(side)
             counts[str(path)] = 0
             own = UniqueIds()  # within one shard an id is unique; across shards, first seen wins
             for where, row, is_torn in _complete_rows(path):
@@ -148,10 +180,18 @@ def merge_shards(inputs: list[Path], output: Path) -> dict[str, Any]:
                     continue
                 seen.add(record.id)
                 teachers.add(str((record.teacher or {}).get("model")))
+                _copy_frame(frames, index, record, where)
                 writer.write(record)
                 counts[str(path)] += 1
     return {"output": str(output), "records": len(seen), "duplicates_dropped": duplicates,
-            "torn_lines_dropped": torn, "per_input": counts, "teachers": sorted(teachers)}
+            "torn_lines_dropped": torn, "per_input": counts, "teachers": sorted(teachers),
+            "logprobs_records": frames.count}
+
+
+def _copy_frame(frames: logprobs.FrameCopier, index: logprobs.SideIndex, record: Trace, where: str) -> None:
+    """A record generated with --logprobs must keep them: one without its frame is refused."""
+    if not frames.copy(index, record.id) and (record.teacher or {}).get("logprobs"):
+        raise InputError(f"was generated with --logprobs but {index.path.name} has no frame for it", where=where)
 
 
 def _complete_rows(path: Path):

@@ -174,14 +174,13 @@ class JudgeSink:
         self.progress.update(self.task, advance=1)
 
     def emit(self, problem: Problem, index: int, completion: str, finish_reason: str | None, tokens: int | None,
-             prompt_tokens: int | None = None) -> None:
+             **_accounting) -> None:  # prompt tokens, log-probabilities: generate's, not the judge's
         verdict, why = parse_verdict(completion, finish_reason)
         self._store(problem.problem_id, verdict, why, redact(completion))
 
-    def emit_many(self, problem: Problem, samples: list[tuple[int, str, str | None, int | None]],
-                  prompt_tokens: int | None = None) -> None:
+    def emit_many(self, problem: Problem, samples: list[tuple], **_accounting) -> None:
         for sample in samples:
-            self.emit(problem, *sample)
+            self.emit(problem, *sample[:4])
 
     def skip(self, problem: Problem, reason: str, count: int) -> None:
         self._store(problem.problem_id, "undecided", f"judge could not be asked: {reason}", "")

@@ -109,6 +109,9 @@ def print_report(report: dict[str, Any]) -> None:
         stats = (report[f"length_{label}"] or {}).get("chars")
         lengths.add_row(label, *([str(stats[k]) for k in ("mean", "p50", "p90", "max")] if stats else ["-"] * 4))
     console.print(lengths)
+    if report.get("logprobs"):
+        side = report["logprobs"]
+        console.print(f"log-probabilities of the {side['records']:,} kept records ({side['tokens']:,} tokens) in {side['file']}")
     if report.get("judge"):
         print_judge(console, report["judge"])
 

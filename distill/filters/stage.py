@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from distill.core import logprobs
 from distill.core.data import RecordWriter, atomic_path, input_kind, iter_rows
 from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.ids import UniqueIds
@@ -141,7 +142,8 @@ def _check_outputs(config: FilterConfig) -> None:
         if path is not None and not path.endswith((".jsonl", ".parquet")):
             raise InputError("output must end in .jsonl or .parquet", where=path)
     outputs = [Out(getattr(config, name), name) for name in OUTPUT_FIELDS]
-    inputs = named_paths(config, skip=OUTPUT_FIELDS)
+    outputs += [Out(logprobs.side_path(getattr(config, name)), name) for name in ("output", "rejected") if getattr(config, name)]
+    inputs = [*named_paths(config, skip=OUTPUT_FIELDS), logprobs.side_path(config.input)]
     judge.check_settings(config)
     if judge.active(config):  # the verdict cache is appended to: an output, never an input
         outputs.append(Out(config.judge.cache, "judge.cache"))
@@ -178,6 +180,10 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
             tally(config, pool, raw_chunks(config), votes_path)
         kept_out = stack.enter_context(Output(config.output))
         rejected_out = stack.enter_context(Output(config.rejected)) if config.rejected else None
+        # the teacher's log-probabilities follow their records (entered last: renamed before the records)
+        side = logprobs.scan(logprobs.side_path(config.input)) if input_kind(config.input) in ("jsonl", "json", "parquet") else None
+        kept_frames = stack.enter_context(logprobs.FrameCopier(config.output))
+        rejected_frames = stack.enter_context(logprobs.FrameCopier(config.rejected)) if config.rejected else None
         progress = stack.enter_context(Progress(*columns, transient=True))
         bar = progress.add_task("filter", total=None, kept=0)
         task = functools.partial(judge_chunk, config, str(votes_path) if votes_path else None, str(judge_path) if judge_path else None)
@@ -193,8 +199,12 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
                 report.add(judged, verdicts, rejected_by)
                 if rejected_by is None:
                     kept_out.write(line)
+                    if side is not None:
+                        kept_frames.copy(side, judged.id)
                 elif rejected_out is not None:
                     rejected_out.write(line)
+                    if side is not None:
+                        rejected_frames.copy(side, judged.id)
             progress.update(bar, advance=len(results), kept=report.kept)
         summary = report.as_dict(
             rules=config.rules, workers=pool.size, seconds=round(time.perf_counter() - start, 2),
@@ -203,6 +213,8 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
             decontamination={"benchmarks": list(config.decontaminate.benchmarks), "ngram": config.decontaminate.ngram}
             if "decontaminate" in config.rules else None,
         )
+        if kept_frames.count:
+            summary["logprobs"] = {"file": str(kept_frames.path), "records": kept_frames.count, "tokens": kept_frames.tokens}
         if config.report:
             write_text(config.report, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from distill.core.errors import InputError, StageError
+from distill.core.logprobs import TokenLogprobs
 from distill.core.secrets import redact, register_env
 from teacher.config import GenerateConfig
 from teacher.progress import Job, Sink
@@ -69,6 +70,8 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 remote = True  # the teacher is a served model's name
+MAX_SERVED_LOGPROBS = 20  # the OpenAI API's top_logprobs limit, and vLLM's default --max-logprobs
+_TOKEN_ID = "token_id:"  # how vLLM writes a token when asked for ids (return_tokens_as_token_ids)
 _TOKENIZERS: dict[str, Any] = {}
 
 
@@ -81,6 +84,12 @@ def prepare(config: GenerateConfig) -> None:
 def check(config: GenerateConfig) -> None:
     if not config.base_url:
         raise InputError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1)", field="base_url")
+    if config.logprobs and "api.deepseek.com" in config.base_url:
+        raise InputError("the DeepSeek API's reasoner returns no log-probabilities; drop --logprobs (serve the teacher with vLLM for KD)",
+                         field="logprobs")
+    if config.logprobs > MAX_SERVED_LOGPROBS:
+        raise InputError(f"OpenAI-compatible servers return at most {MAX_SERVED_LOGPROBS} log-probabilities per token "
+                         "(vLLM's default --max-logprobs); use --logprobs 20 or the vllm backend", field="logprobs")
 
 
 def release() -> None:
@@ -139,7 +148,8 @@ async def _worker(client, queue: asyncio.Queue, config: GenerateConfig, sink: Si
         message = choice.get("message") if config.api == "chat" else choice
         completion = stitch(message or {}, config.think_prefill)
         usage = data.get("usage") or {}
-        sink.emit(job.problem, index, completion, finish, usage.get("completion_tokens"), prompt_tokens=usage.get("prompt_tokens"))
+        sink.emit(job.problem, index, completion, finish, usage.get("completion_tokens"), prompt_tokens=usage.get("prompt_tokens"),
+                  token_logprobs=token_logprobs(choice, config))
 
 
 def _body(job: Job, index: int, config: GenerateConfig, tokenizer: Any) -> dict[str, Any]:
@@ -155,8 +165,37 @@ def _body(job: Job, index: int, config: GenerateConfig, tokenizer: Any) -> dict[
         body["prompt"] = render(job.problem, config, tokenizer)
     if config.request_seed and config.seed is not None:
         body["seed"] = config.seed + index
+    if config.logprobs:  # token ids, not their text: KD trains on the teacher's own tokens
+        body.update({"logprobs": True, "top_logprobs": config.logprobs} if config.api == "chat" else {"logprobs": config.logprobs})
+        body["return_tokens_as_token_ids"] = True
     body.update(config.extra_body)
     return body
+
+
+def token_logprobs(choice: dict[str, Any], config: GenerateConfig) -> TokenLogprobs | None:
+    """A choice's log-probabilities as arrays (chat: logprobs.content; completions: tokens and top_logprobs)."""
+    if not config.logprobs:
+        return None
+    data = choice.get("logprobs")
+    if not data:
+        raise StageError("the endpoint returned no log-probabilities (the DeepSeek API's reasoner returns none); run without --logprobs")
+    if config.api == "chat":
+        steps = [(c["token"], c.get("logprob"), [(t["token"], t["logprob"]) for t in c.get("top_logprobs") or []])
+                 for c in data.get("content") or []]
+    else:  # the top dict may hold the sampled token as well: the k best by log-probability
+        steps = [(token, logprob, sorted((top or {}).items(), key=lambda item: -item[1])[: config.logprobs])
+                 for token, logprob, top in zip(data.get("tokens") or [], data.get("token_logprobs") or [], data.get("top_logprobs") or [], strict=False)]
+    return TokenLogprobs.build(
+        [_token_id(token) for token, _, _ in steps], [lp if lp is not None else float("-inf") for _, lp, _ in steps],
+        [[_token_id(t) for t, _ in top] for _, _, top in steps], [[lp for _, lp in top] for _, _, top in steps], config.logprobs,
+    )
+
+
+def _token_id(token: str) -> int:
+    if not token.startswith(_TOKEN_ID):
+        raise StageError("the endpoint returns tokens as text, not ids (vLLM's return_tokens_as_token_ids); "
+                         "KD needs the teacher's token ids: serve the teacher with vLLM")
+    return int(token[len(_TOKEN_ID):])
 
 
 async def _request(client, body: dict[str, Any], config: GenerateConfig, sink: Sink) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from distill.core import processes
 from distill.core.errors import StageError
+from distill.core.logprobs import TokenLogprobs
 from distill.core.r1_format import restore_prefill
 from teacher.backends import _vllm_memory
 from teacher.config import GenerateConfig
@@ -43,6 +44,8 @@ def engine_options(config: GenerateConfig) -> dict[str, Any]:
     """vllm.LLM keyword arguments: the options that were set, then engine_kwargs on top."""
     options = {name: getattr(config, name) for name in ENGINE_FIELDS if getattr(config, name) is not None}
     options["seed"] = config.seed if config.seed is not None else 0
+    if config.logprobs > 20:  # vLLM's engine refuses requests for more than max_logprobs (default 20)
+        options["max_logprobs"] = config.logprobs
     options.update(config.engine_kwargs)
     return options
 
@@ -110,6 +113,19 @@ def prepare(config: GenerateConfig) -> None:
     load_engine(config)
 
 
+def token_logprobs(choice, k: int) -> TokenLogprobs | None:
+    """A choice's FlatLogprobs as arrays: per position vLLM puts the sampled token first, then the top-k."""
+    if not k:
+        return None
+    flat = choice.logprobs
+    starts, ends = flat.start_indices, flat.end_indices
+    return TokenLogprobs.build(
+        list(choice.token_ids), [flat.logprobs[s] for s in starts],
+        [flat.token_ids[s + 1:e] for s, e in zip(starts, ends, strict=True)],
+        [flat.logprobs[s + 1:e] for s, e in zip(starts, ends, strict=True)], k,
+    )
+
+
 def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
@@ -130,6 +146,8 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
             params_cache[key] = SamplingParams(
                 n=n, temperature=config.temperature, top_p=config.top_p, max_tokens=max_tokens,
                 output_kind=RequestOutputKind.FINAL_ONLY,  # one output per request, when all its samples are done
+                # the teacher's own distribution (vLLM's default logprobs_mode: raw, before temperature and top_p)
+                logprobs=config.logprobs or None, flat_logprobs=True,
             )
         return params_cache[key]
 
@@ -163,7 +181,8 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
                 sink.emit_many(
                     job.problem,
                     [
-                        (job.indices[choice.index], restore_prefill(choice.text, config.think_prefill), choice.finish_reason, len(choice.token_ids))
+                        (job.indices[choice.index], restore_prefill(choice.text, config.think_prefill), choice.finish_reason,
+                         len(choice.token_ids), token_logprobs(choice, config.logprobs))
                         for choice in output.outputs
                     ],
                     prompt_tokens=len(output.prompt_token_ids or ()),

@@ -48,6 +48,9 @@ def closed_port() -> int:
         (["--n", "0"], "field 'n'"),
         (["--backend", "openai"], "needs --base-url"),
         (["--teacher", "other"], "holds samples of teacher 'tiny'"),
+        (["--backend", "openai", "--base-url", "https://api.deepseek.com", "--logprobs", "5"], "reasoner returns no log-probabilities"),
+        (["--backend", "openai", "--base-url", "http://127.0.0.1:1/v1", "--logprobs", "21"], "return at most 20 log-probabilities"),
+        (["--logprobs", "5"], "recorded with --logprobs 0, this run has --logprobs 5"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_output_untouched(prompts, existing, args, message):

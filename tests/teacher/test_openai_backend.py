@@ -76,6 +76,26 @@ def test_completions_api_renders_prompt_with_prefill(server, tiny_qwen, tmp_path
     assert len(records) == 3 and all(r.completion.startswith("<think>\n") for r in records)
 
 
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_logprobs_from_a_vllm_server_as_token_ids(server, tiny_qwen, tmp_path, api):
+    from transformers import AutoTokenizer
+
+    from distill.core import logprobs
+
+    prompts = write_prompts(tmp_path / "p.jsonl", 2)
+    out = tmp_path / "out.jsonl"
+    summary = run(config_for(prompts, out, server, api=api, tokenizer=str(tiny_qwen), logprobs=20))
+    index = logprobs.scan(logprobs.side_path(out))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen)
+    assert summary["logprobs_bytes_per_token"] < 6 + 6 * 20 + 10
+    for record in read_records(out):
+        lp = index.read(record.id)
+        assert lp.k == 20 and len(lp) == record.completion_tokens and (lp.top_ids >= 0).all()
+        assert (lp.top_logprobs[:, 0].astype(float) >= lp.logprob.astype(float) - 1e-2).all()  # top-1 is the most likely
+        if api == "completions":  # chat: the server's reasoning parser re-cuts the text (the ids are what it sampled)
+            assert tokenizer.decode(lp.ids.tolist(), skip_special_tokens=True) == record.completion.removeprefix("<think>\n")
+
+
 def test_faults_every_sample_once_and_retries_bounded(server, tmp_path, fault_proxy):
     prompts = write_prompts(tmp_path / "p.jsonl", 16)
     out = tmp_path / "out.jsonl"

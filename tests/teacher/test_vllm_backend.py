@@ -6,12 +6,15 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from distill.core import logprobs
 from distill.core.data import read_records
 from distill.core.errors import InputError
 from teacher.config import GenerateConfig
 from teacher.generate import run as generate_run
+from teacher.prompts import render
 from teacher.store import merge_shards
 
 pytestmark = pytest.mark.slow
@@ -106,14 +109,18 @@ def test_eval_path_samples_k_answers_of_a_benchmark(make_config, tmp_path, share
     assert all(r.answer for r in records) and {r.sample_index for r in records} == {0, 1, 2}
 
 
-def test_other_teacher_in_output_is_refused(make_config, tmp_path):
+@pytest.mark.parametrize(("change", "message"), [
+    ({"teacher": "someone/else"}, "holds samples of teacher"),
+    ({"n": 2, "logprobs": 4}, "recorded with --logprobs 0"),  # samples with and without log-probabilities in one file
+])
+def test_an_output_of_another_kind_is_refused(make_config, tmp_path, change, message):
     prompts = write_prompts(tmp_path / "p.jsonl", 2)
     out = tmp_path / "out.jsonl"
     run(make_config(prompts, out, n=1))
     before = out.read_bytes()
-    with pytest.raises(InputError, match="holds samples of teacher"):
-        run(make_config(prompts, out, teacher="someone/else"))
-    assert out.read_bytes() == before
+    with pytest.raises(InputError, match=message):
+        run(make_config(prompts, out, **change))
+    assert out.read_bytes() == before and not logprobs.side_path(out).exists()
 
 
 def test_engine_is_shut_down_after_a_run_unless_kept(make_config, tmp_path):
@@ -122,6 +129,64 @@ def test_engine_is_shut_down_after_a_run_unless_kept(make_config, tmp_path):
     prompts = write_prompts(tmp_path / "p.jsonl", 1)
     generate_run(make_config(prompts, tmp_path / "out.jsonl", n=1))  # last test of the module: no reload after it
     assert vllm_backend._ENGINES == {}
+
+
+# ---------------------------------------------------------------------------- --logprobs K
+def test_records_sampled_ids_and_the_teachers_top_k(make_config, tiny_qwen, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    prompts = write_prompts(tmp_path / "p.jsonl", 3)
+    out = tmp_path / "out.jsonl"
+    summary = run(make_config(prompts, out, logprobs=5))
+    records = list(read_records(out))
+    index = logprobs.scan(logprobs.side_path(out))
+    assert sorted(index.frames) == sorted(r.id for r in records) and index.torn == 0
+    assert summary["logprobs_bytes_per_token"] == pytest.approx(6 + 6 * 5, abs=6)  # + a small header per sample
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen)
+    for record in records:
+        lp = index.read(record.id)
+        assert len(lp) == record.completion_tokens and record.teacher["logprobs"] == 5
+        # the ids are the completion the teacher wrote (the prefill is the prompt's)
+        # (a random model can stop inside a UTF-8 character: vLLM's text leaves the unfinished tail out, the ids have it)
+        text = record.completion.removeprefix("<think>\n").rstrip("\ufffd")
+        assert tokenizer.decode(lp.ids.tolist(), skip_special_tokens=True).startswith(text[:-2])
+        assert np.all(np.diff(lp.top_logprobs.astype(np.float32), axis=1) <= 0)  # ranked
+
+    # the same numbers as the teacher's log-softmax at temperature 1 (vLLM's raw logprobs), from transformers
+    record = records[0]
+    lp = index.read(record.id)
+    text = render(record, make_config(prompts, out, logprobs=5), tokenizer)
+    prompt_ids = tokenizer.encode(text, add_special_tokens=False)
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen, dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt_ids + lp.ids.tolist()])).logits[0, len(prompt_ids) - 1:-1]
+    reference = torch.log_softmax(logits.float(), dim=-1)
+    top = reference.topk(5, dim=-1)
+    # the engine runs bf16, transformers fp32 here: near-ties may swap places, so values are compared, and
+    # every recorded id must carry the reference's log-probability
+    assert np.allclose(top.values.numpy(), lp.top_logprobs.astype(np.float32), atol=0.05)
+    at_recorded = reference.gather(1, torch.from_numpy(lp.top_ids.astype(np.int64)))
+    assert np.allclose(at_recorded.numpy(), lp.top_logprobs.astype(np.float32), atol=0.05)
+    sampled = reference.gather(1, torch.tensor(lp.ids.tolist())[:, None].long()).squeeze(1)
+    assert np.allclose(sampled.numpy(), lp.logprob.astype(np.float32), atol=0.05)
+
+
+def test_resume_after_a_crash_between_frame_and_line(make_config, tmp_path):
+    prompts = write_prompts(tmp_path / "p.jsonl", 4)
+    out = tmp_path / "out.jsonl"
+    run(make_config(prompts, out, logprobs=3))
+    side = logprobs.side_path(out)
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:3]) + lines[3][:10])  # lines 4.. lost, one torn; their frames are orphans now
+    with open(side, "ab") as handle:
+        handle.write(b"DLP1\x00")  # and a frame cut short
+    summary = run(make_config(prompts, out, logprobs=3))
+    assert summary["samples_written"] == 8 - 3
+    index = logprobs.scan(side)
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 8 and index.torn == 0
+    assert [record_id for record_id, *_ in index.order] == ids  # one frame per record, no orphans, same order
 
 
 def test_engine_counts_prompt_tokens_and_stops_at_a_token_budget(make_config, tmp_path):
