@@ -17,6 +17,8 @@ from collections import Counter
 
 import pytest
 
+from ..conftest import JsonHandler
+
 # One entry per POST request, repeating; None passes the request through.
 DEFAULT_CYCLE = (None, "500", None, "429", None, "drop", None, None, "stall", None)
 
@@ -135,23 +137,11 @@ class FakeEndpoint:
 
     def __init__(self, mode: str = "ok", status: int = 400, delay: float = 0.0, size: int = 40, answers: tuple[str, ...] = ("2",)):
         import http.server
-        import json
 
         endpoint = self
         self.requests = 0
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _send(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self):
                 self._send(200, {"data": [{"id": "m"}]})
 

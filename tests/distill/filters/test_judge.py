@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,8 @@ from distill.core.records import Trace
 from distill.filters.config import FilterConfig
 from distill.filters.rules.judge import parse_verdict
 from distill.filters.stage import run
+
+from ...conftest import JsonHandler
 
 ROOT = Path(__file__).resolve().parents[3]
 SECRET = "sk-judge-never-written-0123456789"
@@ -37,18 +39,7 @@ class JudgeServer:
         self.fail_after = fail_after
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self):
                 self._send(200, {"data": [{"id": "judge"}]})
 
