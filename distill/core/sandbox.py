@@ -94,7 +94,11 @@ cfg = json.loads(sys.argv[1])
 libc = ctypes.CDLL(None, use_errno=True)
 os.chdir(cfg["cwd"])
 if cfg["mounts"]:
-    work = os.open(".", os.O_RDONLY | os.O_DIRECTORY)  # still reachable after /tmp is covered
+    # Opened before /tmp is covered, so that a run directory, interpreter or virtual environment
+    # that lives under /tmp is still reachable to mount.
+    work = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    prefix = os.open(cfg["prefix"], os.O_RDONLY | os.O_DIRECTORY)
+    site = os.open(cfg["site"], os.O_RDONLY | os.O_DIRECTORY) if cfg["site"] else None
     libc.mount(b"none", b"/", None, 16384 | 262144, None)  # MS_REC | MS_PRIVATE
     for target in (b"/tmp", b"/var/tmp", b"/dev/shm"):
         if os.path.isdir(target):
@@ -102,11 +106,11 @@ if cfg["mounts"]:
     # The interpreter may live where `nobody` cannot reach (/root/.pyenv): show it read-only
     # at /tmp/.python instead.
     os.mkdir("/tmp/.python", 0o755)
-    libc.mount(cfg["prefix"].encode(), b"/tmp/.python", None, 4096 | 16384, None)  # MS_BIND | MS_REC
+    libc.mount(f"/proc/self/fd/{prefix}".encode(), b"/tmp/.python", None, 4096 | 16384, None)  # MS_BIND | MS_REC
     libc.mount(b"none", b"/tmp/.python", None, 32 | 4096 | 1, None)  # MS_REMOUNT | MS_BIND | MS_RDONLY
-    if cfg["site"]:  # the host's packages, read-only, for the harness's trusted test code
+    if site is not None:  # the host's packages, read-only, for the harness's trusted test code
         os.mkdir("/tmp/.site", 0o755)
-        libc.mount(cfg["site"].encode(), b"/tmp/.site", None, 4096 | 16384, None)
+        libc.mount(f"/proc/self/fd/{site}".encode(), b"/tmp/.site", None, 4096 | 16384, None)
         libc.mount(b"none", b"/tmp/.site", None, 32 | 4096 | 1, None)
     os.mkdir("/tmp/work", 0o755)
     libc.mount(f"/proc/self/fd/{work}".encode(), b"/tmp/work", None, 4096, None)  # the real dir, shown in /tmp
