@@ -63,9 +63,12 @@ def test_endpoint_samples_with_reasoning_stitched_back(server, tmp_path, monkeyp
     assert summary["skipped_prompts"] == {"prompt longer than the context (endpoint)": 1}
     for record in records:
         # The server returned `reasoning` apart (content empty): R1 form again, tag left open.
-        assert record.completion.startswith("<think>\n") and len(record.completion) > len("<think>\n")
+        assert record.completion.startswith("<think>\n")
         assert record.finish_reason in ("stop", "length") and 1 <= record.completion_tokens <= 24
         assert record.teacher["base_url"] == server
+    # A random-weight model may end a sample at its first token (CI saw one): the stitched
+    # reasoning must show in most samples, not in every one.
+    assert sum(len(r.completion) > len("<think>\n") for r in records) >= len(records) // 2
     assert SECRET not in (tmp_path / "out.jsonl").read_text()
 
 
