@@ -85,8 +85,9 @@ def generate_config(options, cache: str):
 
 
 def _requests_chunk(config, items: list[tuple[str, Any]], failure: Failure | None) -> Iterator[tuple | None]:
-    """Per record: (id, key, prompt, why undecidable | None, rules passed | None), or None when an
-    earlier rule rejects it or it is unreadable (the judging pass reports those)."""
+    """Per record: (id, key, prompt, why undecidable | None, rules passed | None), None when an
+    earlier rule rejects it, or the error (a string) when it is unreadable: bad input is reported
+    before the judge is asked anything (an unreachable judge must not hide it)."""
     from distill.filters.chunks import parse_row
     from distill.filters.rules.format import parts_of
 
@@ -100,8 +101,8 @@ def _requests_chunk(config, items: list[tuple[str, Any]], failure: Failure | Non
             continue
         try:
             trace = parse_row(where, raw, config)
-        except InputError:
-            yield None
+        except InputError as exc:
+            yield str(exc) if exc.where else f"{where}: {exc}"
             continue
         parts = parts_of(trace, config)
         if any(not RULES[name].check(trace, parts, config).passed for name in earlier):
@@ -230,6 +231,8 @@ def prepare(config, pool: WorkerPool, chunks: Iterable[list[tuple[str, Any]]], o
     audit: list[tuple[int, str, str, str, bool]] = []  # a max-heap (negated rank) of the sample so far
     for results in pool.imap_chunks(functools.partial(_requests_chunk, config), chunks):
         for result in results:
+            if isinstance(result, str):
+                raise InputError(result)
             if not isinstance(result, tuple):
                 continue
             record_id, key, prompt, why, passed = result

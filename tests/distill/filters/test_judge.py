@@ -227,3 +227,16 @@ def test_the_command_line_asks_the_judge(tmp_path, judge_server):
     assert "judge: judge, policy undecided" in " ".join(result.stderr.split())
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["kept"] == 3 and report["judge"]["undecided"] == 1
+
+
+def test_bad_input_is_reported_before_the_judge_is_asked(tmp_path, judge_server):
+    # A broken line in the input is the user's mistake (exit 2, file and line), whatever the judge's state:
+    # an unreachable judge must not hide it, and a reachable one must not be paid for records never written.
+    source = tmp_path / "in.jsonl"
+    write_records(source, records())
+    with open(source, "a") as handle:
+        handle.write('{"problem_id": "p9", "id": "p9#0", "completion": 12}\n')
+    for url in (judge_server.url, "http://127.0.0.1:9/v1"):
+        with pytest.raises(InputError, match=r"in\.jsonl:6"):
+            run_filter(tmp_path, [], url)
+    assert judge_server.bodies == [] and not (tmp_path / "kept.jsonl").exists()
