@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -77,6 +78,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     rows = [
         ("base model", summary["base_model"]),
         ("objective", _objective(summary["config"])),
+        *_mixture(summary.get("mixture")),
         ("rows read / usable", f"{metrics['rows']} / {metrics['examples']}"),
         ("dropped (longer than max_length)", f"{metrics['dropped_too_long']} (max_length {summary['max_length']})"),
         ("packed sequences", str(metrics["sequences"])),
@@ -90,6 +92,16 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _mixture(sources: list[dict[str, Any]] | None) -> list[tuple[str, str]]:
+    """One row per source of a `--data A --data B --mix` run: its share and what was drawn from it."""
+    rows = []
+    for index, source in enumerate(sources or []):
+        share = f"{100 * source['weight']:g}% share, " if source.get("weight") is not None else ""
+        repeated = f", {source['repeated']} repeated" if source.get("repeated") else ""
+        rows.append((f"data {index + 1}", f"{Path(source['path']).name}: {share}{source['used']} of {source['available']} conversations{repeated}"))
+    return rows
 
 
 def _objective(config: dict[str, Any]) -> str:

@@ -106,6 +106,16 @@ def test_a_real_training_run_on_two_sources(tiny_qwen, tmp_path):
     ]
     assert summary["data"] == f"{kept} (75%, 24 of 24) + {general} (25%, 8 of 5, 3 repeated)"
     assert written["metrics"]["examples"] == 32 and written["metrics"]["steps"] == 4
+    # the summary table a finished run prints: one row per source
+    from rich.console import Console
+
+    from students.report import summary_table
+
+    console = Console(width=200, record=True)
+    console.print(summary_table(written))
+    text = console.export_text()
+    assert "kept.jsonl: 75% share, 24 of 24 conversations" in text
+    assert "general.jsonl: 25% share, 8 of 5 conversations, 3 repeated" in text
 
 
 def test_a_recipe_mixes_the_run_s_kept_traces_with_another_source(tmp_path):
