@@ -1,10 +1,12 @@
-"""The on-policy recipe's comparison: the SFT student, and the same student continued on-policy.
+"""The beyond-SFT recipe's comparison: SFT alone, KD on the same traces, SFT then on-policy.
 
 `compare-onpolicy` evaluates the teacher, the SFT student (the `train` run the `onpolicy` stage
-started from) and the on-policy student on the held-out problems with the quickstart's settings,
-and says in code-written sentences whether the on-policy phase helped (beyond noise or not) and
-what each phase cost in teacher tokens: SFT's are the tokens the teacher sampled at `generate`,
-on-policy's the tokens it read to score the student's samples.
+started from), the KD student (`train-kd`: the same kept traces and settings, trained on the
+teacher's recorded top-K log-probabilities as well) and the on-policy student on the held-out
+problems with the quickstart's settings, and says in code-written sentences whether each phase
+helped (beyond noise or not) and what it cost in teacher tokens: SFT's and KD's are the same
+samples the teacher wrote at `generate` (prompt and completion counted apart), on-policy's the
+tokens it read to score the student's samples.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from distill.core.stage import Stage
 from distill.filters.rules.language import LanguageOptions
 from distill.quickstart.config import EvalSettings
 
-SFT, ONPOLICY = "student, SFT", "student, SFT + on-policy"
+SFT, KD, ONPOLICY = "student, SFT", "student, KD (same traces)", "student, SFT + on-policy"
 
 
 class OnPolicyCompareConfig(EvalSettings):
@@ -27,30 +29,43 @@ class OnPolicyCompareConfig(EvalSettings):
 
     teacher: str = Field(description="The teacher's folder.")
     onpolicy: str = Field(description="The `onpolicy` run directory (its train.json names the SFT student).")
+    kd: str | None = Field(default=None, description="The KD student's folder (`train-kd`), evaluated beside SFT alone.")
     traces: str | None = Field(default=None, description="The teacher's samples (for the SFT phase's teacher tokens).")
     benchmarks: list[str] = Field(min_length=1, description="Held-out problem files.")
     language: LanguageOptions = Field(default_factory=LanguageOptions, description="Language rule that defines 'mixes languages'.")
     output_dir: str = Field(description="Folder for per-model evaluations, results.json, table.md and chart.png.")
 
 
-def onpolicy_verdicts(rows: list[dict[str, Any]], sft_tokens: int | None, onpolicy_tokens: dict[str, int]) -> list[str]:
-    """Did the on-policy phase help, beyond noise; and the teacher tokens each phase used."""
-    by = {r["model"]: r for r in rows}
-    sft, onp = by[SFT], by[ONPOLICY]
-    diff = onp["accuracy"] - sft["accuracy"]
-    noise = 2 * (onp["accuracy_stderr"] ** 2 + sft["accuracy_stderr"] ** 2) ** 0.5
+def phase_verdict(phase: str, after: dict[str, Any], sft: dict[str, Any]) -> str:
+    """Did `phase` beat SFT alone beyond noise (twice the standard error of the difference)?"""
+    diff = after["accuracy"] - sft["accuracy"]
+    noise = 2 * (after["accuracy_stderr"] ** 2 + sft["accuracy_stderr"] ** 2) ** 0.5
     pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
     if abs(diff) <= noise:
-        head = (f"On-policy distillation did NOT measurably help here: {pct(onp['accuracy'])} after vs {pct(sft['accuracy'])} "
+        return (f"{phase} did NOT measurably help here: {pct(after['accuracy'])} vs {pct(sft['accuracy'])} "
                 f"for SFT alone (within noise, ±{100 * noise:.1f}).")
-    elif diff > 0:
-        head = f"On-policy distillation raised accuracy: {pct(onp['accuracy'])} vs {pct(sft['accuracy'])} for SFT alone (+{100 * diff:.1f} points)."
-    else:
-        head = f"On-policy distillation LOWERED accuracy: {pct(onp['accuracy'])} vs {pct(sft['accuracy'])} for SFT alone."
-    lines = [head, f"Language mixing: {pct(onp['mixing'])} after on-policy vs {pct(sft['mixing'])} after SFT alone."]
+    if diff > 0:
+        return f"{phase} raised accuracy: {pct(after['accuracy'])} vs {pct(sft['accuracy'])} for SFT alone (+{100 * diff:.1f} points)."
+    return f"{phase} LOWERED accuracy: {pct(after['accuracy'])} vs {pct(sft['accuracy'])} for SFT alone."
+
+
+def onpolicy_verdicts(rows: list[dict[str, Any]], sft_tokens: dict[str, int] | None, onpolicy_tokens: dict[str, int]) -> list[str]:
+    """Did KD (when evaluated) and the on-policy phase help, beyond noise; and the teacher tokens each used."""
+    by = {r["model"]: r for r in rows}
+    sft, onp = by[SFT], by[ONPOLICY]
+    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    lines = []
+    sampled = "the teacher's samples" + (f" (generate: {sft_tokens['prompt']:,} prompt + {sft_tokens['completion']:,} "
+                                         "completion tokens)" if sft_tokens else "")
+    if KD in by:
+        lines.append(phase_verdict("Logit distillation (KD)", by[KD], sft))
+        lines.append(f"Equal teacher tokens: SFT and KD learned from the same kept traces of {sampled}; KD also read the "
+                     "top-K log-probabilities the teacher returned with them (no extra teacher tokens).")
+    lines.append(phase_verdict("On-policy distillation", onp, sft))
+    kd = f"{pct(by[KD]['mixing'])} after KD, " if KD in by else ""
+    lines.append(f"Language mixing: {kd}{pct(onp['mixing'])} after on-policy vs {pct(sft['mixing'])} after SFT alone.")
     read = onpolicy_tokens["prompt"] + onpolicy_tokens["completion"]
-    sft_text = f"{sft_tokens:,} completion tokens sampled from the teacher (generate)" if sft_tokens is not None else "its traces"
-    lines.append(f"Teacher tokens: SFT used {sft_text}; the on-policy phase had the teacher read {read:,} more "
+    lines.append(f"Teacher tokens: SFT used {sampled}; the on-policy phase had the teacher read {read:,} more "
                  f"({onpolicy_tokens['prompt']:,} prompt + {onpolicy_tokens['completion']:,} student-written, scored, not sampled).")
     return lines
 
@@ -64,19 +79,23 @@ def run_compare(config: OnPolicyCompareConfig) -> dict[str, Any]:
     run = TrainManifest.read(Path(config.onpolicy) / "train.json")
     onpolicy = run.model_extra["onpolicy"]
     sft_folder, _ = student_folder(onpolicy["student_model"])
-    models = {"teacher": config.teacher, SFT: str(sft_folder), ONPOLICY: str(Path(config.onpolicy) / "final")}
+    models = {"teacher": config.teacher, SFT: str(sft_folder), **({KD: config.kd} if config.kd else {}),
+              ONPOLICY: str(Path(config.onpolicy) / "final")}
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = evaluate_models(models, config, config.benchmarks, out, config.language)
-    sft_tokens = sum(t.completion_tokens or 0 for t in read_records(config.traces)) if config.traces else None
+    sft_tokens = None
+    if config.traces:
+        traces = list(read_records(config.traces))
+        sft_tokens = {"prompt": sum(t.prompt_tokens or 0 for t in traces), "completion": sum(t.completion_tokens or 0 for t in traces)}
     lines = onpolicy_verdicts(rows, sft_tokens, onpolicy["teacher_tokens"])
-    return write_report(rows, out, None, title="distill: SFT, then on-policy distillation", extra=lines)
+    return write_report(rows, out, None, title="distill: SFT, KD and on-policy distillation", extra=lines)
 
 
 STAGES = (
     Stage(
         name="compare-onpolicy", section="compare", config=OnPolicyCompareConfig, run=run_compare, operational=("workers",),
-        reads={"teacher": "teacher_model", "onpolicy": "onpolicy_run", "traces": "traces", "benchmarks": "heldout"},
+        reads={"teacher": "teacher_model", "onpolicy": "onpolicy_run", "kd": "kd_model", "traces": "traces", "benchmarks": "heldout"},
         writes={"output_dir": ""},
     ),
 )

@@ -4,6 +4,9 @@
   held-out problems), trains the tiny teacher and saves the untrained student.
 - `train-unfiltered`: the control arm. Draws as many raw (unfiltered) teacher traces as the
   filter kept and trains the same student on them with the same settings.
+- `train-kd`: the logit-distillation arm. The `train` section's settings and the same kept
+  traces, trained with `objective: kd` (the teacher's recorded top-K log-probabilities), so
+  that SFT and KD compare at an equal number of teacher tokens.
 - `compare`: evaluates every model on the held-out problems and writes the table and chart.
 - `quantized` (recipes/deploy.yaml): evaluates the published student's GGUF files, each served
   by llama.cpp, with the same evaluation and report code; the table adds tokens/s and file size.
@@ -94,6 +97,13 @@ def run_unfiltered(config: UnfilteredConfig) -> dict[str, Any]:
     return {"traces": len(chosen), **(summary or {})}
 
 
+def run_kd(config: TrainConfig) -> dict[str, Any]:
+    """The SFT stage's settings and data, trained on the teacher's recorded probabilities too."""
+    from students.train import run as train
+
+    return train(config)
+
+
 def evaluate_models(models: dict[str, str], config: EvalSettings, benchmarks: list[str], out: Path, language) -> list[dict[str, Any]]:
     """Evaluate every model with the same settings: one row per model and benchmark (into out/N-label/).
 
@@ -160,6 +170,10 @@ STAGES = (
         name="train-unfiltered", section="train", config=UnfilteredConfig, run=run_unfiltered,
         reads={"traces": "traces", "kept": "kept", "base_model": "student_base"},
         writes={"output_dir": "", "data": "traces.jsonl"}, produces={"unfiltered_model": "final"},
+    ),
+    Stage(
+        name="train-kd", section="train", config=TrainConfig, run=run_kd, in_run={"objective": "kd"},
+        reads={"data": "kept", "base_model": "student_base"}, writes={"output_dir": ""}, produces={"kd_model": "final"},
     ),
     Stage(
         name="quantized", section="quantized", config=QuantizedConfig, run=run_quantized, operational=("workers",),

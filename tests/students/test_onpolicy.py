@@ -190,27 +190,39 @@ def test_recipe_chains_sft_then_onpolicy_in_one_run_directory(tmp_path):
     assert result.exit_code == 0, result.output
     doc = yaml.safe_load(result.output)
     run_dir = str((tmp_path / "run").resolve())
-    assert list(doc) == ["teacher", "generate", "filter", "train", "onpolicy", "compare-onpolicy"]
+    assert list(doc) == ["teacher", "generate", "filter", "train", "train-kd", "onpolicy", "compare-onpolicy"]
+    # KD: the same kept traces, base and settings as SFT, on the teacher's recorded top-K
+    assert doc["generate"]["logprobs"] == 20 and doc["train-kd"]["objective"] == "kd" and doc["train"]["objective"] == "sft"
+    assert doc["train-kd"]["data"] == doc["train"]["data"] and doc["train-kd"]["base_model"] == doc["train"]["base_model"]
+    assert doc["compare-onpolicy"]["kd"] == f"{run_dir}/train-kd/final"
     assert doc["onpolicy"]["student_model"] == f"{run_dir}/train"  # the SFT run's final/
     assert doc["onpolicy"]["prompts"] == f"{run_dir}/filter/kept.jsonl" and doc["onpolicy"]["teacher"] == f"{run_dir}/teacher/model"
     assert doc["compare-onpolicy"]["onpolicy"] == f"{run_dir}/onpolicy"
     result = CliRunner().invoke(app, ["run", recipe, "-o", str(tmp_path / "run"), "--dry-run"], catch_exceptions=False)
-    assert result.exit_code == 0 and "settings valid for 6 stage(s)" in result.output
+    assert result.exit_code == 0 and "settings valid for 7 stage(s)" in result.output
     assert not (tmp_path / "run").exists()
 
 
-def test_verdict_says_so_when_onpolicy_does_not_help():
-    from distill.quickstart.onpolicy import ONPOLICY, SFT, onpolicy_verdicts
+def test_verdicts_say_so_when_kd_or_onpolicy_does_not_help():
+    from distill.quickstart.onpolicy import KD, ONPOLICY, SFT, onpolicy_verdicts
 
-    def rows(sft, onp):
-        return [{"model": SFT, "accuracy": sft, "accuracy_stderr": 0.02, "mixing": 0.1},
-                {"model": ONPOLICY, "accuracy": onp, "accuracy_stderr": 0.02, "mixing": 0.05}]
+    def rows(sft, onp, kd=None):
+        found = [{"model": SFT, "accuracy": sft, "accuracy_stderr": 0.02, "mixing": 0.1},
+                 {"model": ONPOLICY, "accuracy": onp, "accuracy_stderr": 0.02, "mixing": 0.05}]
+        return found + ([{"model": KD, "accuracy": kd, "accuracy_stderr": 0.02, "mixing": 0.0}] if kd is not None else [])
 
-    tokens = {"prompt": 1000, "completion": 2000}
-    assert "did NOT measurably help" in onpolicy_verdicts(rows(0.50, 0.52), 5000, tokens)[0]
-    assert onpolicy_verdicts(rows(0.50, 0.70), 5000, tokens)[0].startswith("On-policy distillation raised accuracy")
-    assert "LOWERED" in onpolicy_verdicts(rows(0.70, 0.50), 5000, tokens)[0]
-    assert "3,000 more (1,000 prompt + 2,000" in onpolicy_verdicts(rows(0.5, 0.5), 5000, tokens)[2]
+    tokens, sampled = {"prompt": 1000, "completion": 2000}, {"prompt": 700, "completion": 5000}
+    assert "did NOT measurably help" in onpolicy_verdicts(rows(0.50, 0.52), sampled, tokens)[0]
+    assert onpolicy_verdicts(rows(0.50, 0.70), sampled, tokens)[0].startswith("On-policy distillation raised accuracy")
+    assert "LOWERED" in onpolicy_verdicts(rows(0.70, 0.50), sampled, tokens)[0]
+    assert "3,000 more (1,000 prompt + 2,000" in onpolicy_verdicts(rows(0.5, 0.5), sampled, tokens)[2]
+    # KD: its verdict first, then the teacher tokens it shares with SFT (prompt and completion apart)
+    lines = onpolicy_verdicts(rows(0.50, 0.50, kd=0.51), sampled, tokens)
+    assert lines[0].startswith("Logit distillation (KD) did NOT measurably help here: 51.0% vs 50.0%")
+    assert "same kept traces of the teacher's samples (generate: 700 prompt + 5,000 completion tokens)" in lines[1]
+    assert onpolicy_verdicts(rows(0.50, 0.50, kd=0.70), sampled, tokens)[0].startswith("Logit distillation (KD) raised accuracy")
+    assert "LOWERED" in onpolicy_verdicts(rows(0.50, 0.50, kd=0.30), sampled, tokens)[0]
+    assert lines[3] == "Language mixing: 0.0% after KD, 5.0% after on-policy vs 10.0% after SFT alone."
 
 
 @pytest.mark.slow
@@ -251,7 +263,7 @@ def test_distill_run_chains_sft_then_onpolicy_then_publish_with_stage_caching(ti
     # compare-onpolicy's own part: which folders it evaluates, the table and the verdicts. The evaluation itself is
     # the quickstart's evaluate_models (vLLM, tested in tests/distill/quickstart); here a recorder stands in for it.
     import distill.quickstart.stages as quickstart_stages
-    from distill.quickstart.onpolicy import ONPOLICY, SFT, OnPolicyCompareConfig, run_compare
+    from distill.quickstart.onpolicy import KD, ONPOLICY, SFT, OnPolicyCompareConfig, run_compare
 
     seen = {}
 
@@ -262,9 +274,10 @@ def test_distill_run_chains_sft_then_onpolicy_then_publish_with_stage_caching(ti
 
     monkeypatch.setattr(quickstart_stages, "evaluate_models", evaluate_models)
     result = run_compare(OnPolicyCompareConfig(teacher=str(tiny_qwen), onpolicy=str(out / "onpolicy"), traces=str(kept),
-                                               benchmarks=[str(kept)], output_dir=str(tmp_path / "compare")))
-    assert seen == {"teacher": str(tiny_qwen), SFT: str(out / "train" / "final"), ONPOLICY: str(out / "onpolicy" / "final")}
-    assert "did NOT measurably help" in result["verdicts"][0]
+                                               kd=str(student), benchmarks=[str(kept)], output_dir=str(tmp_path / "compare")))
+    assert seen == {"teacher": str(tiny_qwen), SFT: str(out / "train" / "final"), KD: str(student),
+                    ONPOLICY: str(out / "onpolicy" / "final")}
+    assert "did NOT measurably help" in result["verdicts"][0] and "did NOT measurably help" in result["verdicts"][2]
     assert "did NOT measurably help" in (tmp_path / "compare" / "table.md").read_text()
 
 
