@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from distill.core import cost
 from distill.core.errors import InputError
 from distill.core.jsonl import read_lines, try_parse
 from distill.core.r1_format import DELIMITER_PRESETS
@@ -162,26 +163,30 @@ class JudgeSink:
     def __init__(self, writer: CacheWriter, model: str, cache: dict[str, dict[str, Any]], total: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        from distill.core.cost import Spend
+
         self.writer, self.model, self.cache = writer, model, cache
         self.retries = self.errors = 0
+        self.spend = Spend()  # the judge's tokens in this run, as the endpoint (or engine) counted them
         self.progress = Progress(TextColumn("[bold]judge"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                  TextColumn("retries {task.fields[retries]}"), TimeElapsedColumn(), transient=True)
         self.task = self.progress.add_task("judge", total=total, retries=0)
 
-    def _store(self, key: str, verdict: str, why: str, reply: str) -> None:
-        row = {"key": key, "model": self.model, "verdict": verdict, "why": why, "reply": reply[-REPLY_KEPT:]}
+    def _store(self, key: str, verdict: str, why: str, reply: str, tokens: dict[str, int | None] | None = None) -> None:
+        row = {"key": key, "model": self.model, "verdict": verdict, "why": why, "reply": reply[-REPLY_KEPT:], **(tokens or {})}
         self.writer.write(row)
         self.cache[key] = row
         self.progress.update(self.task, advance=1)
 
     def emit(self, problem: Problem, index: int, completion: str, finish_reason: str | None, tokens: int | None,
-             **_accounting) -> None:  # prompt tokens, log-probabilities: generate's, not the judge's
+             prompt_tokens: int | None = None, **_logprobs) -> None:
         verdict, why = parse_verdict(completion, finish_reason)
-        self._store(problem.problem_id, verdict, why, redact(completion))
+        self.spend.add(prompt_tokens, tokens)
+        self._store(problem.problem_id, verdict, why, redact(completion), {"prompt_tokens": prompt_tokens, "completion_tokens": tokens})
 
-    def emit_many(self, problem: Problem, samples: list[tuple], **_accounting) -> None:
+    def emit_many(self, problem: Problem, samples: list[tuple], prompt_tokens: int | None = None, **_logprobs) -> None:
         for sample in samples:
-            self.emit(problem, *sample[:4])
+            self.emit(problem, *sample[:4], prompt_tokens=prompt_tokens)
 
     def skip(self, problem: Problem, reason: str, count: int) -> None:
         self._store(problem.problem_id, "undecided", f"judge could not be asked: {reason}", "")
@@ -200,7 +205,7 @@ def ask(options, prompts: dict[str, str], cache: dict[str, dict[str, Any]]) -> d
     from teacher.progress import Job
 
     if not prompts:
-        return {"asked": 0, "retries": 0, "seconds": 0.0}
+        return {"asked": 0, "retries": 0, "seconds": 0.0, "spend": None}
     config = generate_config(options, options.cache)
     backend = backends.load(options.backend)
     backend.check(config)
@@ -215,7 +220,7 @@ def ask(options, prompts: dict[str, str], cache: dict[str, dict[str, Any]]) -> d
     finally:
         backend.release()
         writer.close()
-    return {"asked": len(jobs), "retries": sink.retries, "seconds": round(time.monotonic() - start, 2)}
+    return {"asked": len(jobs), "retries": sink.retries, "seconds": round(time.monotonic() - start, 2), "spend": sink.spend}
 
 
 def _audit_rank(record_id: str) -> int:
@@ -266,6 +271,8 @@ def prepare(config, pool: WorkerPool, chunks: Iterable[list[tuple[str, Any]]], o
         "correct": counts["correct"], "incorrect": counts["incorrect"], "undecided": counts["undecided"],
         "prompts": len(prompts), "asked": asked["asked"], "from_cache": len(prompts) - asked["asked"], "retries": asked["retries"],
         "seconds": asked["seconds"],
+        # what this run's requests cost (verdicts from the cache cost nothing again)
+        **cost.figures(asked["spend"] or cost.Spend(), options),
         "audit": {"records": len(audit), "agree": agreement["agree"], "disagree": agreement["disagree"],
                   "undecided": agreement["undecided"], "agreement": round(agreement["agree"] / decided, 4) if decided else None},
     }

@@ -124,6 +124,10 @@ def print_judge(console, judge: dict[str, Any]) -> None:
     table.add_column("count", justify="right")
     for label in ("records_judged", "correct", "incorrect", "undecided", "prompts", "asked", "from_cache", "retries"):
         table.add_row(label.replace("_", " "), str(judge[label]))
+    if judge.get("prompt_tokens") is not None:
+        table.add_row("tokens: prompt / completion", f"{judge['prompt_tokens']:,} / {judge['completion_tokens']:,}")
+    if judge.get("cost") is not None:
+        table.add_row("cost (at --judge-price-in/out)", f"{judge['cost']:.4g}")
     audit = judge["audit"]
     if audit["records"]:
         share = "-" if audit["agreement"] is None else f"{100 * audit['agreement']:.1f}%"

@@ -79,6 +79,8 @@ def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
         ("mixes languages", "---:", lambda r: _pct(r["mixing"])),
         ("no answer", "---:", lambda r: _pct(r["no_answer"])),
     ]
+    if any(r.get("teacher_tokens") for r in rows):  # what each student cost in teacher tokens (beyond-SFT recipes)
+        columns.append(("teacher tokens (prompt + completion)", "---:", lambda r: _tokens(r.get("teacher_tokens"))))
     if any(r.get("tokens_per_s") for r in rows) and any(r.get("size_mb") for r in rows):
         columns.append(("tokens/s", "---:", lambda r: f"{r['tokens_per_s']:.0f}" if r.get("tokens_per_s") else "-"))
         columns.append(("file size", "---:", lambda r: f"{r['size_mb']:.1f} MiB" if r.get("size_mb") else "-"))
@@ -151,6 +153,10 @@ def show(rows: list[dict[str, Any]], lines: list[str], columns: list[tuple[str, 
     console.print(table)
     for line in lines:
         console.print(f"- {line}")
+
+
+def _tokens(tokens: dict[str, int] | None) -> str:
+    return f"{tokens['prompt']:,} + {tokens['completion']:,}" if tokens else "-"
 
 
 def _pct(value: float) -> str:

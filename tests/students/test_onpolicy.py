@@ -215,7 +215,7 @@ def test_verdicts_say_so_when_kd_or_onpolicy_does_not_help():
     assert "did NOT measurably help" in onpolicy_verdicts(rows(0.50, 0.52), sampled, tokens)[0]
     assert onpolicy_verdicts(rows(0.50, 0.70), sampled, tokens)[0].startswith("On-policy distillation raised accuracy")
     assert "LOWERED" in onpolicy_verdicts(rows(0.70, 0.50), sampled, tokens)[0]
-    assert "3,000 more (1,000 prompt + 2,000" in onpolicy_verdicts(rows(0.5, 0.5), sampled, tokens)[2]
+    assert "3,000 more (1,000 prompt + 2,000 student-written, scored, not sampled): 53% more than SFT alone." in onpolicy_verdicts(rows(0.5, 0.5), sampled, tokens)[2]
     # KD: its verdict first, then the teacher tokens it shares with SFT (prompt and completion apart)
     lines = onpolicy_verdicts(rows(0.50, 0.50, kd=0.51), sampled, tokens)
     assert lines[0].startswith("Logit distillation (KD) did NOT measurably help here: 51.0% vs 50.0%")

@@ -34,7 +34,7 @@ def test_a_hub_base_model_fails_fast_without_the_hub(tmp_path, kept, distill_cli
     started = time.monotonic()
     code, _, err = distill_cli("train", "--student", "qwen-1.5b", "--data", kept, "-o", tmp_path / "run")
     assert code == 2 and err.count("\n") == 1 and "not in the hub cache" in err, err
-    assert time.monotonic() - started < 10 and not (tmp_path / "run").exists()
+    assert time.monotonic() - started < 30 and not (tmp_path / "run").exists()
 
 
 def test_a_final_folder_not_written_by_training_is_never_replaced(tmp_path, kept, distill_cli):

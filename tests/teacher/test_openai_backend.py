@@ -96,14 +96,18 @@ def test_logprobs_from_a_vllm_server_as_token_ids(server, tiny_qwen, tmp_path, a
         assert lp.k == 20 and len(lp) == record.completion_tokens and (lp.top_ids >= 0).all()
         assert (lp.top_logprobs[:, 0].astype(float) >= lp.logprob.astype(float) - 1e-2).all()  # top-1 is the most likely
         if api == "completions":  # chat: the server's reasoning parser re-cuts the text (the ids are what it sampled)
-            assert tokenizer.decode(lp.ids.tolist(), skip_special_tokens=True) == record.completion.removeprefix("<think>\n")
+            # a random model can stop inside a UTF-8 character: vLLM's text leaves the unfinished tail out, the ids have it
+            text = record.completion.removeprefix("<think>\n").rstrip("\ufffd")
+            full = tokenizer.decode(lp.ids.tolist(), skip_special_tokens=True)
+            assert full.startswith(text[:-2]) and len(full.rstrip("\ufffd")) <= len(text) + 2, (full, text)
 
 
 def test_faults_every_sample_once_and_retries_bounded(server, tmp_path, fault_proxy):
     prompts = write_prompts(tmp_path / "p.jsonl", 16)
     out = tmp_path / "out.jsonl"
-    with fault_proxy(server.removesuffix("/v1"), stall_s=20) as proxy:
-        summary = run(config_for(prompts, out, proxy.url, concurrency=8, request_timeout=3, max_retries=6))
+    # the timeout leaves a loaded 2-core machine room for a normal request; a stall outlasts it
+    with fault_proxy(server.removesuffix("/v1"), stall_s=40) as proxy:
+        summary = run(config_for(prompts, out, proxy.url, concurrency=8, request_timeout=10, max_retries=6))
     ids = ids_of(out)
     assert sorted(ids) == sorted(f"q{i}#{j}" for i in range(16) for j in range(2))  # each exactly once
     assert set(proxy.faults) == {"500", "429", "drop", "stall"}

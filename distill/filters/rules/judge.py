@@ -69,6 +69,8 @@ class JudgeOptions(RuleOptions):
     temperature: float = Field(default=0.0, ge=0, description="Judge sampling temperature.")
     max_tokens: int = Field(default=4096, ge=1, description="Most tokens of one judge reply (a reasoning judge needs thousands).")
     concurrency: int = Field(default=16, ge=1, description="Judge requests in flight (openai backend).")
+    price_in: float | None = Field(default=None, ge=0, description="Money per million prompt tokens of the judge (the report's judge cost).")
+    price_out: float | None = Field(default=None, ge=0, description="Money per million completion tokens of the judge (the report's judge cost).")
     prompt: str = Field(default=PROMPT, description="The judge prompt: {problem}, {reference} and {answer} are filled in.")
     settings: dict[str, Any] = Field(default_factory=dict, description="Further generate settings for the judge's backend "
                                                                        "(max_retries, request_timeout, kv_cache_memory_bytes, enforce_eager...).")

@@ -31,13 +31,13 @@ def test_environment_is_empty_and_cwd_is_fresh():
 def test_infinite_loop_is_killed():
     start = time.monotonic()
     result = run_python("while True: pass", limits=FAST)
-    assert result.returncode != 0 and time.monotonic() - start < 6
+    assert result.returncode != 0 and time.monotonic() - start < 15  # forever without the limits
 
 
 def test_sleeping_program_hits_wall_timeout():
     start = time.monotonic()
     result = run_python("import time; time.sleep(60)", limits=Limits(wall_s=1))
-    assert result.timed_out and time.monotonic() - start < 4
+    assert result.timed_out and time.monotonic() - start < 15  # 60 s without the limit
 
 
 def test_memory_hog_is_stopped():
@@ -49,7 +49,7 @@ def test_fork_bomb_is_contained_and_cleaned_up():
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     start = time.monotonic()
     result = run_python(bomb, limits=Limits(wall_s=2, cpu_s=2))
-    assert result.returncode != 0 and time.monotonic() - start < 10
+    assert result.returncode != 0 and time.monotonic() - start < 20
     time.sleep(0.5)
     leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _uid(p) == 65534]
     if isolation()["uid"] is not None:
@@ -121,10 +121,10 @@ def test_cannot_delete_files(outside):
 
 
 def test_output_is_capped_by_the_file_size_limit():
-    # The wall clock (20 s) must not be what stops it: the file-size limit (1 MB) must.
+    # The wall clock (60 s) must not be what stops it: the file-size limit (1 MB) must.
     start = time.monotonic()
-    result = run_python("import sys\nwhile True: sys.stdout.write('x' * 65536)", limits=Limits(wall_s=20, file_mb=1))
-    assert not result.timed_out and time.monotonic() - start < 10
+    result = run_python("import sys\nwhile True: sys.stdout.write('x' * 65536)", limits=Limits(wall_s=60, file_mb=1))
+    assert not result.timed_out and time.monotonic() - start < 30
     assert result.returncode != 0 and len(result.stdout) <= 1024 * 1024
     assert "File too large" in result.stderr  # EFBIG: Python ignores SIGXFSZ, so the write fails instead
 

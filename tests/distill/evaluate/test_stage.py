@@ -15,6 +15,8 @@ from distill.core.records import Trace, sample_id
 from distill.evaluate.metrics import Sample, cons_at_k, majority_vote, pass_at_1, pass_at_k
 from distill.evaluate.stage import EvalConfig, load_benchmark, markdown_table, run, score_and_write
 
+from ...conftest import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -160,7 +162,7 @@ def test_markdown_table_compares_models():
 def small_benchmark(tmp_path_factory) -> Path:
     """Three real AIME 2024 problems when ../shared is present, else a small file written here."""
     path = tmp_path_factory.mktemp("bench") / "mini.jsonl"
-    source = ROOT.parent / "shared" / "data" / "benchmarks" / "aime24.jsonl"
+    source = SHARED_DATA / "benchmarks" / "aime24.jsonl"
     if source.exists():
         lines = source.read_text().splitlines()[:3]
     else:

@@ -52,7 +52,7 @@ class JudgeServer:
                 word = next(w for w in JudgeServer.REPLIES if w in graded)
                 reply = JudgeServer.REPLIES[word] or f"you sent {self.headers.get('Authorization')}\nVERDICT: CORRECT"
                 self._send(200, {"choices": [{"message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-                                 "usage": {"completion_tokens": 5}})
+                                 "usage": {"prompt_tokens": 40, "completion_tokens": 5}})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -110,7 +110,7 @@ def test_verdicts_are_parsed_strictly():
 
 
 def test_the_rules_decide_first_and_the_judge_decides_the_rest(tmp_path, judge_server):
-    report, kept, rejected = run_filter(tmp_path, records(), judge_server.url)
+    report, kept, rejected = run_filter(tmp_path, records(), judge_server.url, price_in=1.0, price_out=2.0)
     assert sorted(kept) == ["p0#0", "p3#0"] and sorted(rejected) == ["p1#0", "p2#0", "p4#0"]
     assert kept["p0#0"].verdicts["correctness"].reason == "prose reference answer: left to the judge"
     assert kept["p0#0"].verdicts["judge"].reason == "judge: CORRECT"
@@ -121,6 +121,9 @@ def test_the_rules_decide_first_and_the_judge_decides_the_rest(tmp_path, judge_s
     judge = report["judge"]
     assert (judge["records_judged"], judge["correct"], judge["incorrect"], judge["undecided"], judge["asked"]) == (3, 1, 1, 1, 3)
     assert report["rejected_by"]["judge"] == 2
+    # what the judge cost: the endpoint's usage, at the judge's prices (money per million tokens)
+    assert (judge["prompt_tokens"], judge["completion_tokens"]) == (3 * 40, 3 * 5)
+    assert judge["cost"] == pytest.approx((3 * 40 * 1.0 + 3 * 5 * 2.0) / 1e6)
     # The judge saw the problem, the reference and the final answer, never the reasoning.
     prompts = [body["messages"][-1]["content"] for body in judge_server.bodies]
     assert len(prompts) == 3 and not any("SECRET-REASONING" in p for p in prompts)
@@ -149,6 +152,7 @@ def test_a_rerun_asks_nothing_and_an_interrupted_run_resumes(tmp_path):
         assert (len(server.bodies), report["judge"]["asked"], report["judge"]["from_cache"]) == (1, 1, 2)
         report, kept_again, _ = run_filter(tmp_path, records(), server.url)
         assert len(server.bodies) == 1 and report["judge"]["asked"] == 0 and report["judge"]["from_cache"] == 3
+        assert report["judge"]["completion_tokens"] == 0  # verdicts from the cache cost nothing again
         assert sorted(kept_again) == sorted(kept)
     finally:
         server.close()
@@ -221,10 +225,11 @@ def test_the_command_line_asks_the_judge(tmp_path, judge_server):
     result = subprocess.run(
         [sys.executable, "-m", "cli", "filter", str(source), "-o", str(tmp_path / "kept.jsonl"), "--rules", "format,correctness,judge",
          "--judge-model", "judge", "--judge-base-url", judge_server.url, "--judge-cache", str(tmp_path / "cache.jsonl"),
-         "--keep-undecided", "--report", str(tmp_path / "report.json")],
+         "--keep-undecided", "--report", str(tmp_path / "report.json"), "--judge-price-in", "0.5", "--judge-price-out", "2"],
         capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "judge: judge, policy undecided" in " ".join(result.stderr.split())
+    assert "tokens: prompt / completion" in result.stderr and "cost (at --judge-price-in/out)" in result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["kept"] == 3 and report["judge"]["undecided"] == 1
 

@@ -131,7 +131,9 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_temporary(big_source, tmp_pat
     assert err.strip().splitlines()[-1].startswith("interrupted: nothing written") and "Traceback" not in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1
     assert out.read_text() == "earlier output\n" and sorted(p.name for p in tmp_path.iterdir()) == ["kept.jsonl"]
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10  # the forkserver exits after the main process, asynchronously
+    while _workers_of(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert _workers_of(process.pid) == []
 
 

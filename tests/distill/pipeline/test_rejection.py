@@ -108,7 +108,7 @@ def rows(path: Path) -> list[dict]:
 def test_loop_resamples_only_short_prompts_and_resumes(tiny_qwen, tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "problem": f"What is {i} plus {i}?", "answer": str(2 * i)}) + "\n"
-                               for i in range(12)))
+                               for i in range(24)))  # 12 left a ~3% chance of one round
     recipe, out = write_recipe(tmp_path / "r.yaml", tiny_qwen, prompts), tmp_path / "run"
     ctx, planned = plan(recipe, out)
     results = execute(ctx, planned, recipe.read_text())
