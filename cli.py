@@ -143,8 +143,10 @@ def train(config: TrainConfig, plan: bool = False) -> None:
 @stage_command(app, "onpolicy", OnPolicyConfig, section="onpolicy", sections=sections)
 def onpolicy(config: OnPolicyConfig) -> None:
     """After SFT: the student samples, the teacher scores each of its tokens, the student moves toward it (reverse KL / JSD)."""
-    from students.onpolicy import run, summary_table
-    _console().print(summary_table(run(config)))
+    from students.onpolicy import run
+    from students.report import onpolicy_table
+
+    _console().print(onpolicy_table(run(config)))
 
 
 @stage_command(app, "publish", PublishConfig, section="publish", arguments=["run_dir"], sections=sections)

@@ -18,8 +18,12 @@ def load_model(config: TrainConfig, base: str, overrides: dict[str, Any], use_bf
 
     model = load_causal_lm(base, overrides=overrides, dtype=torch.bfloat16 if use_bf16 else torch.float32,
                            quantization=NF4 if config.method == "qlora" else None, attn=config.attn_implementation, training=True)
-    if config.method == "full":
-        return model
+    return model if config.method == "full" else add_adapter(model, config)
+
+
+def add_adapter(model, config):
+    """A new LoRA adapter on `model` (4-bit prepared for QLoRA), from the config's lora_* fields
+    (train's and onpolicy's configs both carry them)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if config.method == "qlora":

@@ -34,14 +34,51 @@ from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
 
 
 def student_folder(path: str) -> tuple[Path, TrainManifest | None]:
-    """The model folder of `path` (a train run's final/, or a model folder) and the run's train.json if any."""
+    """The model folder of `path` (a train run's final/: full weights or an adapter; or a model folder)
+    and the run's train.json if any."""
     folder = Path(path)
-    if (folder / "final" / "config.json").is_file():
+    if any((folder / "final" / name).is_file() for name in ("config.json", "adapter_config.json")):
         manifest = TrainManifest.read(folder / "train.json") if (folder / "train.json").is_file() else None
+        if (folder / "final" / "adapter_config.json").is_file() and not (manifest and manifest.base_model):
+            raise InputError("an adapter run without its train.json (which names the base model)", where=path, field="student_model")
         return folder / "final", manifest
     if (folder / "config.json").is_file():
         return folder, None
     raise InputError("not a model folder or a `distill train` run (no config.json, no final/)", where=path, field="student_model")
+
+
+def load_student(config: OnPolicyConfig, folder: Path, sft: TrainManifest | None, dtype) -> tuple[Any, str, dict[str, Any]]:
+    """(the model to train, the method, what train.json says it was trained on).
+
+    An SFT adapter is trained on as it is (its base loaded as SFT loaded it, 4-bit for QLoRA), or merged
+    first for `full`; a full student gets a new adapter for lora/qlora."""
+    from distill.core.models import NF4, load_causal_lm
+    from students.loop import add_adapter
+
+    adapter = (folder / "adapter_config.json").is_file()
+    method = config.method or (sft.method if adapter else "full")
+    if adapter:
+        from peft import PeftModel
+
+        base = load_causal_lm(str(sft.base_model), overrides=sft.config_overrides, dtype=dtype, training=True,
+                              quantization=NF4 if method == "qlora" else None)
+        if method == "full":
+            return PeftModel.from_pretrained(base, str(folder)).merge_and_unload(), method, {}
+        model = PeftModel.from_pretrained(base, str(folder), is_trainable=True)
+        return model, method, {"base_model": str(sft.base_model), "config_overrides": sft.config_overrides}
+    model = load_causal_lm(str(folder), dtype=dtype, training=True, quantization=NF4 if method == "qlora" else None)
+    if method == "full":
+        return model, method, {}
+    return add_adapter(model, _AdapterSettings(config, method)), method, {"base_model": str(folder), "config_overrides": {}}
+
+
+class _AdapterSettings:
+    """What `add_adapter` reads, from an on-policy config (its method resolved)."""
+
+    def __init__(self, config: OnPolicyConfig, method: str):
+        self.method, self.seed, self.gradient_checkpointing = method, config.seed, config.gradient_checkpointing
+        self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_targets = (
+            config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
 
 
 def load_prompts(config: OnPolicyConfig, tokenizer, max_length: int) -> tuple[list[tuple[list, list[int]]], dict[str, int]]:
@@ -112,7 +149,10 @@ def _check(config: OnPolicyConfig) -> None:
     if world_size() > 1:  # the step calls the decoder directly, past a DDP/FSDP wrapper's forward and its gradient sync
         raise InputError("distill onpolicy runs in one process for now (not under accelerate launch or torchrun)")
     input_kind(config.prompts)
-    student_folder(config.student_model)
+    folder, sft = student_folder(config.student_model)
+    if (folder / "adapter_config.json").is_file() and config.method not in (None, "full", sft.method):
+        raise InputError(f"the SFT run trained a {sft.method} adapter: continue it with --method {sft.method} "
+                         "(or full, to merge it first)", field="method")
     if config.base_url is None and not (Path(config.teacher) / "config.json").is_file():
         raise InputError("not a model folder (a served teacher needs --base-url)", where=config.teacher, field="teacher")
     run_dir = Path(config.output_dir)
@@ -127,7 +167,6 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
     import torch
     from transformers import AutoTokenizer, PrinterCallback, TrainingArguments
 
-    from distill.core.models import load_causal_lm
     from students.loop import RichProgress
     from students.onpolicy_teacher import LocalTeacher, ServerTeacher, check_same_vocabulary, end_of_turn
     from students.onpolicy_trainer import OnPolicyTrainer
@@ -153,9 +192,8 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
         teacher_ids = [_render(teacher_tokenizer, messages) or ids for messages, ids in prompts]
         teacher_stop = (tokenizer.convert_tokens_to_ids(config.teacher_stop_token) if config.teacher_stop_token
                         else end_of_turn(teacher_tokenizer))
-    model = load_causal_lm(str(folder), dtype=dtype, training=True)
-    model_config = json.loads((folder / "config.json").read_text())
-    stops = sft.stop_token_ids if sft and sft.stop_token_ids else stop_token_ids(tokenizer, template, model_config.get("eos_token_id"))
+    model, method, trained_on = load_student(config, folder, sft, dtype)
+    stops = sft.stop_token_ids if sft and sft.stop_token_ids else stop_token_ids(tokenizer, template, model.config.eos_token_id)
     if config.base_url is None and teacher_stop is not None:
         teacher.swap = (stops[0], teacher_stop)  # the full-vocabulary loss reads the teacher's end of turn as the student's
 
@@ -184,6 +222,7 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
             teacher.close()
     elapsed = time.perf_counter() - started
     manifest = _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer, result, prompt_stats, elapsed)
+    manifest = manifest.model_copy(update={"method": method, **trained_on})
     _save_final(trainer, tokenizer, run_dir, manifest)
     return manifest.model_dump(mode="json")
 
@@ -238,33 +277,6 @@ def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer
                     "train_runtime_s": round(elapsed, 2)},
         "config": config.model_dump(mode="json"),
     })
-
-
-def summary_table(summary: dict[str, Any]):
-    from rich.table import Table
-
-    on, metrics = summary["onpolicy"], summary["metrics"]
-    kl = on.get("reverse_kl_curve") or on.get("divergence_curve") or []
-    speed = on["tokens_per_s"]
-    table = Table(title=f"distill onpolicy: {summary['student']} (teacher {on['teacher_mode']}, beta {on['beta']})", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("")
-    rows = [
-        ("student", on["student_model"]),
-        ("prompts (distinct / skipped as too long)", f"{on['prompts']['distinct']} / {on['prompts']['too_long']}"),
-        ("optimizer steps", str(metrics["steps"])),
-        ("reverse KL per token (first -> last)" if on["beta"] == 1 else "divergence per token (first -> last)",
-         f"{kl[0][1]:.4f} -> {kl[-1][1]:.4f}" if kl else "-"),
-        ("completions (stopped / all)", f"{on['stopped']} / {on['completions']}"),
-        ("student tokens sampled", f"{on['sampled_tokens']:,}"),
-        ("teacher tokens read (prompt / completion)", f"{on['teacher_tokens']['prompt']:,} / {on['teacher_tokens']['completion']:,}"),
-        ("tokens/s: sample / score / update", " / ".join("-" if speed[k] is None else f"{speed[k]:,.0f}" for k in ("sample", "score", "update"))),
-        ("runtime", f"{metrics['train_runtime_s']:.0f} s"),
-        ("output", "final/ and train.json"),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
 
 
 def _served(field: str, value: str, config: OnPolicyConfig) -> bool:

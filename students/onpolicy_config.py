@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from students.config import TrainConfig
 from students.presets import STUDENTS, StudentPreset
 from students.templates import TEMPLATES, known_template
 
@@ -27,6 +28,7 @@ class OnPolicyConfig(BaseModel):
         "Schedule": ("learning_rate", "max_steps", "batch_size", "grad_accum", "warmup_ratio", "lr_scheduler",
                      "max_grad_norm", "seed", "gradient_checkpointing", "bf16"),
         "Checkpoints and logging": ("save_steps", "save_total_limit", "logging_steps", "resume", "overwrite"),
+        "LoRA / QLoRA": ("method", "lora_r", "lora_alpha", "lora_dropout", "lora_targets"),
     }
 
     student: str = Field(description=f"Student preset (its chat template and pad token): {', '.join(STUDENTS)}.",
@@ -79,6 +81,17 @@ class OnPolicyConfig(BaseModel):
     resume: bool = Field(default=False, description="Continue from the newest checkpoint in output_dir/checkpoints.")
     overwrite: bool = Field(default=False, description="Replace a finished run in output_dir.")
 
+    method: Literal["full", "lora", "qlora"] | None = Field(
+        default=None, json_schema_extra={"switches": {"--lora": "lora", "--qlora": "qlora"}},
+        description="What is trained. Default: an SFT run that trained an adapter goes on training that adapter "
+        "(its method); a full run or a model folder is trained in full. lora/qlora on a full student: a new adapter on it "
+        "(qlora: over its 4-bit NF4 weights); full on an adapter run: the adapter merged first, then every weight.")
+    # the adapter's shape: train's fields (same flags, defaults and help)
+    lora_r: int = TrainConfig.model_fields["lora_r"]
+    lora_alpha: int = TrainConfig.model_fields["lora_alpha"]
+    lora_dropout: float = TrainConfig.model_fields["lora_dropout"]
+    lora_targets: list[str] | str = TrainConfig.model_fields["lora_targets"]
+
     @field_validator("student")
     @classmethod
     def _known_student(cls, name: str) -> str:
@@ -87,6 +100,11 @@ class OnPolicyConfig(BaseModel):
         return name
 
     _known_template = field_validator("template")(known_template)
+
+    @field_validator("lora_targets")
+    @classmethod
+    def _all_linear(cls, value: list[str] | str) -> list[str] | str:
+        return "all-linear" if value == ["all-linear"] else value
 
     @model_validator(mode="after")
     def _server_is_reverse_kl(self) -> OnPolicyConfig:

@@ -94,6 +94,33 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def onpolicy_table(summary: dict[str, Any]) -> Table:
+    """What a finished `distill onpolicy` run prints."""
+    on, metrics = summary["onpolicy"], summary["metrics"]
+    kl = on.get("reverse_kl_curve") or on.get("divergence_curve") or []
+    speed = on["tokens_per_s"]
+    table = Table(title=f"distill onpolicy: {summary['student']} (teacher {on['teacher_mode']}, beta {on['beta']})", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    rows = [
+        ("student", on["student_model"]),
+        ("trained", "every weight" if summary["method"] == "full" else f"a {summary['method']} adapter on {summary['base_model']}"),
+        ("prompts (distinct / skipped as too long)", f"{on['prompts']['distinct']} / {on['prompts']['too_long']}"),
+        ("optimizer steps", str(metrics["steps"])),
+        ("reverse KL per token (first -> last)" if on["beta"] == 1 else "divergence per token (first -> last)",
+         f"{kl[0][1]:.4f} -> {kl[-1][1]:.4f}" if kl else "-"),
+        ("completions (stopped / all)", f"{on['stopped']} / {on['completions']}"),
+        ("student tokens sampled", f"{on['sampled_tokens']:,}"),
+        ("teacher tokens read (prompt / completion)", f"{on['teacher_tokens']['prompt']:,} / {on['teacher_tokens']['completion']:,}"),
+        ("tokens/s: sample / score / update", " / ".join("-" if speed[k] is None else f"{speed[k]:,.0f}" for k in ("sample", "score", "update"))),
+        ("runtime", f"{metrics['train_runtime_s']:.0f} s"),
+        ("output", "final/ and train.json"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
 def _mixture(sources: list[dict[str, Any]] | None) -> list[tuple[str, str]]:
     """One row per source of a `--data A --data B --mix` run: its share and what was drawn from it."""
     rows = []

@@ -143,6 +143,48 @@ def test_local_teacher_steps_count_tokens_and_resume_gives_the_same_curve(tiny_q
 
 
 @pytest.mark.slow
+def test_an_sft_adapter_is_trained_on_and_a_full_student_gets_a_new_one(tiny_qwen, student, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from students.onpolicy import run
+    from students.train import run as train
+
+    from .conftest import tiny_config, write_kept
+
+    prompts = write_prompts(tmp_path / "p.jsonl", 4)
+    kept = write_kept(tmp_path / "kept.jsonl", copies=1)
+    train(tiny_config(student, kept, tmp_path / "sft", method="lora", lora_r=4, lora_alpha=8, max_steps=2))
+    sft_adapter = load_file(tmp_path / "sft" / "final" / "adapter_model.safetensors")
+
+    # an SFT LoRA run: its adapter goes on training (the default), on the base SFT loaded
+    summary = run(config(tmp_path / "sft", str(tiny_qwen), prompts, tmp_path / "on-lora", max_steps=2))
+    final = tmp_path / "on-lora" / "final"
+    assert summary["method"] == "lora" and summary["base_model"] == str(student)
+    assert (final / "adapter_config.json").is_file() and not (final / "model.safetensors").exists()
+    adapter = load_file(final / "adapter_model.safetensors")
+    assert adapter.keys() == sft_adapter.keys() and any(not torch.equal(adapter[k], sft_adapter[k]) for k in adapter)
+    # ... publish merges it onto that base like any adapter run
+    from students.publish import PublishConfig
+    from students.publish import run as publish
+
+    publish(PublishConfig(run_dir=str(tmp_path / "on-lora"), output=str(tmp_path / "published"), merge=True))
+    assert (tmp_path / "published" / "config.json").is_file()
+
+    # a full student with --method lora: a new adapter whose base is that student
+    summary = run(config(student, str(tiny_qwen), prompts, tmp_path / "new-lora", max_steps=2, method="lora", lora_r=2))
+    assert summary["method"] == "lora" and summary["base_model"] == str(student)
+    assert json.loads((tmp_path / "new-lora" / "final" / "adapter_config.json").read_text())["r"] == 2
+
+    # an adapter run asked for another adapter kind is one line, nothing written
+    from distill.core.errors import InputError
+
+    with pytest.raises(InputError, match="continue it with --method lora"):
+        run(config(tmp_path / "sft", str(tiny_qwen), prompts, tmp_path / "bad", max_steps=2, method="qlora"))
+    assert not (tmp_path / "bad" / "train.json").exists()
+
+
+@pytest.mark.slow
 def test_vllm_server_teacher_scores_like_the_local_model_and_trains(request, tiny_qwen, tiny_llama, student, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
