@@ -63,7 +63,9 @@ def test_defaults_size_memory_to_the_run_and_engines_die_with_a_sigkilled_run(ti
     assert process.wait(10) == 0, log.read_text()[-3000:]
     ids = Counter(json.loads(line)["id"] for line in out.read_text().splitlines())
     assert set(ids) == {f"p{i}#{j}" for i in range(150) for j in range(2)} and set(ids.values()) == {1}
-    assert peak < 4 * GiB, f"the run's processes peaked at {peak / GiB:.1f} GiB"
+    # 2.6 GiB here; the summed RSS counts shared pages once per process, so it varies with the machine. The
+    # 90% default this guards against took ~16 GiB.
+    assert peak < 6 * GiB, f"the run's processes peaked at {peak / GiB:.1f} GiB"
     print(f"peak RSS of the run's processes, default memory settings: {peak / GiB:.2f} GiB")
 
 
