@@ -125,7 +125,7 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     labels = [r["model"].replace(", ", ",\n") for r in rows]
     colours = ["#4c72b0", "#999999", "#55a868", "#c44e52"][: len(rows)] + ["#8172b2"] * max(0, len(rows) - 4)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, title in ((axes[0], "accuracy", "Accuracy on held-out problems"), (axes[1], "mixing", "Answers that mix languages")):
+    for ax, key, heading in ((axes[0], "accuracy", "Accuracy on held-out problems"), (axes[1], "mixing", "Answers that mix languages")):
         values = [100 * r[key] for r in rows]
         errors = [100 * r["accuracy_stderr"] for r in rows] if key == "accuracy" else None
         bars = ax.bar(range(len(rows)), values, yerr=errors, color=colours, capsize=4)
@@ -133,8 +133,8 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.set_xticks(range(len(rows)), labels, fontsize=8)
         ax.set_ylim(0, 105)
         ax.set_ylabel("%")
-        ax.set_title(title)
-    figure.suptitle(title)
+        ax.set_title(heading)
+    figure.suptitle(title)  # the report's title (the loop above must not shadow it)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
