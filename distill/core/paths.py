@@ -208,3 +208,33 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
     with atomic_path(path) as tmp:
         tmp.write_text(redact(text), encoding="utf-8")
+
+
+_SWEPT: set[str] = set()
+
+
+def scratch_prefix(name: str) -> str:
+    """The name prefix of this process's working folders in the system's temporary place
+    (`distill-NAME-PID-`). A process killed before it could remove its own leaves them behind:
+    the first call in a process removes those of processes that are gone, so killed runs do not
+    accumulate them (the name says they are ours; a live PID's are never touched)."""
+    import tempfile
+
+    if name not in _SWEPT:
+        _SWEPT.add(name)
+        pattern = re.compile(rf"^distill-{re.escape(name)}-(?P<pid>\d+)-")
+        with contextlib.suppress(OSError):
+            for entry in Path(tempfile.gettempdir()).iterdir():
+                match = pattern.match(entry.name)
+                if match and not _alive(int(match["pid"])) and entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+    return f"distill-{name}-{os.getpid()}-"
+
+
+@contextlib.contextmanager
+def scratch_dir(name: str) -> Iterator[Path]:
+    """A private working folder in the system's temporary place, removed when the block ends."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix(name), ignore_cleanup_errors=True) as path:
+        yield Path(path)

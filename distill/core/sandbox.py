@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.core.paths import scratch_prefix
 from distill.core.processes import die_with_parent
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
@@ -185,7 +186,7 @@ def run_python(code: str, stdin: str = "", limits: Limits | None = None, harness
     """Run `code` as main.py (with a harness: as solution.py) in a fresh directory, contained."""
     limits = limits or Limits()
     mode = isolation()
-    base = Path(tempfile.mkdtemp(prefix="distill-sandbox-"))
+    base = Path(tempfile.mkdtemp(prefix=scratch_prefix("sandbox")))  # a killed worker's is swept by the next
     try:
         work = base / "work"
         work.mkdir()

@@ -15,10 +15,8 @@ import contextlib
 import functools
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from distill.core import logprobs
@@ -27,7 +25,7 @@ from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_lines
 from distill.core.layouts import PRESETS, trace_rows
-from distill.core.paths import Out, check_io, named_paths, write_text
+from distill.core.paths import Out, check_io, named_paths, scratch_dir, write_text
 from distill.core.stage import Stage
 from distill.core.workers import WorkerPool
 from distill.filters import judge
@@ -170,7 +168,7 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(WorkerPool(config.workers, memory_mb=config.correctness.memory_mb, preload=PRELOAD))
         votes_path = judge_path = None
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="distill-filter-")))
+        scratch = stack.enter_context(scratch_dir("filter"))
         if judge.active(config):
             judge_path = scratch / "judge.json"
             report.judge = judge.prepare(config, pool, raw_chunks(config), judge_path)

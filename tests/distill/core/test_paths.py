@@ -143,3 +143,26 @@ def test_cli_full_disk_mid_run_is_one_line_exit_1(tmp_path, distill_cli):
         assert time.monotonic() - started < 60
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_working_folders_of_killed_processes_are_swept_and_others_kept(tmp_path, monkeypatch):
+    import tempfile
+    import uuid
+
+    from distill.core import paths
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the system's temporary place, for this test
+    name = f"t{uuid.uuid4().hex[:8]}"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its PID is no longer alive
+    dead = tmp_path / f"distill-{name}-{gone.pid}-abc"
+    (dead / "sub").mkdir(parents=True)
+    (dead / "sub" / "votes.json").write_text("{}")
+    live = tmp_path / f"distill-{name}-{os.getppid()}-abc"  # a live process's (our parent's)
+    live.mkdir()
+    other = tmp_path / f"someone-{name}-{gone.pid}-abc"  # not ours
+    other.mkdir()
+    with paths.scratch_dir(name) as mine:
+        assert mine.name.startswith(f"distill-{name}-{os.getpid()}-") and mine.is_dir()
+        (mine / "judge.json").write_text("{}")
+    assert not dead.exists() and live.is_dir() and other.is_dir() and not mine.exists()
