@@ -43,6 +43,7 @@ class Judged:
     domain: str = ""
     chars: int = 0
     tokens: int | None = None
+    prompt_tokens: int | None = None  # for the per-prompt statistics (--prompt-stats)
     keys: dict[str, bytes] = field(default_factory=dict)  # parent-side rules' digests of the record
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-record rules, in order, as JSON values
     head: str = ""  # the record's JSON without the judged fields and without its closing brace
@@ -88,6 +89,7 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
         domain=trace.domain,
         chars=len(trace.completion),
         tokens=trace.completion_tokens,
+        prompt_tokens=trace.prompt_tokens,
         keys={name: RULES[name].key(trace, getattr(config, name)) for name in config.rules if RULES[name].key is not None},
         verdicts={name: v.model_dump(mode="json", exclude_none=True) for name, v in verdicts.items()},
         head=json.dumps(row, ensure_ascii=False)[:-1],

@@ -18,6 +18,8 @@ class FilterSettings(TraceLayout):
     output: str = Field(description="Kept records (.jsonl or .parquet), with verdicts and SFT messages.", json_schema_extra={"flags": ["-o"]})
     rejected: str | None = Field(default=None, description="Rejected records, with rejected_by and reason.")
     report: str | None = Field(default=None, description="Report as JSON.")
+    prompt_stats: str | None = Field(default=None, description="Per-prompt statistics (JSONL): samples drawn and kept, pass rate, "
+                                     "correct samples, the shortest correct one, tokens, always/never solved.")
     rules: list[str] = Field(default_factory=default_rules, description="Rules to apply, in order (default: all, cheap first).")
     workers: int = Field(default=1, ge=1, description="Worker processes.")
     all_verdicts: bool = Field(default=False, description="Evaluate every rule, not only up to the first rejection.",

@@ -112,6 +112,10 @@ def print_report(report: dict[str, Any]) -> None:
     if report.get("logprobs"):
         side = report["logprobs"]
         console.print(f"log-probabilities of the {side['records']:,} kept records ({side['tokens']:,} tokens) in {side['file']}")
+    if report.get("prompt_stats"):
+        stats = report["prompt_stats"]
+        console.print(f"per-prompt statistics of {stats['prompts']:,} prompts ({stats['always_solved']:,} always solved, "
+                      f"{stats['never_solved']:,} never solved) in {stats['file']}")
     if report.get("judge"):
         print_judge(console, report["judge"])
 

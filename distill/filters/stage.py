@@ -19,13 +19,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from distill.core import logprobs
+from distill.core import logprobs, prompt_stats
 from distill.core.data import RecordWriter, atomic_path, input_kind, iter_rows
 from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_lines
 from distill.core.layouts import PRESETS, trace_rows
 from distill.core.paths import Out, check_io, named_paths, scratch_dir, write_text
+from distill.core.prompt_stats import PromptStats, is_correct
 from distill.core.stage import Stage
 from distill.core.workers import WorkerPool
 from distill.filters import judge
@@ -131,7 +132,7 @@ def finish(judged: Judged, config: FilterConfig, parents: dict[str, ParentRule])
     return f"{judged.head}, {tail}}}", merged, rejected_by
 
 
-OUTPUT_FIELDS = ("output", "rejected", "report")
+OUTPUT_FIELDS = ("output", "rejected", "report", "prompt_stats")
 
 
 def _check_outputs(config: FilterConfig) -> None:
@@ -186,6 +187,7 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         bar = progress.add_task("filter", total=None, kept=0)
         task = functools.partial(judge_chunk, config, str(votes_path) if votes_path else None, str(judge_path) if judge_path else None)
         ids = UniqueIds()
+        per_prompt: dict[str, PromptStats] = {}
         for results in pool.imap_chunks(task, raw_chunks(config)):
             for judged in results:
                 if not isinstance(judged, Judged):  # the chunk function itself failed twice on a record
@@ -195,6 +197,10 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
                 ids.see(judged.id, judged.where)
                 line, verdicts, rejected_by = finish(judged, config, parents)
                 report.add(judged, verdicts, rejected_by)
+                if config.prompt_stats:
+                    kept = rejected_by is None
+                    per_prompt.setdefault(judged.problem_id, PromptStats(judged.problem_id)).add(
+                        judged.id, kept, is_correct(verdicts, kept), judged.prompt_tokens, judged.tokens)
                 if rejected_by is None:
                     kept_out.write(line)
                     if side is not None:
@@ -213,6 +219,12 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         )
         if kept_frames.count:
             summary["logprobs"] = {"file": str(kept_frames.path), "records": kept_frames.count, "tokens": kept_frames.tokens}
+        if config.prompt_stats:
+            write_text(config.prompt_stats, prompt_stats.jsonl(per_prompt))
+            rows = [entry.row() for entry in per_prompt.values()]
+            summary["prompt_stats"] = {"file": config.prompt_stats, "prompts": len(rows),
+                                       "always_solved": sum(r["always_solved"] for r in rows),
+                                       "never_solved": sum(r["never_solved"] for r in rows)}
         if config.report:
             write_text(config.report, json.dumps(summary, indent=2) + "\n")
     return summary
@@ -221,7 +233,7 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
 STAGES = (
     Stage(
         name="filter", section="filter", default_run=True, config=FilterConfig, run=run, check=_check_outputs, reads={"input": "traces"},
-        writes={"output": "kept.jsonl", "rejected": "rejected.jsonl", "report": "report.json"},
+        writes={"output": "kept.jsonl", "rejected": "rejected.jsonl", "report": "report.json", "prompt_stats": "prompts.jsonl"},
         produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json"}, operational=("workers",),
     ),
 )

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from distill.core.data import iter_rows
 from distill.core.paths import atomic_path, write_text
+from distill.core.prompt_stats import PromptStats, is_correct
 
 SECTION = "rejection"
 GENERATE, FILTER = STAGES = ("generate", "filter")  # the two stages the loop drives
@@ -45,28 +45,6 @@ class RejectionConfig(BaseModel):
     step: int | None = Field(default=None, ge=1, description="Samples added per round to each short prompt (default: generate.n).")
     drop_always_solved: bool = Field(default=False, description="Drop the kept samples of prompts whose every sample was correct (too easy).")
     drop_never_solved: bool = Field(default=False, description="Drop the kept samples of prompts none of whose samples was correct.")
-
-
-@dataclass
-class PromptStats:
-    problem_id: str
-    drawn: int = 0
-    kept: int = 0
-    correct: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    shortest_correct: tuple[int, str] | None = None  # (completion tokens, sample id)
-    kept_ids: list[str] = field(default_factory=list)
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "problem_id": self.problem_id, "drawn": self.drawn, "kept": self.kept,
-            "pass_rate": round(self.kept / self.drawn, 4) if self.drawn else 0.0, "correct": self.correct,
-            "shortest_correct_tokens": self.shortest_correct[0] if self.shortest_correct else None,
-            "shortest_correct_id": self.shortest_correct[1] if self.shortest_correct else None,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "always_solved": self.drawn > 0 and self.correct == self.drawn, "never_solved": self.correct == 0,
-        }
 
 
 def settings(doc: dict[str, Any], stages: list[str], where: str) -> RejectionConfig | None:
@@ -97,10 +75,8 @@ def read_outcomes(kept: str, rejected: str | None) -> dict[str, list[dict[str, A
         if path is None or not Path(path).exists() or Path(path).stat().st_size == 0:  # every sample kept, or none
             continue
         for _, row in iter_rows(path):
-            verdict = (row.get("verdicts") or {}).get("correctness")
-            correct = verdict["passed"] if verdict is not None else is_kept  # without the rule, kept counts as solved
             found.setdefault(row["problem_id"], []).append({
-                "id": row["id"], "index": row["sample_index"], "kept": is_kept, "correct": bool(correct),
+                "id": row["id"], "index": row["sample_index"], "kept": is_kept, "correct": is_correct(row.get("verdicts"), is_kept),
                 "prompt_tokens": row.get("prompt_tokens") or 0, "completion_tokens": row.get("completion_tokens") or 0,
             })
     return found
@@ -114,16 +90,7 @@ def stats(outcomes: dict[str, list[dict[str, Any]]], below: int | None = None) -
         for sample in samples:
             if below is not None and sample["index"] >= below:
                 continue
-            entry.drawn += 1
-            entry.prompt_tokens += sample["prompt_tokens"]
-            entry.completion_tokens += sample["completion_tokens"]
-            if sample["kept"]:
-                entry.kept += 1
-                entry.kept_ids.append(sample["id"])
-            if sample["correct"]:
-                entry.correct += 1
-                candidate = (sample["completion_tokens"], sample["id"])
-                entry.shortest_correct = min(entry.shortest_correct or candidate, candidate)
+            entry.add(sample["id"], sample["kept"], sample["correct"], sample["prompt_tokens"], sample["completion_tokens"])
     return out
 
 

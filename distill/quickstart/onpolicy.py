@@ -65,7 +65,8 @@ def onpolicy_verdicts(rows: list[dict[str, Any]], sft_tokens: dict[str, int] | N
     kd = f"{pct(by[KD]['mixing'])} after KD, " if KD in by else ""
     lines.append(f"Language mixing: {kd}{pct(onp['mixing'])} after on-policy vs {pct(sft['mixing'])} after SFT alone.")
     read = onpolicy_tokens["prompt"] + onpolicy_tokens["completion"]
-    more = f": {100 * read / (sft_tokens['prompt'] + sft_tokens['completion']):.0f}% more than SFT alone" if sft_tokens else ""
+    total = sft_tokens["prompt"] + sft_tokens["completion"] if sft_tokens else 0
+    more = f": {100 * read / total:.0f}% more than SFT alone" if total else ""
     lines.append(f"Teacher tokens: SFT used {sampled}; the on-policy phase had the teacher read {read:,} more "
                  f"({onpolicy_tokens['prompt']:,} prompt + {onpolicy_tokens['completion']:,} student-written, scored, not sampled){more}.")
     return lines
@@ -89,6 +90,8 @@ def run_compare(config: OnPolicyCompareConfig) -> dict[str, Any]:
     if config.traces:
         traces = list(read_records(config.traces))
         sft_tokens = {"prompt": sum(t.prompt_tokens or 0 for t in traces), "completion": sum(t.completion_tokens or 0 for t in traces)}
+        if not any(sft_tokens.values()):  # traces that do not say what they cost (not written by generate)
+            sft_tokens = None
     lines = onpolicy_verdicts(rows, sft_tokens, onpolicy["teacher_tokens"])
     if sft_tokens:  # the table's cost column: SFT and KD the same samples, on-policy those and what it had scored
         spent = {SFT: sft_tokens, KD: sft_tokens,

@@ -9,7 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from distill.core.data import read_records, write_records
+from distill.core.errors import InputError
 from distill.core.records import Trace
 from distill.core.verify import VerifyOptions
 from distill.filters.config import FilterConfig
@@ -154,3 +157,21 @@ def test_a_sigkilled_filter_leaves_no_worker_behind_and_the_rerun_judges_every_r
     assert done.returncode == 0, done.stderr[-2000:]
     ids = [json.loads(line)["id"] for path in (kept, rejected) for line in path.read_text().splitlines()]
     assert sorted(ids) == sorted(t.id for t in traces)
+
+
+def test_per_prompt_statistics_beside_the_kept_data(tmp_path):
+    traces = [make("14", 0, "easy"), make("14", 1, "easy"), make("14", 0, "half"), make("13", 1, "half"),
+              make("12", 0, "hard"), make("11", 1, "hard")]
+    for trace, tokens in zip(traces, (30, 20, 50, 10, 40, 40), strict=True):
+        trace.completion_tokens, trace.prompt_tokens = tokens, 7
+    report, kept, _ = filter_file(tmp_path, traces, rules=["format", "correctness"], prompt_stats=str(tmp_path / "prompts.jsonl"))
+    rows = {r["problem_id"]: r for r in map(json.loads, (tmp_path / "prompts.jsonl").read_text().splitlines())}
+    assert (rows["easy"]["drawn"], rows["easy"]["kept"], rows["easy"]["pass_rate"], rows["easy"]["always_solved"]) == (2, 2, 1.0, True)
+    assert (rows["easy"]["shortest_correct_tokens"], rows["easy"]["shortest_correct_id"]) == (20, "easy#1")
+    assert (rows["half"]["correct"], rows["half"]["pass_rate"], rows["half"]["shortest_correct_id"]) == (1, 0.5, "half#0")
+    assert rows["hard"]["never_solved"] and rows["hard"]["shortest_correct_tokens"] is None
+    assert (rows["half"]["prompt_tokens"], rows["half"]["completion_tokens"]) == (14, 60)
+    assert report["prompt_stats"] == {"file": str(tmp_path / "prompts.jsonl"), "prompts": 3, "always_solved": 1, "never_solved": 1}
+    # an output that is an input is refused before anything is read
+    with pytest.raises(InputError):
+        filter_file(tmp_path, traces, prompt_stats=str(tmp_path / "in.jsonl"))

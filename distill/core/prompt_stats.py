@@ -1,0 +1,57 @@
+"""Per-prompt statistics from judged samples: the difficulty signal public pipelines compute in a
+separate run (samples drawn, kept, pass rate, correct samples, the shortest correct sample, tokens).
+
+`distill filter --prompt-stats FILE` writes them for any trace file; the rejection loop of
+`distill run` writes them after its last round (and can drop always- or never-solved prompts).
+A sample counts as correct when the correctness rule passed it; without that rule, when it was kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PromptStats:
+    problem_id: str
+    drawn: int = 0
+    kept: int = 0
+    correct: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    shortest_correct: tuple[int, str] | None = None  # (completion tokens, sample id)
+    kept_ids: list[str] = field(default_factory=list)
+
+    def add(self, sample_id: str, kept: bool, correct: bool, prompt_tokens: int | None, completion_tokens: int | None) -> None:
+        self.drawn += 1
+        self.prompt_tokens += prompt_tokens or 0
+        self.completion_tokens += completion_tokens or 0
+        if kept:
+            self.kept += 1
+            self.kept_ids.append(sample_id)
+        if correct:
+            self.correct += 1
+            candidate = (completion_tokens or 0, sample_id)
+            self.shortest_correct = min(self.shortest_correct or candidate, candidate)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "problem_id": self.problem_id, "drawn": self.drawn, "kept": self.kept,
+            "pass_rate": round(self.kept / self.drawn, 4) if self.drawn else 0.0, "correct": self.correct,
+            "shortest_correct_tokens": self.shortest_correct[0] if self.shortest_correct else None,
+            "shortest_correct_id": self.shortest_correct[1] if self.shortest_correct else None,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "always_solved": self.drawn > 0 and self.correct == self.drawn, "never_solved": self.correct == 0,
+        }
+
+
+def is_correct(verdicts: dict[str, Any] | None, kept: bool) -> bool:
+    """The correctness rule's verdict; without that rule, whether the sample was kept."""
+    verdict = (verdicts or {}).get("correctness")
+    return bool(verdict["passed"]) if verdict is not None else kept
+
+
+def jsonl(stats: dict[str, PromptStats]) -> str:
+    return "".join(json.dumps(entry.row()) + "\n" for entry in stats.values())
