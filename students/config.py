@@ -24,6 +24,11 @@ class DataSource(BaseModel):
     weight: float | None = Field(default=None, gt=0, description="Share of the training set (normalised over the sources).")
 
 
+def all_linear(value: list[str] | str) -> list[str] | str:
+    """A validator's check: `--lora-targets all-linear` arrives as a one-item list; PEFT wants the string."""
+    return "all-linear" if value == ["all-linear"] else value
+
+
 class TrainConfig(TraceLayout):
     """One `distill train` run (the `train` section of a recipe); `data` is read in the --preset layout."""
 
@@ -191,10 +196,7 @@ class TrainConfig(TraceLayout):
             return [(source.path, None) for source in self.data]
         return [(source.path, w / sum(weights)) for source, w in zip(self.data, weights, strict=True)]
 
-    @field_validator("lora_targets")
-    @classmethod
-    def _all_linear(cls, value: list[str] | str) -> list[str] | str:
-        return "all-linear" if value == ["all-linear"] else value
+    _all_linear = field_validator("lora_targets")(all_linear)
 
     @field_validator("template")
     @classmethod

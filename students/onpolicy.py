@@ -48,37 +48,42 @@ def student_folder(path: str) -> tuple[Path, TrainManifest | None]:
 
 
 def load_student(config: OnPolicyConfig, folder: Path, sft: TrainManifest | None, dtype) -> tuple[Any, str, dict[str, Any]]:
-    """(the model to train, the method, what train.json says it was trained on).
+    """(the model to train, the method, what train.json must say about it).
 
-    An SFT adapter is trained on as it is (its base loaded as SFT loaded it, 4-bit for QLoRA), or merged
-    first for `full`; a full student gets a new adapter for lora/qlora."""
+    An SFT adapter goes on training on the base SFT saw (4-bit, with SFT's quantization, for QLoRA),
+    or is merged first for `full` (into the dequantized base for QLoRA, as publish merges); a full
+    student gets a new adapter for lora/qlora."""
     from distill.core.models import NF4, load_causal_lm
     from students.loop import add_adapter
 
     adapter = (folder / "adapter_config.json").is_file()
     method = config.method or (sft.method if adapter else "full")
-    if adapter:
-        from peft import PeftModel
-
-        base = load_causal_lm(str(sft.base_model), overrides=sft.config_overrides, dtype=dtype, training=True,
-                              quantization=NF4 if method == "qlora" else None)
+    if not adapter:
+        quantization = NF4 if method == "qlora" else None
+        model = load_causal_lm(str(folder), dtype=dtype, training=True, quantization=quantization)
         if method == "full":
-            return PeftModel.from_pretrained(base, str(folder)).merge_and_unload(), method, {}
-        model = PeftModel.from_pretrained(base, str(folder), is_trainable=True)
-        return model, method, {"base_model": str(sft.base_model), "config_overrides": sft.config_overrides}
-    model = load_causal_lm(str(folder), dtype=dtype, training=True, quantization=NF4 if method == "qlora" else None)
+            return model, method, {}
+        lora = {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout, "targets": config.lora_targets}
+        return (add_adapter(model, config.model_copy(update={"method": method})), method,
+                {"base_model": str(folder), "config_overrides": {}, "quantization": quantization, "lora": lora})
+    from peft import PeftModel
+
     if method == "full":
-        return model, method, {}
-    return add_adapter(model, _AdapterSettings(config, method)), method, {"base_model": str(folder), "config_overrides": {}}
+        from students.publish import load_dequantized_base
 
+        base = (load_dequantized_base(sft, dtype) if sft.method == "qlora"
+                else load_causal_lm(str(sft.base_model), overrides=sft.config_overrides, dtype=dtype, training=True))
+        model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+        model.requires_grad_(True)  # loading an adapter froze the base: every weight trains now
+        return model, method, {"quantization": None, "lora": None}
+    quantization = (sft.quantization or NF4) if method == "qlora" else None
+    base = load_causal_lm(str(sft.base_model), overrides=sft.config_overrides, dtype=dtype, training=True, quantization=quantization)
+    if method == "qlora":
+        from peft import prepare_model_for_kbit_training
 
-class _AdapterSettings:
-    """What `add_adapter` reads, from an on-policy config (its method resolved)."""
-
-    def __init__(self, config: OnPolicyConfig, method: str):
-        self.method, self.seed, self.gradient_checkpointing = method, config.seed, config.gradient_checkpointing
-        self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_targets = (
-            config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets)
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=config.gradient_checkpointing,
+                                               gradient_checkpointing_kwargs={"use_reentrant": False})
+    return PeftModel.from_pretrained(base, str(folder), is_trainable=True), method, {}
 
 
 def load_prompts(config: OnPolicyConfig, tokenizer, max_length: int) -> tuple[list[tuple[list, list[int]]], dict[str, int]]:

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from students.config import TrainConfig
+from students.config import TrainConfig, all_linear
 from students.presets import STUDENTS, StudentPreset
 from students.templates import TEMPLATES, known_template
 
@@ -101,10 +101,7 @@ class OnPolicyConfig(BaseModel):
 
     _known_template = field_validator("template")(known_template)
 
-    @field_validator("lora_targets")
-    @classmethod
-    def _all_linear(cls, value: list[str] | str) -> list[str] | str:
-        return "all-linear" if value == ["all-linear"] else value
+    _all_linear = field_validator("lora_targets")(all_linear)
 
     @model_validator(mode="after")
     def _server_is_reverse_kl(self) -> OnPolicyConfig:

@@ -213,22 +213,28 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 _SWEPT: set[str] = set()
 
 
-def scratch_prefix(name: str) -> str:
+def scratch_prefix(name: str, owners: Iterable[int] = ()) -> str:
     """The name prefix of this process's working folders in the system's temporary place
-    (`distill-NAME-PID-`). A process killed before it could remove its own leaves them behind:
-    the first call in a process removes those of processes that are gone, so killed runs do not
-    accumulate them (the name says they are ours; a live PID's are never touched)."""
+    (`distill-NAME-HOST-PID-`). A process killed before it could remove its own leaves them behind:
+    the first call in a process removes those of this host's processes that are gone, so killed runs
+    do not accumulate them. Never touched: a live PID's, another host's (a temporary place shared
+    over the network), and folders owned by anyone but this user (or `owners`, such as the
+    sandbox's uid, which owns the folders it ran in)."""
+    import socket
     import tempfile
 
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
     if name not in _SWEPT:
         _SWEPT.add(name)
-        pattern = re.compile(rf"^distill-{re.escape(name)}-(?P<pid>\d+)-")
+        pattern = re.compile(rf"^distill-{re.escape(name)}-{re.escape(host)}-(?P<pid>\d+)-")
+        allowed = {os.getuid(), *owners}
         with contextlib.suppress(OSError):
             for entry in Path(tempfile.gettempdir()).iterdir():
                 match = pattern.match(entry.name)
-                if match and not _alive(int(match["pid"])) and entry.is_dir() and not entry.is_symlink():
+                if match and not _alive(int(match["pid"])) and entry.is_dir() and not entry.is_symlink() \
+                        and entry.lstat().st_uid in allowed:
                     shutil.rmtree(entry, ignore_errors=True)
-    return f"distill-{name}-{os.getpid()}-"
+    return f"distill-{name}-{host}-{os.getpid()}-"
 
 
 @contextlib.contextmanager

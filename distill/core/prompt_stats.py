@@ -8,7 +8,6 @@ A sample counts as correct when the correctness rule passed it; without that rul
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,29 +18,37 @@ class PromptStats:
     drawn: int = 0
     kept: int = 0
     correct: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    shortest_correct: tuple[int, str] | None = None  # (completion tokens, sample id)
+    prompt_tokens: int | None = None  # None while no sample said (traces not written by generate)
+    completion_tokens: int | None = None
+    shortest_correct: tuple[int, str] | None = None  # (completion tokens, sample id), over samples that count tokens
+    shortest_correct_chars: tuple[int, str] | None = None  # (characters, sample id): every trace has those
     kept_ids: list[str] = field(default_factory=list)
 
-    def add(self, sample_id: str, kept: bool, correct: bool, prompt_tokens: int | None, completion_tokens: int | None) -> None:
+    def add(self, sample_id: str, kept: bool, correct: bool, prompt_tokens: int | None, completion_tokens: int | None,
+            chars: int | None = None) -> None:
         self.drawn += 1
-        self.prompt_tokens += prompt_tokens or 0
-        self.completion_tokens += completion_tokens or 0
+        if prompt_tokens is not None:
+            self.prompt_tokens = (self.prompt_tokens or 0) + prompt_tokens
+        if completion_tokens is not None:
+            self.completion_tokens = (self.completion_tokens or 0) + completion_tokens
         if kept:
             self.kept += 1
             self.kept_ids.append(sample_id)
         if correct:
             self.correct += 1
-            candidate = (completion_tokens or 0, sample_id)
-            self.shortest_correct = min(self.shortest_correct or candidate, candidate)
+            if completion_tokens is not None:
+                self.shortest_correct = min(self.shortest_correct or (completion_tokens, sample_id), (completion_tokens, sample_id))
+            if chars is not None:
+                self.shortest_correct_chars = min(self.shortest_correct_chars or (chars, sample_id), (chars, sample_id))
 
     def row(self) -> dict[str, Any]:
+        shortest = self.shortest_correct or self.shortest_correct_chars  # by tokens where known, else by characters
         return {
             "problem_id": self.problem_id, "drawn": self.drawn, "kept": self.kept,
             "pass_rate": round(self.kept / self.drawn, 4) if self.drawn else 0.0, "correct": self.correct,
             "shortest_correct_tokens": self.shortest_correct[0] if self.shortest_correct else None,
-            "shortest_correct_id": self.shortest_correct[1] if self.shortest_correct else None,
+            "shortest_correct_chars": self.shortest_correct_chars[0] if self.shortest_correct_chars else None,
+            "shortest_correct_id": shortest[1] if shortest else None,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "always_solved": self.drawn > 0 and self.correct == self.drawn, "never_solved": self.correct == 0,
         }
@@ -51,7 +58,3 @@ def is_correct(verdicts: dict[str, Any] | None, kept: bool) -> bool:
     """The correctness rule's verdict; without that rule, whether the sample was kept."""
     verdict = (verdicts or {}).get("correctness")
     return bool(verdict["passed"]) if verdict is not None else kept
-
-
-def jsonl(stats: dict[str, PromptStats]) -> str:
-    return "".join(json.dumps(entry.row()) + "\n" for entry in stats.values())

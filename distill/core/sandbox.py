@@ -186,7 +186,7 @@ def run_python(code: str, stdin: str = "", limits: Limits | None = None, harness
     """Run `code` as main.py (with a harness: as solution.py) in a fresh directory, contained."""
     limits = limits or Limits()
     mode = isolation()
-    base = Path(tempfile.mkdtemp(prefix=scratch_prefix("sandbox")))  # a killed worker's is swept by the next
+    base = Path(tempfile.mkdtemp(prefix=scratch_prefix("sandbox", owners=(NOBODY,))))  # a killed worker's is swept by the next
     try:
         work = base / "work"
         work.mkdir()

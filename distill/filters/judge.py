@@ -168,6 +168,7 @@ class JudgeSink:
         self.writer, self.model, self.cache = writer, model, cache
         self.retries = self.errors = 0
         self.spend = Spend()  # the judge's tokens in this run, as the endpoint (or engine) counted them
+        self.without_usage = 0  # replies whose endpoint did not count tokens: the figures leave them out
         self.progress = Progress(TextColumn("[bold]judge"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                  TextColumn("retries {task.fields[retries]}"), TimeElapsedColumn(), transient=True)
         self.task = self.progress.add_task("judge", total=total, retries=0)
@@ -182,6 +183,7 @@ class JudgeSink:
              prompt_tokens: int | None = None, **_logprobs) -> None:
         verdict, why = parse_verdict(completion, finish_reason)
         self.spend.add(prompt_tokens, tokens)
+        self.without_usage += tokens is None
         self._store(problem.problem_id, verdict, why, redact(completion), {"prompt_tokens": prompt_tokens, "completion_tokens": tokens})
 
     def emit_many(self, problem: Problem, samples: list[tuple], prompt_tokens: int | None = None, **_logprobs) -> None:
@@ -205,7 +207,7 @@ def ask(options, prompts: dict[str, str], cache: dict[str, dict[str, Any]]) -> d
     from teacher.progress import Job
 
     if not prompts:
-        return {"asked": 0, "retries": 0, "seconds": 0.0, "spend": None}
+        return {"asked": 0, "retries": 0, "seconds": 0.0, "spend": None, "without_usage": 0}
     config = generate_config(options, options.cache)
     backend = backends.load(options.backend)
     backend.check(config)
@@ -220,7 +222,7 @@ def ask(options, prompts: dict[str, str], cache: dict[str, dict[str, Any]]) -> d
     finally:
         backend.release()
         writer.close()
-    return {"asked": len(jobs), "retries": sink.retries, "seconds": round(time.monotonic() - start, 2), "spend": sink.spend}
+    return {"asked": len(jobs), "retries": sink.retries, "seconds": round(time.monotonic() - start, 2), "spend": sink.spend, "without_usage": sink.without_usage}
 
 
 def _audit_rank(record_id: str) -> int:
@@ -272,7 +274,7 @@ def prepare(config, pool: WorkerPool, chunks: Iterable[list[tuple[str, Any]]], o
         "prompts": len(prompts), "asked": asked["asked"], "from_cache": len(prompts) - asked["asked"], "retries": asked["retries"],
         "seconds": asked["seconds"],
         # what this run's requests cost (verdicts from the cache cost nothing again)
-        **cost.figures(asked["spend"] or cost.Spend(), options),
+        **cost.figures(asked["spend"] or cost.Spend(), options), "replies_without_usage": asked["without_usage"],
         "audit": {"records": len(audit), "agree": agreement["agree"], "disagree": agreement["disagree"],
                   "undecided": agreement["undecided"], "agreement": round(agreement["agree"] / decided, 4) if decided else None},
     }

@@ -132,6 +132,8 @@ def print_judge(console, judge: dict[str, Any]) -> None:
         table.add_row("tokens: prompt / completion", f"{judge['prompt_tokens']:,} / {judge['completion_tokens']:,}")
     if judge.get("cost") is not None:
         table.add_row("cost (at --judge-price-in/out)", f"{judge['cost']:.4g}")
+    if judge.get("replies_without_usage"):  # so that a 0 is never read as free
+        table.add_row("replies the endpoint did not count (not in the figures)", str(judge["replies_without_usage"]))
     audit = judge["audit"]
     if audit["records"]:
         share = "-" if audit["agreement"] is None else f"{100 * audit['agreement']:.1f}%"

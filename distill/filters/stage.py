@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from distill.core import logprobs, prompt_stats
+from distill.core import logprobs
 from distill.core.data import RecordWriter, atomic_path, input_kind, iter_rows
 from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.ids import UniqueIds
@@ -140,6 +140,8 @@ def _check_outputs(config: FilterConfig) -> None:
     for path in (config.output, config.rejected):
         if path is not None and not path.endswith((".jsonl", ".parquet")):
             raise InputError("output must end in .jsonl or .parquet", where=path)
+    if config.prompt_stats is not None and not config.prompt_stats.endswith(".jsonl"):
+        raise InputError("per-prompt statistics are JSONL: the file must end in .jsonl", where=config.prompt_stats, field="prompt_stats")
     outputs = [Out(getattr(config, name), name) for name in OUTPUT_FIELDS]
     outputs += [Out(logprobs.side_path(getattr(config, name)), name) for name in ("output", "rejected") if getattr(config, name)]
     inputs = [*named_paths(config, skip=OUTPUT_FIELDS), logprobs.side_path(config.input)]
@@ -200,7 +202,7 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
                 if config.prompt_stats:
                     kept = rejected_by is None
                     per_prompt.setdefault(judged.problem_id, PromptStats(judged.problem_id)).add(
-                        judged.id, kept, is_correct(verdicts, kept), judged.prompt_tokens, judged.tokens)
+                        judged.id, kept, is_correct(verdicts, kept), judged.prompt_tokens, judged.tokens, judged.chars)
                 if rejected_by is None:
                     kept_out.write(line)
                     if side is not None:
@@ -220,8 +222,8 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         if kept_frames.count:
             summary["logprobs"] = {"file": str(kept_frames.path), "records": kept_frames.count, "tokens": kept_frames.tokens}
         if config.prompt_stats:
-            write_text(config.prompt_stats, prompt_stats.jsonl(per_prompt))
             rows = [entry.row() for entry in per_prompt.values()]
+            write_text(config.prompt_stats, "".join(json.dumps(row) + "\n" for row in rows))
             summary["prompt_stats"] = {"file": config.prompt_stats, "prompts": len(rows),
                                        "always_solved": sum(r["always_solved"] for r in rows),
                                        "never_solved": sum(r["never_solved"] for r in rows)}
@@ -234,6 +236,8 @@ STAGES = (
     Stage(
         name="filter", section="filter", default_run=True, config=FilterConfig, run=run, check=_check_outputs, reads={"input": "traces"},
         writes={"output": "kept.jsonl", "rejected": "rejected.jsonl", "report": "report.json", "prompt_stats": "prompts.jsonl"},
-        produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json"}, operational=("workers",),
+        produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json"},
+        # a price changes what the report says the judge cost, not which records are kept
+        operational=("workers", "judge.price_in", "judge.price_out", "judge.concurrency"),
     ),
 )

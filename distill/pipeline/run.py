@@ -128,7 +128,14 @@ def fingerprint(name: str, config: BaseModel, ctx: Context, upstream: dict[str, 
     # Operational settings (concurrency, retries, workers) do not change what a stage produces:
     # changing them must not throw away hours of teacher samples.
     stage = registry()[name]
-    data = config.model_dump(mode="json", exclude=set(stage.operational))
+    data = config.model_dump(mode="json", exclude=set(stage.writes))  # always this run's own paths
+    for dotted in stage.operational:  # "workers", or a nested setting such as "judge.price_in"
+        *parents, leaf = dotted.split(".")
+        section = data
+        for key in parents:
+            section = section.get(key) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.pop(leaf, None)
     own = str(ctx.dir(name))
     externals = {}
     # Only the fields that name the stage's inputs: any other string (a column called "tests")

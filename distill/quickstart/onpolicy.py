@@ -72,6 +72,24 @@ def onpolicy_verdicts(rows: list[dict[str, Any]], sft_tokens: dict[str, int] | N
     return lines
 
 
+def evaluable(folder: Path, out: Path) -> str:
+    """A model folder the evaluation can serve: a LoRA/QLoRA run's adapter is merged into its base
+    first (as `publish --merge` merges it), into out/merged-RUN; full weights are used as they are."""
+    if not (folder / "adapter_config.json").is_file():
+        return str(folder)
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from students.publish import PublishConfig, load_merged, read_run
+
+    info, final, _ = read_run(folder.parent)
+    target = out / f"merged-{folder.parent.name}"
+    load_merged(info, final, PublishConfig(run_dir=folder.parent, output=target)).save_pretrained(target)
+    AutoTokenizer.from_pretrained(final).save_pretrained(target)
+    if (final / "generation_config.json").is_file():  # the run's stop tokens
+        GenerationConfig.from_pretrained(final).save_pretrained(target)
+    return str(target)
+
+
 def run_compare(config: OnPolicyCompareConfig) -> dict[str, Any]:
     from distill.quickstart.report import write_report
     from distill.quickstart.stages import evaluate_models
@@ -81,15 +99,17 @@ def run_compare(config: OnPolicyCompareConfig) -> dict[str, Any]:
     run = TrainManifest.read(Path(config.onpolicy) / "train.json")
     onpolicy = run.model_extra["onpolicy"]
     sft_folder, _ = student_folder(onpolicy["student_model"])
-    models = {"teacher": config.teacher, SFT: str(sft_folder), **({KD: config.kd} if config.kd else {}),
-              ONPOLICY: str(Path(config.onpolicy) / "final")}
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    students = {SFT: sft_folder, **({KD: Path(config.kd)} if config.kd else {}), ONPOLICY: Path(config.onpolicy) / "final"}
+    models = {"teacher": config.teacher, **{label: evaluable(folder, out) for label, folder in students.items()}}
     rows = evaluate_models(models, config, config.benchmarks, out, config.language)
     sft_tokens = None
     if config.traces:
-        traces = list(read_records(config.traces))
-        sft_tokens = {"prompt": sum(t.prompt_tokens or 0 for t in traces), "completion": sum(t.completion_tokens or 0 for t in traces)}
+        sft_tokens = {"prompt": 0, "completion": 0}
+        for trace in read_records(config.traces):  # one pass: a teacher's traces can be large
+            sft_tokens["prompt"] += trace.prompt_tokens or 0
+            sft_tokens["completion"] += trace.completion_tokens or 0
         if not any(sft_tokens.values()):  # traces that do not say what they cost (not written by generate)
             sft_tokens = None
     lines = onpolicy_verdicts(rows, sft_tokens, onpolicy["teacher_tokens"])

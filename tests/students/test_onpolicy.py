@@ -170,11 +170,25 @@ def test_an_sft_adapter_is_trained_on_and_a_full_student_gets_a_new_one(tiny_qwe
 
     publish(PublishConfig(run_dir=str(tmp_path / "on-lora"), output=str(tmp_path / "published"), merge=True))
     assert (tmp_path / "published" / "config.json").is_file()
+    # ... and compare-onpolicy evaluates the same merge (vLLM serves full weights, not an adapter on its own)
+    from safetensors.torch import load_file as weights
+
+    from distill.quickstart.onpolicy import evaluable
+
+    merged = Path(evaluable(final, tmp_path / "compare"))
+    assert merged == tmp_path / "compare" / "merged-on-lora" and (merged / "tokenizer_config.json").is_file()
+    mine, published = weights(merged / "model.safetensors"), weights(tmp_path / "published" / "model.safetensors")
+    assert mine.keys() == published.keys() and all(torch.allclose(mine[k].float(), published[k].float()) for k in mine)
+    assert evaluable(student, tmp_path / "compare") == str(student)  # full weights: as they are
 
     # a full student with --method lora: a new adapter whose base is that student
     summary = run(config(student, str(tiny_qwen), prompts, tmp_path / "new-lora", max_steps=2, method="lora", lora_r=2))
     assert summary["method"] == "lora" and summary["base_model"] == str(student)
     assert json.loads((tmp_path / "new-lora" / "final" / "adapter_config.json").read_text())["r"] == 2
+
+    # --method full on the adapter run: merged first, then every weight trains (the merge had frozen them)
+    summary = run(config(tmp_path / "sft", str(tiny_qwen), prompts, tmp_path / "full", max_steps=1, method="full"))
+    assert summary["method"] == "full" and summary["lora"] is None and (tmp_path / "full" / "final" / "model.safetensors").is_file()
 
     # an adapter run asked for another adapter kind is one line, nothing written
     from distill.core.errors import InputError

@@ -153,16 +153,21 @@ def test_working_folders_of_killed_processes_are_swept_and_others_kept(tmp_path,
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the system's temporary place, for this test
     name = f"t{uuid.uuid4().hex[:8]}"
+    import re
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # its PID is no longer alive
-    dead = tmp_path / f"distill-{name}-{gone.pid}-abc"
+    dead = tmp_path / f"distill-{name}-{host}-{gone.pid}-abc"
     (dead / "sub").mkdir(parents=True)
     (dead / "sub" / "votes.json").write_text("{}")
-    live = tmp_path / f"distill-{name}-{os.getppid()}-abc"  # a live process's (our parent's)
-    live.mkdir()
-    other = tmp_path / f"someone-{name}-{gone.pid}-abc"  # not ours
-    other.mkdir()
+    live = tmp_path / f"distill-{name}-{host}-{os.getppid()}-abc"  # a live process's (our parent's)
+    elsewhere = tmp_path / f"distill-{name}-another.host-{gone.pid}-abc"  # a shared /tmp: that PID is not ours to judge
+    other = tmp_path / f"someone-{name}-{host}-{gone.pid}-abc"  # not ours
+    for folder in (live, elsewhere, other):
+        folder.mkdir()
     with paths.scratch_dir(name) as mine:
-        assert mine.name.startswith(f"distill-{name}-{os.getpid()}-") and mine.is_dir()
+        assert mine.name.startswith(f"distill-{name}-{host}-{os.getpid()}-") and mine.is_dir()
         (mine / "judge.json").write_text("{}")
-    assert not dead.exists() and live.is_dir() and other.is_dir() and not mine.exists()
+    assert not dead.exists() and live.is_dir() and elsewhere.is_dir() and other.is_dir() and not mine.exists()

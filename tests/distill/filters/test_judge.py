@@ -123,7 +123,7 @@ def test_the_rules_decide_first_and_the_judge_decides_the_rest(tmp_path, judge_s
     assert report["rejected_by"]["judge"] == 2
     # what the judge cost: the endpoint's usage, at the judge's prices (money per million tokens)
     assert (judge["prompt_tokens"], judge["completion_tokens"]) == (3 * 40, 3 * 5)
-    assert judge["cost"] == pytest.approx((3 * 40 * 1.0 + 3 * 5 * 2.0) / 1e6)
+    assert judge["cost"] == pytest.approx((3 * 40 * 1.0 + 3 * 5 * 2.0) / 1e6) and judge["replies_without_usage"] == 0
     # The judge saw the problem, the reference and the final answer, never the reasoning.
     prompts = [body["messages"][-1]["content"] for body in judge_server.bodies]
     assert len(prompts) == 3 and not any("SECRET-REASONING" in p for p in prompts)

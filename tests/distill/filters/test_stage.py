@@ -172,6 +172,15 @@ def test_per_prompt_statistics_beside_the_kept_data(tmp_path):
     assert rows["hard"]["never_solved"] and rows["hard"]["shortest_correct_tokens"] is None
     assert (rows["half"]["prompt_tokens"], rows["half"]["completion_tokens"]) == (14, 60)
     assert report["prompt_stats"] == {"file": str(tmp_path / "prompts.jsonl"), "prompts": 3, "always_solved": 1, "never_solved": 1}
-    # an output that is an input is refused before anything is read
+    # an output that is an input, or not JSONL, is refused before anything is read
     with pytest.raises(InputError):
         filter_file(tmp_path, traces, prompt_stats=str(tmp_path / "in.jsonl"))
+    with pytest.raises(InputError, match="must end in .jsonl"):
+        filter_file(tmp_path, traces, prompt_stats=str(tmp_path / "prompts.parquet"))
+    # traces that do not count tokens (a public dump): the shortest by characters, token figures unknown
+    bare = [make("14", 0, "easy"), make("14", 1, "easy")]
+    bare[1].completion = bare[1].completion.replace("carefully, then check the sum once more to be sure it is right", "")
+    filter_file(tmp_path, bare, rules=["format", "correctness"], prompt_stats=str(tmp_path / "bare.jsonl"))
+    row = json.loads((tmp_path / "bare.jsonl").read_text())
+    assert (row["shortest_correct_id"], row["shortest_correct_tokens"], row["prompt_tokens"]) == ("easy#1", None, None)
+    assert row["shortest_correct_chars"] == len(bare[1].completion)

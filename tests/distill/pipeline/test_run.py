@@ -169,3 +169,24 @@ def test_from_and_until_must_name_a_stage_of_the_recipe(traces, tmp_path):
         plan(recipe, tmp_path / "run", start="eval")
     with pytest.raises(InputError, match="--set expects SECTION.KEY=VALUE"):
         plan(recipe, tmp_path / "run", overrides=["epochs=3"])
+
+
+def test_operational_settings_nested_ones_included_and_own_paths_do_not_change_a_fingerprint(tmp_path):
+    from distill.filters.config import FilterConfig
+    from distill.pipeline.run import fingerprint
+    from distill.pipeline.stages import Context
+
+    ctx = Context(run_dir=tmp_path / "run", stages=["filter"], doc={})
+
+    def of(**changes):
+        values = {"input": str(tmp_path / "in.jsonl"), "output": str(tmp_path / "run" / "filter" / "kept.jsonl"),
+                  "rules": ["format", "correctness", "judge"], "judge": {"model": "j", "base_url": "http://127.0.0.1:9/v1"}}
+        for key, value in changes.items():
+            section, _, name = key.partition("__")
+            (values.setdefault(section, {}).__setitem__(name, value) if name else values.__setitem__(section, value))
+        return fingerprint("filter", FilterConfig(**values), ctx, {})
+
+    same = of()
+    assert of(workers=2) == same and of(judge__price_in=3.0, judge__price_out=9.0) == same  # how it runs, what it costs
+    assert of(prompt_stats=str(tmp_path / "elsewhere.jsonl")) == same  # an output path: in a run, always its own
+    assert of(judge__model="another") != same and of(rules=["format", "correctness"]) != same
