@@ -72,10 +72,7 @@ def plan_report(config: TrainConfig, console: Console | None = None) -> dict[str
 
 def summary_table(summary: dict[str, Any]) -> Table:
     metrics = summary["metrics"]
-    table = Table(title=f"distill train: {summary['student']} ({summary['method']})", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("")
-    rows = [
+    return _two_columns(f"distill train: {summary['student']} ({summary['method']})", [
         ("base model", summary["base_model"]),
         ("objective", _objective(summary["config"])),
         *_mixture(summary.get("mixture")),
@@ -88,10 +85,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("tokens/s", f"{metrics['tokens_per_s']:.0f}" if metrics["tokens_per_s"] else "-"),
         ("runtime", f"{metrics['train_runtime_s']:.0f} s"),
         ("output", "final/ and train.json"),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
+    ])
 
 
 def onpolicy_table(summary: dict[str, Any]) -> Table:
@@ -99,10 +93,7 @@ def onpolicy_table(summary: dict[str, Any]) -> Table:
     on, metrics = summary["onpolicy"], summary["metrics"]
     kl = on.get("reverse_kl_curve") or on.get("divergence_curve") or []
     speed = on["tokens_per_s"]
-    table = Table(title=f"distill onpolicy: {summary['student']} (teacher {on['teacher_mode']}, beta {on['beta']})", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("")
-    rows = [
+    return _two_columns(f"distill onpolicy: {summary['student']} (teacher {on['teacher_mode']}, beta {on['beta']})", [
         ("student", on["student_model"]),
         ("trained", "every weight" if summary["method"] == "full" else f"a {summary['method']} adapter on {summary['base_model']}"),
         ("prompts (distinct / skipped as too long)", f"{on['prompts']['distinct']} / {on['prompts']['too_long']}"),
@@ -115,7 +106,13 @@ def onpolicy_table(summary: dict[str, Any]) -> Table:
         ("tokens/s: sample / score / update", " / ".join("-" if speed[k] is None else f"{speed[k]:,.0f}" for k in ("sample", "score", "update"))),
         ("runtime", f"{metrics['train_runtime_s']:.0f} s"),
         ("output", "final/ and train.json"),
-    ]
+    ])
+
+
+def _two_columns(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
     for name, value in rows:
         table.add_row(name, value)
     return table
