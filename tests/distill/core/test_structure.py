@@ -44,7 +44,13 @@ def test_every_stage_module_declares_stages_and_the_orchestrator_names_none():
         fields = set(stage.config.model_fields)
         for group in (stage.reads, stage.writes, stage.in_run):
             assert set(group) <= fields, (stage.name, set(group) - fields)
-        assert set(stage.operational) <= fields, stage.name
+        for dotted in stage.operational:  # a field, or a nested one ("judge.price_in"): it must exist
+            model, *path = dotted.split(".")
+            section = stage.config.model_fields.get(model)
+            assert section is not None, (stage.name, dotted)
+            for name in path:
+                section = section.annotation.model_fields.get(name)
+                assert section is not None, (stage.name, dotted)
     # Every artifact a stage reads is produced by some stage (or is the run's own recipe copy).
     produced = {artifact for stage in stages.values() for artifact in stage.produces} | {"recipe"}
     wanted = {artifact for stage in stages.values() for artifact in stage.reads.values() if artifact}
