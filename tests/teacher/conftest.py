@@ -11,9 +11,11 @@ keep-alive timeout closes an idle connection just as the client reuses it.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +182,17 @@ class FakeEndpoint:
 def fake_endpoint():
     """The FakeEndpoint class (a context manager): `with fake_endpoint("echo") as server: server.url`."""
     return FakeEndpoint
+
+
+@pytest.fixture
+def prompts(tmp_path) -> Path:
+    """Six prompts with answers, for the generate command-line tests against a stand-in endpoint."""
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"What is {i}+1?", "answer": str(i + 1)}) + "\n" for i in range(6)))
+    return path
+
+
+def generate_args(prompts: Path, out: Path, url: str, *extra: str) -> list[str]:
+    """`distill generate` against an OpenAI-compatible endpoint: 2 samples a prompt, no retries."""
+    return ["generate", str(prompts), "-o", str(out), "--teacher", "m", "--backend", "openai", "--base-url", url,
+            "--field-id", "id", "--max-retries", "0", "--n", "2", *extra]

@@ -11,17 +11,11 @@ import yaml
 
 from distill.core.cost import CostSettings, Spend, money, over_budget
 
-
-@pytest.fixture
-def prompts(tmp_path) -> Path:
-    path = tmp_path / "p.jsonl"
-    path.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"What is {i}+1?", "answer": str(i + 1)}) + "\n" for i in range(6)))
-    return path
+from .conftest import generate_args
 
 
 def args(prompts: Path, out: Path, url: str, *extra: str) -> list[str]:
-    return ["generate", str(prompts), "-o", str(out), "--teacher", "m", "--backend", "openai", "--base-url", url,
-            "--field-id", "id", "--max-retries", "0", "--n", "2", "--concurrency", "1", *extra]
+    return generate_args(prompts, out, url, "--concurrency", "1", *extra)
 
 
 def records(path: Path) -> list[dict]:

@@ -15,20 +15,10 @@ import pytest
 
 from teacher.store import scan_output
 
+from .conftest import generate_args
+
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-test-echoed-0123456789abcdef"
-
-
-@pytest.fixture
-def prompts(tmp_path) -> Path:
-    path = tmp_path / "p.jsonl"
-    path.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"What is {i}+1?", "answer": str(i + 1)}) + "\n" for i in range(6)))
-    return path
-
-
-def generate_args(prompts: Path, out: Path, url: str, *extra: str) -> list[str]:
-    return ["generate", str(prompts), "-o", str(out), "--teacher", "m", "--backend", "openai", "--base-url", url,
-            "--field-id", "id", "--max-retries", "0", "--n", "2", *extra]
 
 
 @pytest.mark.parametrize("content", ["hello\n", "hello", '{"a": 1}\n', '{"id": "x#0", "problem_id": "x", "completion": "c"}\n{broken\n'])
