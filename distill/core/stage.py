@@ -14,8 +14,7 @@ run directory is declared here, as data:
 - `produces`: artifacts the stage leaves for later stages, as paths inside its folder.
 - `operational`: fields that change how a stage runs, not what it produces (concurrency,
   retries, workers; a nested one as "judge.price_in"): they are left out of the fingerprint, so
-  changing them never throws away hours of teacher samples. `writes` fields are left out too:
-  in a run they are always the stage's own paths.
+  changing them never throws away hours of teacher samples.
 - `in_run`: values a stage gets when the orchestrator runs it (publish may replace its own
   folder in a run).
 

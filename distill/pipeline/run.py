@@ -128,7 +128,9 @@ def fingerprint(name: str, config: BaseModel, ctx: Context, upstream: dict[str, 
     # Operational settings (concurrency, retries, workers) do not change what a stage produces:
     # changing them must not throw away hours of teacher samples.
     stage = registry()[name]
-    data = config.model_dump(mode="json", exclude=set(stage.writes))  # always this run's own paths
+    # The output paths stay in: they are this run's own, and leaving them out would change the fingerprint of
+    # every finished stage, so that a finished generate would sample (and pay for) its teacher tokens again.
+    data = config.model_dump(mode="json")
     for dotted in stage.operational:  # "workers", or a nested setting such as "judge.price_in"
         *parents, leaf = dotted.split(".")
         section = data
