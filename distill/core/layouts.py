@@ -77,7 +77,7 @@ class TraceLayout(BaseModel):
     panels: ClassVar[dict[str, tuple[str, ...]]] = {"Input layout (--preset sets the columns; a --field-* flag overrides one)": ("preset", "delimiters", "fields")}
 
     preset: PresetName = Field(
-        default="distill", description="Layout of the input: this project's records, or a public set's (README: Bring your own traces).")
+        default="distill", description="Layout of the input: this project's records, or a public set's (docs/layouts.md).")
     fields: FieldMap = Field(default_factory=FieldMap, description="Which input columns hold the prompt, completion, ids... (default: the preset's).")
     delimiters: DelimiterName | None = Field(
         default=None, description="Reasoning delimiters of the completions (default: the preset's: sky-t1 for sharegpt, else r1).")
