@@ -26,7 +26,7 @@ PREFIX = re.compile(r"^(?:\$\s+)?(?:[A-Za-z_]\w*=\S*\s+)*(?:(?:time|exec|nice(?:
 COMMAND = re.compile(r"^(?:(?:\S*/)?distill|(?:\S+\s+)*?-m cli)\s+([a-z][a-z0-9-]*)(?=\s|$)")
 FLAG = re.compile(r"^--?[A-Za-z][\w-]*$")
 FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
-INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+INLINE = re.compile(r"(?<!`)`([^`]+)`(?!`)")
 
 
 @cache
@@ -42,8 +42,8 @@ def cli_flags() -> dict[str, set[str]]:
 
 def command_lines(text: str) -> list[tuple[int, str]]:
     """(line number, text) of every candidate command: code-block lines (a trailing backslash joins the next
-    line) and inline code spans outside code blocks."""
-    found, fence, pending, start = [], None, "", 0
+    line) and inline code spans outside code blocks (a span may wrap onto the next line of its paragraph)."""
+    found, fence, pending, start, prose = [], None, "", 0, []
     for number, line in enumerate(text.splitlines(), 1):
         mark = FENCE.match(line)
         if mark and (fence is None or (mark.group(1)[0] == fence[0] and len(mark.group(1)) >= len(fence)
@@ -59,7 +59,24 @@ def command_lines(text: str) -> list[tuple[int, str]]:
             found.append((start, pending + line))
             pending = ""
         else:
-            found += [(number, span) for span in INLINE.findall(line)]
+            prose.append((number, line))
+    found += [(first + text.count("\n", 0, span.start()), span.group(1).replace("\n", " "))
+              for first, text in paragraphs(prose) for span in INLINE.finditer(text)]
+    return found
+
+
+def paragraphs(numbered: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Runs of consecutive non-blank lines, joined: (first line number, text)."""
+    found, last = [], None
+    for number, line in numbered:
+        if not line.strip():
+            last = None
+            continue
+        if last is not None and number == last + 1:
+            found[-1] = (found[-1][0], found[-1][1] + "\n" + line)
+        else:
+            found.append((number, line))
+        last = number
     return found
 
 
@@ -95,10 +112,12 @@ def test_every_documented_command_line_names_flags_the_cli_has():
 
 def test_a_stale_flag_or_command_is_reported_with_file_and_line():
     text = ("Run it:\n\n```bash\ndistill filter t.jsonl -o kept.jsonl \\\n    --max-lenght 5   # typo\n```\n\n"
-            "Then `distill trian --data kept.jsonl`, or `distill train --max-length 8192` (an alias).\n")
+            "Then `distill trian --data kept.jsonl`, or `distill train\n--max-length 8192` (an alias), then `distill eval m\n"
+            "--samples 4`.\n")
     assert stale(text, "x.md") == [
         "x.md:4: 'distill filter' has no flag --max-lenght: distill filter t.jsonl -o kept.jsonl      --max-lenght 5   # typo",
         "x.md:8: no command 'trian': distill trian --data kept.jsonl",
+        "x.md:9: 'distill eval' has no flag --samples: distill eval m --samples 4",
     ]
 
 
@@ -116,17 +135,17 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 def relative_links(text: str) -> list[tuple[int, str]]:
     """(line number, target) of every markdown link outside code that is not a URL or an anchor."""
-    links, fence = [], None
+    prose, fence = [], None
     for number, line in enumerate(text.splitlines(), 1):
         mark = FENCE.match(line)
         if mark:
             fence = mark.group(1) if fence is None else (None if line.strip() == fence else fence)
-            continue
-        if fence is None:
-            line = INLINE.sub("", line)
-            links += [(number, target) for target in LINK.findall(line)
-                      if not re.match(r"^(?:[a-z][a-z+.-]*:|#)", target)]
-    return links
+        elif fence is None:
+            prose.append((number, line))
+    return [(first + text.count("\n", 0, link.start()), link.group(1))
+            for first, text in paragraphs(prose)
+            for link in LINK.finditer(INLINE.sub(lambda span: "\n" * span.group().count("\n"), text))
+            if not re.match(r"^(?:[a-z][a-z+.-]*:|#)", link.group(1))]
 
 
 def test_relative_links_point_to_files_that_exist():
