@@ -221,6 +221,8 @@ def sft_examples(config: TrainConfig, tokenizer, max_length: int, stats: LoadSta
     """(train examples in training order, eval examples, what each source gave, the examples' levels
     in the --order curriculum: None when shuffled; students/order.py)."""
     train_conversations, eval_conversations, drawn = load_data(config, stats)
+    if config.subset == "hard":
+        train_conversations = order.hard_subset(config, train_conversations)
     levels = order.levels(config, train_conversations)
     train_examples = tokenize_all(tokenizer, train_conversations, max_length, stats)
     eval_examples = tokenize_all(tokenizer, eval_conversations, max_length, LoadStats()) if eval_conversations else []
@@ -348,6 +350,13 @@ def _warn(message: str) -> None:
 STAGES = (
     Stage(
         name="train", section="train", default_run=True, config=TrainConfig, run=run, reads={"data": "kept", "base_model": "student_base"},
-        writes={"output_dir": ""}, produces={"student_run": ""},
+        writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"},
+    ),
+    # Light-R1's second SFT stage: the `train` section's settings, continued from train's student on
+    # the hard prompts only (pass rate at most hard_pass_rate_max in the filter's per-prompt statistics).
+    Stage(
+        name="train-hard", section="train", config=TrainConfig, run=run, in_run={"subset": "hard"},
+        reads={"data": "kept", "base_model": "student_model", "pass_rates": "prompt_stats"},
+        writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"},
     ),
 )

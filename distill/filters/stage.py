@@ -284,7 +284,7 @@ STAGES = (
     Stage(
         name="filter", section="filter", default_run=True, config=FilterConfig, run=run, check=_check_outputs, reads={"input": "traces"},
         writes={"output": "kept.jsonl", "rejected": "rejected.jsonl", "report": "report.json", "prompt_stats": "prompts.jsonl"},
-        produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json"},
+        produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json", "prompt_stats": "prompts.jsonl"},
         # a price changes what the report says the judge cost, not which records are kept
         operational=("workers", "judge.price_in", "judge.price_out", "judge.concurrency"),
     ),

@@ -80,3 +80,23 @@ def test_difficulty_needs_pass_rates_and_a_prompt_without_one_is_bad_input(tiny_
     config = tiny_config(tiny_qwen, kept, tmp_path / "run", order="difficulty", pass_rates=str(partial))
     with pytest.raises(InputError, match="prompt 'p1' has no pass rate"):
         prompts_read(config)
+
+
+def test_hard_subset_keeps_the_prompts_at_most_the_threshold(tiny_qwen, tmp_path):
+    kept = write_kept(tmp_path / "kept.jsonl", copies=2)
+    config = tiny_config(tiny_qwen, kept, tmp_path / "run", subset="hard", pass_rates=str(write_rates(tmp_path / "prompts.jsonl")))
+    tokenizer, _ = load_tokenizer(config.base_model, config)
+    train, _, _, _ = sft_examples(config, tokenizer, 128, LoadStats())
+    prompts = {re.search(r"What is (.+?)\?", tokenizer.decode(ids)).group(1) for ids, _ in train}
+    assert prompts == {"3 plus 4", "12 plus 30", "25 plus 17", "40 plus 2"} and len(train) == 8  # p0, p1, p3 (0.5), p5
+
+
+def test_train_hard_is_a_second_stage_on_the_train_section_continued_from_train(tmp_path):
+    from distill.pipeline.stages import Context, wire
+
+    ctx = Context(run_dir=tmp_path, stages=["generate", "filter", "train", "train-hard", "publish"], doc={})
+    values = wire("train-hard", {"student": "qwen-1.5b", "learning_rate": 1e-5}, ctx)
+    assert values == {"student": "qwen-1.5b", "learning_rate": 1e-5, "data": [str(tmp_path / "filter" / "kept.jsonl")],
+                      "base_model": str(tmp_path / "train" / "final"), "pass_rates": str(tmp_path / "filter" / "prompts.jsonl"),
+                      "output_dir": str(tmp_path / "train-hard"), "subset": "hard"}
+    assert wire("publish", {}, ctx)["run_dir"] == str(tmp_path / "train-hard")  # the run's student is the second stage's
