@@ -349,7 +349,8 @@ def _warn(message: str) -> None:
 
 STAGES = (
     Stage(
-        name="train", section="train", default_run=True, config=TrainConfig, run=run, reads={"data": "kept", "base_model": "student_base"},
+        name="train", section="train", default_run=True, config=TrainConfig, run=run,
+        reads={"data": "kept", "base_model": "student_base", "pass_rates": "prompt_stats"},
         writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"},
     ),
     # Light-R1's second SFT stage: the `train` section's settings, continued from train's student on

@@ -99,4 +99,5 @@ def test_train_hard_is_a_second_stage_on_the_train_section_continued_from_train(
     assert values == {"student": "qwen-1.5b", "learning_rate": 1e-5, "data": [str(tmp_path / "filter" / "kept.jsonl")],
                       "base_model": str(tmp_path / "train" / "final"), "pass_rates": str(tmp_path / "filter" / "prompts.jsonl"),
                       "output_dir": str(tmp_path / "train-hard"), "subset": "hard"}
+    assert wire("train", {}, ctx)["pass_rates"] == str(tmp_path / "filter" / "prompts.jsonl")  # for --order difficulty
     assert wire("publish", {}, ctx)["run_dir"] == str(tmp_path / "train-hard")  # the run's student is the second stage's
