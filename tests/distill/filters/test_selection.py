@@ -118,6 +118,8 @@ def test_shortest_by_characters_when_the_records_count_no_tokens(tmp_path):
     (["--per-prompt", "0", "--select", "first"], "error: command line: field 'per_prompt': input should be greater than or equal to 1\n"),
     (["--pass-rate-min", "0.8", "--pass-rate-max", "0.2"], "error: command line: value error, pass_rate_min 0.8 > pass_rate_max 0.2: the band is empty\n"),
     (["--select", "shortest"], "field 'completion_tokens': missing: --select shortest measures tokens (give --tokenizer, or --select-by chars)\n"),
+    (["--per-prompt", "2"], "--per-prompt 2 keeps 2 of each prompt's samples: say which with --select first|shortest|random\n"),
+    (["--max-per-problem", "2", "--per-prompt", "3", "--select", "first"], "--max-per-problem n is --per-prompt n --select first: give one or the other\n"),
 ])
 def test_bad_selection_is_one_line_and_writes_nothing(tmp_path, flags, message):
     source = tmp_path / "in.jsonl"
@@ -125,3 +127,18 @@ def test_bad_selection_is_one_line_and_writes_nothing(tmp_path, flags, message):
     done = cli("filter", str(source), "-o", str(tmp_path / "k.jsonl"), "--report", str(tmp_path / "r.json"), *flags)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.endswith(message), done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_the_teachers_log_probabilities_follow_the_records_selection_drops(tmp_path):
+    from tests.distill.filters.test_logprobs_follow import frames_of, traces_with_logprobs
+
+    frames = traces_with_logprobs(tmp_path / "in.jsonl", ["14", "13", "14", "12"])  # one sample per prompt: rates 1, 0, 1, 0
+    config = FilterConfig(input=str(tmp_path / "in.jsonl"), output=str(tmp_path / "kept.jsonl"), rejected=str(tmp_path / "rej.jsonl"),
+                          rules=["format", "correctness"], pass_rate_min=0.5, per_prompt=1, select="first")
+    report = run(config)
+    assert frames_of(tmp_path / "kept.jsonl") == {k: frames[k] for k in ("p0#0", "p2#0")}
+    assert report["selection"]["dropped_by_band"] == 0 and report["kept"] == 2
+    (tmp_path / "b").mkdir()
+    run(config.model_copy(update={"pass_rate_min": 0.0, "pass_rate_max": 0.5, "output": str(tmp_path / "b" / "kept.jsonl"),
+                                  "rejected": str(tmp_path / "b" / "rej.jsonl")}))  # now the band drops the solved ones
+    assert not (tmp_path / "b" / "kept.logprobs").exists() and frames_of(tmp_path / "b" / "rej.jsonl") == frames
