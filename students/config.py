@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from distill.core.layouts import TraceLayout
 from students.presets import STUDENTS, StudentPreset
@@ -34,7 +34,7 @@ class TrainConfig(TraceLayout):
 
     model_config = ConfigDict(extra="forbid")
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
-        "Student, data and output": ("student", "data", "mix", "mix_size", "output_dir", "method", "base_model", "template"),
+        "Student, data and output": ("student", "data", "mix", "mix_size", "order", "pass_rates", "subset", "hard_pass_rate_max", "output_dir", "method", "base_model", "template"),
         **TraceLayout.panels,
         "Schedule": ("max_length", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "warmup_ratio",
                      "lr_scheduler", "weight_decay", "max_grad_norm", "seed"),
@@ -114,6 +114,13 @@ class TrainConfig(TraceLayout):
     extend_context: bool = Field(default=True, description="Raise rope_theta when max_length exceeds the base's native window (presets.py).")
     rope_theta: float | None = Field(default=None, gt=0, description="Explicit rope_theta (overrides extend_context).")
 
+    order: Literal["shuffle", "length", "difficulty"] = Field(
+        default="shuffle", description="Training order: shuffled, shortest first, or easy prompts first and hard ones last (--pass-rates).")
+    pass_rates: str | None = Field(default=None, description="Per-prompt pass rates (the JSONL `filter --prompt-stats` writes) for --order difficulty and --subset hard.")
+    subset: Literal["all", "hard"] = Field(default="all", description="Train on every prompt, or on the hard ones only (pass rate <= --hard-pass-rate-max; "
+                                           "the `train-hard` stage of a run sets it).")
+    hard_pass_rate_max: float = Field(default=0.5, ge=0, le=1, description="The hard prompts' largest pass rate (--subset hard, the `train-hard` stage).")
+
     eval_fraction: float = Field(default=0.02, ge=0, lt=1, description="Share of problems held out for the eval loss (0: none).")
     eval_data: str | None = Field(default=None, description="Separate eval file (instead of eval_fraction).")
     eval_steps: int | None = Field(default=None, ge=1, description="Evaluate every N steps (default: at each save and at the end).")
@@ -186,6 +193,15 @@ class TrainConfig(TraceLayout):
         if value is not None and not weighted:
             raise ValueError("--mix-size needs several --data sources with shares (--mix)")
         return value
+
+    @model_validator(mode="after")
+    def _order(self) -> TrainConfig:
+        for needs, flag in ((self.order == "difficulty", "--order difficulty"), (self.subset == "hard", "--subset hard")):
+            if needs and not self.pass_rates:
+                raise ValueError(f"{flag} needs --pass-rates FILE (per-prompt statistics: `distill filter --prompt-stats`)")
+        if (self.order != "shuffle" or self.subset != "all") and self.objective == "kd":
+            raise ValueError("--order and --subset choose SFT data; --objective kd trains on every record, shuffled")
+        return self
 
     def sources(self) -> list[tuple[str, float | None]]:
         """(path, share) of every training source; shares sum to 1, or are all None (no mixture)."""

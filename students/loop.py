@@ -109,6 +109,7 @@ def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set
         report_to=[] if config.report_to == "none" else [config.report_to],
         seed=config.seed,
         data_seed=config.seed,
+        train_sampling_strategy="random" if config.order == "shuffle" else "sequential",  # students/order.py
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,

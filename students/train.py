@@ -39,6 +39,7 @@ from distill.core.hub import check_model
 from distill.core.models import NF4
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.stage import Stage
+from students import order
 from students.config import TrainConfig
 from students.dataset import (
     LoadStats,
@@ -151,7 +152,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     max_length = config.value("max_length")
 
     stats = LoadStats()
-    notes, drawn = [], None
+    notes, drawn, levels = [], None, None
     if config.objective == "kd":
         from students.kd import prepare
 
@@ -160,9 +161,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
             notes.append(note)
             _warn(note)
     else:
-        train_conversations, eval_conversations, drawn = load_data(config, stats)
-        train_examples = tokenize_all(tokenizer, train_conversations, max_length, stats)
-        eval_examples = tokenize_all(tokenizer, eval_conversations, max_length, LoadStats()) if eval_conversations else []
+        train_examples, eval_examples, drawn, levels = sft_examples(config, tokenizer, max_length, stats)
     if not train_examples:
         raise InputError(
             f"no usable rows: all {stats.dropped_too_long} training samples are longer than max_length {max_length}",
@@ -189,12 +188,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
 
     overrides = context_overrides(config, base_config, max_length)
     use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if config.packing:
-        train_set, collator = PackedDataset(train_examples, max_length), collate_packed
-        eval_set = PackedDataset(eval_examples, max_length) if eval_examples else None
-    else:
-        train_set, collator = PaddedDataset(train_examples), PaddedCollator(tokenizer.pad_token_id)
-        eval_set = PaddedDataset(eval_examples) if eval_examples else None
+    train_set, eval_set, collator = datasets(train_examples, eval_examples, levels, config.packing, max_length, tokenizer)
     # under sequence parallelism `sp` GPUs share each sequence: the data-parallel degree is world / sp
     data_parallel = max(1, world_size() // config.sequence_parallel)
     grad_accum = config.grad_accum or max(1, preset.global_batch // (config.batch_size * data_parallel))
@@ -221,6 +215,32 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
                        train_set, trainer, result, eval_loss, elapsed, warnings, drawn)
     _save_final(trainer, tokenizer, run_dir, summary)
     return summary.model_dump(mode="json")
+
+
+def sft_examples(config: TrainConfig, tokenizer, max_length: int, stats: LoadStats) -> tuple[list, list, list[Drawn] | None, list | None]:
+    """(train examples in training order, eval examples, what each source gave, the examples' levels
+    in the --order curriculum: None when shuffled; students/order.py)."""
+    train_conversations, eval_conversations, drawn = load_data(config, stats)
+    if config.subset == "hard":
+        train_conversations = order.hard_subset(config, train_conversations)
+    levels = order.levels(config, train_conversations)
+    train_examples = tokenize_all(tokenizer, train_conversations, max_length, stats)
+    eval_examples = tokenize_all(tokenizer, eval_conversations, max_length, LoadStats()) if eval_conversations else []
+    if config.order != "shuffle":
+        levels = [level for level, length in zip(levels, stats.lengths, strict=True) if length <= max_length]  # as tokenize_all kept
+        train_examples, levels = order.arrange(train_examples, levels)
+        return train_examples, eval_examples, drawn, levels
+    return train_examples, eval_examples, drawn, None
+
+
+def datasets(train_examples: list, eval_examples: list, levels: list | None, packing: bool, max_length: int, tokenizer):
+    """(train set, eval set, collator). `levels`: the examples are in --order (read sequentially, loop.py)
+    and packs keep it."""
+    if packing:
+        packs = order.ordered_packs([len(example[0]) for example in train_examples], max_length, levels) if levels is not None else None
+        eval_set = PackedDataset(eval_examples, max_length) if eval_examples else None
+        return PackedDataset(train_examples, max_length, packs), eval_set, collate_packed
+    return PaddedDataset(train_examples), PaddedDataset(eval_examples) if eval_examples else None, PaddedCollator(tokenizer.pad_token_id)
 
 
 def load_data(config: TrainConfig, stats: LoadStats) -> tuple[list, list, list[Drawn] | None]:
@@ -329,7 +349,15 @@ def _warn(message: str) -> None:
 
 STAGES = (
     Stage(
-        name="train", section="train", default_run=True, config=TrainConfig, run=run, reads={"data": "kept", "base_model": "student_base"},
-        writes={"output_dir": ""}, produces={"student_run": ""},
+        name="train", section="train", default_run=True, config=TrainConfig, run=run,
+        reads={"data": "kept", "base_model": "student_base", "pass_rates": "prompt_stats"},
+        writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"},
+    ),
+    # Light-R1's second SFT stage: the `train` section's settings, continued from train's student on
+    # the hard prompts only (pass rate at most hard_pass_rate_max in the filter's per-prompt statistics).
+    Stage(
+        name="train-hard", section="train", config=TrainConfig, run=run, in_run={"subset": "hard"},
+        reads={"data": "kept", "base_model": "student_model", "pass_rates": "prompt_stats"},
+        writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"},
     ),
 )

@@ -21,6 +21,7 @@ from distill.core.r1_format import Parts, compose
 from distill.core.records import JUDGED, Trace, Verdict, to_row
 from distill.core.verify import failure_verdict
 from distill.core.workers import Failure
+from distill.filters import selection
 from distill.filters.config import FilterConfig
 from distill.filters.majority import majority_verdict
 from distill.filters.registry import RULES
@@ -78,6 +79,10 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
             vote = _load_json(votes_path).get(trace.problem_id)
             override["correctness"] = majority_verdict(trace, vote, config)
         verdicts = evaluate(trace, parts, config, override)
+        tokens = trace.completion_tokens
+        if selection.active(config):
+            tokens = selection.completion_tokens(trace, config)
+            selection.check_measurable(tokens, config)
     except InputError as exc:  # located here unless the rule already named a file
         return Judged(error=str(exc) if exc.where else f"{where}: {exc}")
     row = to_row(trace, exclude=JUDGED_FIELDS)
@@ -88,7 +93,7 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
         problem_id=trace.problem_id,
         domain=trace.domain,
         chars=len(trace.completion),
-        tokens=trace.completion_tokens,
+        tokens=tokens,
         prompt_tokens=trace.prompt_tokens,
         keys={name: RULES[name].key(trace, getattr(config, name)) for name in config.rules if RULES[name].key is not None},
         verdicts={name: v.model_dump(mode="json", exclude_none=True) for name, v in verdicts.items()},

@@ -65,6 +65,12 @@ class Report:
         else:
             self.rejected_by[rejected_by] += 1
 
+    def drop(self, domain: str, by: str) -> None:
+        """A record the rules kept that selection dropped (distill.filters.selection); `after` is rebuilt by the caller."""
+        self.kept -= 1
+        self.domain_kept[domain] -= 1
+        self.rejected_by[by] += 1
+
     def as_dict(self, **extra: Any) -> dict[str, Any]:
         return {
             "records_in": self.records_in,
@@ -109,6 +115,12 @@ def print_report(report: dict[str, Any]) -> None:
         stats = (report[f"length_{label}"] or {}).get("chars")
         lengths.add_row(label, *([str(stats[k]) for k in ("mean", "p50", "p90", "max")] if stats else ["-"] * 4))
     console.print(lengths)
+    if report.get("selection"):
+        sel = report["selection"]
+        saved = f"{sel['tokens_saved']:,} tokens saved, mean {sel['mean_tokens_before']} -> {sel['mean_tokens_after']} per sample" \
+            if sel["tokens_saved"] is not None else f"{sel['chars_saved']:,} characters saved"
+        console.print(f"selection (pass rate in [{sel['pass_rate_min']:g}, {sel['pass_rate_max']:g}], per prompt {sel['per_prompt'] or 'all'}, "
+                      f"{sel['select']}): {sel['before']:,} -> {sel['after']:,} samples, {saved}")
     if report.get("logprobs"):
         side = report["logprobs"]
         console.print(f"log-probabilities of the {side['records']:,} kept records ({side['tokens']:,} tokens) in {side['file']}")

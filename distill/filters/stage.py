@@ -29,12 +29,13 @@ from distill.core.paths import Out, check_io, named_paths, scratch_dir, write_te
 from distill.core.prompt_stats import PromptStats, is_correct
 from distill.core.stage import Stage
 from distill.core.workers import WorkerPool
-from distill.filters import judge
+from distill.filters import judge, selection
 from distill.filters.chunks import Judged, judge_chunk
 from distill.filters.config import FilterConfig
 from distill.filters.majority import tally
 from distill.filters.registry import RULES, ParentRule
-from distill.filters.report import Report
+from distill.filters.report import LengthStats, Report
+from distill.filters.selection import Selector
 
 PRELOAD = ("distill.core.verify", "distill.filters.chunks")  # imported once in the fork server
 CHUNK_RECORDS = 16  # records per chunk: large enough to amortise IPC, small enough to balance workers
@@ -190,6 +191,10 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         task = functools.partial(judge_chunk, config, str(votes_path) if votes_path else None, str(judge_path) if judge_path else None)
         ids = UniqueIds()
         per_prompt: dict[str, PromptStats] = {}
+        selector = Selector(config) if selection.active(config) else None
+        if selector is not None:  # the rules' kept records wait here for the selection (second pass)
+            report.rejected_by.update({selection.BAND: 0, selection.SELECTION: 0})
+            before_selection = Output(str(scratch / "kept-by-rules.jsonl")).__enter__()
         for results in pool.imap_chunks(task, raw_chunks(config)):
             for judged in results:
                 if not isinstance(judged, Judged):  # the chunk function itself failed twice on a record
@@ -199,11 +204,16 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
                 ids.see(judged.id, judged.where)
                 line, verdicts, rejected_by = finish(judged, config, parents)
                 report.add(judged, verdicts, rejected_by)
+                if selector is not None:
+                    selector.seen(judged.problem_id, is_correct(verdicts, rejected_by is None))
                 if config.prompt_stats:
                     kept = rejected_by is None
                     per_prompt.setdefault(judged.problem_id, PromptStats(judged.problem_id)).add(
                         judged.id, kept, is_correct(verdicts, kept), judged.prompt_tokens, judged.tokens, judged.chars)
-                if rejected_by is None:
+                if rejected_by is None and selector is not None:
+                    before_selection.write(line)
+                    selector.add(judged.problem_id, judged.chars, judged.tokens)
+                elif rejected_by is None:
                     kept_out.write(line)
                     if side is not None:
                         kept_frames.copy(side, judged.id)
@@ -212,6 +222,10 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
                     if side is not None:
                         rejected_frames.copy(side, judged.id)
             progress.update(bar, advance=len(results), kept=report.kept)
+        if selector is not None:
+            before_selection.__exit__(None, None, None)
+            sides = (side, kept_frames, rejected_frames)
+            select(selector, before_selection.path, report, kept_out, rejected_out, sides)
         summary = report.as_dict(
             rules=config.rules, workers=pool.size, seconds=round(time.perf_counter() - start, 2),
             input=config.input, output=config.output, rejected_file=config.rejected,
@@ -219,6 +233,8 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
             decontamination={"benchmarks": list(config.decontaminate.benchmarks), "ngram": config.decontaminate.ngram}
             if "decontaminate" in config.rules else None,
         )
+        if selector is not None:
+            summary["selection"] = selector.summary()
         if kept_frames.count:
             summary["logprobs"] = {"file": str(kept_frames.path), "records": kept_frames.count, "tokens": kept_frames.tokens}
         if config.prompt_stats:
@@ -232,11 +248,43 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
     return summary
 
 
+def select(selector: Selector, path: str, report: Report, kept_out: Output, rejected_out: Output | None, sides: tuple) -> None:
+    """The second pass: the rules' kept records (in `path`) to the kept file, or to the rejected one
+    charged to the band or the selection (distill.filters.selection); the report's kept figures follow."""
+    side, kept_frames, rejected_frames = sides
+    fate = selector.choose()
+    report.after = LengthStats()
+    config = selector.config
+    with open(path, encoding="utf-8") as lines:
+        for position, line in enumerate(lines):
+            line = line.rstrip("\n")
+            row = json.loads(line)
+            if fate[position] == 0:
+                tokens = selector.tokens[position]
+                report.after.add(selector.chars[position], tokens if tokens >= 0 else None)
+                kept_out.write(line)
+                if side is not None:
+                    kept_frames.copy(side, row["id"])
+                continue
+            by = selection.BAND if fate[position] == 1 else selection.SELECTION
+            report.drop(row["domain"], by)
+            if rejected_out is None:
+                continue
+            index = selector.prompts[row["problem_id"]]
+            rate = selector.correct[index] / selector.drawn[index]
+            reason = (f"pass rate {rate:.3g} outside [{config.pass_rate_min:g}, {config.pass_rate_max:g}]" if by == selection.BAND
+                      else f"not among the {config.per_prompt} kept by --select {config.select}")
+            row.pop("messages", None)
+            rejected_out.write(json.dumps({**row, "rejected_by": by, "reason": reason}, ensure_ascii=False))
+            if side is not None:
+                rejected_frames.copy(side, row["id"])
+
+
 STAGES = (
     Stage(
         name="filter", section="filter", default_run=True, config=FilterConfig, run=run, check=_check_outputs, reads={"input": "traces"},
         writes={"output": "kept.jsonl", "rejected": "rejected.jsonl", "report": "report.json", "prompt_stats": "prompts.jsonl"},
-        produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json"},
+        produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json", "prompt_stats": "prompts.jsonl"},
         # a price changes what the report says the judge cost, not which records are kept
         operational=("workers", "judge.price_in", "judge.price_out", "judge.concurrency"),
     ),
