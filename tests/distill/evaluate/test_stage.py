@@ -13,7 +13,8 @@ import pytest
 
 from distill.core.records import Trace, sample_id
 from distill.evaluate.metrics import Sample, cons_at_k, majority_vote, pass_at_1, pass_at_k
-from distill.evaluate.stage import EvalConfig, load_benchmark, markdown_table, run, score_and_write
+from distill.evaluate import benchmarks
+from distill.evaluate.stage import EvalConfig, markdown_table, run, score_and_write
 
 from ...conftest import SHARED_DATA
 
@@ -108,7 +109,7 @@ def test_code_benchmark_is_graded_by_its_tests_with_the_code_limits(tmp_path):
     bench = tmp_path / "he.jsonl"
     bench.write_text(json.dumps({"prompt": "Write inc(x).", "test": "def check(candidate):\n    assert candidate(1) == 2\n", "entry_point": "inc"}) + "\n")
     config = EvalConfig(model="m", benchmarks=[str(bench)], output_dir=tmp_path / "out", k=3, workers=1, code_timeout=1)
-    problems = load_benchmark(str(bench), config.fields.model_copy(update={"problem": "prompt"}))
+    problems = benchmarks.load(str(bench), config.model_copy(update={"fields": config.fields.model_copy(update={"problem": "prompt"})})).problems
     assert problems[0].domain == "code" and problems[0].tests["entry_point"] == "inc"
     done = "<think>\nwork\n</think>\n\n```python\n"
     bodies = ["def inc(x):\n    return x + 1\n", "def inc(x):\n    return x\n", "def inc(x):\n    while True:\n        pass\n"]
@@ -121,7 +122,7 @@ def test_code_benchmark_is_graded_by_its_tests_with_the_code_limits(tmp_path):
 
 
 def test_benchmark_files_and_names(tmp_path, shared_data, tiny_qwen):
-    aime = load_benchmark(str(shared_data / "benchmarks" / "aime24.jsonl"), EvalConfig.model_fields["fields"].default_factory())
+    aime = benchmarks.load(str(shared_data / "benchmarks" / "aime24.jsonl"), EvalConfig(model="m", benchmarks=["aime24"])).problems
     assert len(aime) == 30 and all(p.answer for p in aime)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "no answer here"}\n')
