@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from distill.core.records import Trace, sample_id
-from distill.evaluate.metrics import Sample, cons_at_k, majority_vote, pass_at_1, pass_at_k
 from distill.evaluate import benchmarks
+from distill.evaluate.metrics import Sample, cons_at_k, majority_vote, pass_at_1, pass_at_k
 from distill.evaluate.stage import EvalConfig, markdown_table, run, score_and_write
 
 from ...conftest import SHARED_DATA
