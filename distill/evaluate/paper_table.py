@@ -69,8 +69,8 @@ def published_model(model: str, student: str | None = None) -> str | None:
     """The R1-Distill model whose published row belongs beside `model`, or None.
 
     Tried in order: `student` (a preset name, a base id, or an R1-Distill name), the model's own
-    name, and the `student`, `model_id` and `base_model` that training wrote to train.json (in
-    the model folder or the run folder above it)."""
+    name, the `student`, `model_id` and `base_model` that training wrote to train.json (in the
+    model folder or the run folder above it), and the `base_model` of a published model card."""
     from students.presets import STUDENTS
 
     candidates = [student, model]
@@ -82,6 +82,12 @@ def published_model(model: str, student: str | None = None) -> str | None:
             data = {}
         if isinstance(data, dict):
             candidates += [data.get("student"), data.get("model_id"), data.get("base_model")]
+    try:  # `distill publish` (and the hub) name the base in the card's front matter
+        card = (folder / "README.md").read_text(encoding="utf-8") if (folder / "README.md").is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        card = ""
+    front = card.split("\n---", 1)[0] if card.startswith("---") else ""
+    candidates += re.findall(r"^base_model:\s*(\S+)\s*$", front, re.M)
     for candidate in filter(None, map(str, filter(None, candidates))):
         text = candidate.rstrip("/").lower()
         for name in PUBLISHED:
@@ -228,7 +234,7 @@ def plot(summaries: list[dict[str, Any]], path: Path) -> None:
         present = [(x, v, e) for x, v, e in zip(xs, values, errors, strict=True) if v is not None]
         if present:
             px, pv, pe = zip(*present, strict=True)
-            axes.bar(px, pv, width, yerr=pe, capsize=2, label=label, hatch="//" if hatched else None, alpha=0.6 if hatched else 1.0)
+            axes.bar(px, pv, width, yerr=None if hatched else pe, capsize=2, label=label, hatch="//" if hatched else None, alpha=0.6 if hatched else 1.0)
     axes.set_xticks(range(len(COLUMNS)), [header.replace(" pass@1", "\npass@1").replace(" cons", "\ncons") for _, _, header in COLUMNS])
     axes.set_ylabel("percent")
     axes.set_ylim(0, 100)

@@ -75,6 +75,10 @@ class StandIn:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 prompt = body["messages"][-1]["content"]
                 options = dict(re.findall(r"^([A-D])\) (.*)$", prompt, re.M))
+                if not options:  # a math problem: always 2
+                    reply = {"message": {"role": "assistant", "content": THINK + "\\boxed{2}"}, "finish_reason": "stop"}
+                    choices = [{"index": i, **reply} for i in range(body.get("n", 1))]
+                    return self._send(200, {"choices": choices, "usage": {"prompt_tokens": 5, "completion_tokens": 5 * len(choices)}})
                 right = next(letter for letter, text in options.items() if text in CORRECT)
                 wrong = next(letter for letter in "ABCD" if letter != right)
                 choices = []
@@ -117,6 +121,21 @@ def test_gpqa_end_to_end_grades_each_form(stand_in, tmp_path, distill_cli):
     figures = summary["benchmarks"]["gpqa_diamond"]
     assert figures["pass@1"] == 0.75 and figures["kind"] == "choice" and figures["shuffle_seed"] == 0
     assert figures["no_answer"] == 0.0 and figures["unclosed"] == 0.0
+
+
+def test_k_per_benchmark_samples_each_benchmark_its_k(stand_in, tmp_path, distill_cli):
+    toy = tmp_path / "toy.jsonl"
+    toy.write_text(json.dumps({"problem": "1+1?", "answer": "2"}) + "\n")
+    out = tmp_path / "out"
+    code, _, err = distill_cli("eval", "stand-in", "-b", f"{GPQA},{toy}", "--backend", "openai", "--base-url", stand_in.url,
+                               "--k", "gpqa_diamond=4,2", "-o", out, "--workers", "1")
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    gpqa, math = summary["benchmarks"]["gpqa_diamond"], summary["benchmarks"]["toy"]
+    assert (gpqa["k"], gpqa["samples"], gpqa["pass@1"]) == (4, 16, 0.75)
+    assert (math["k"], math["samples"], math["pass@1"], math["cons@2"]) == (2, 2, 1.0, 1.0)
+    assert sorted(p.name for p in out.iterdir()) == ["eval_table.md", "gpqa_diamond.jsonl", "gpqa_diamond.samples.jsonl", "summary.json",
+                                                    "toy.jsonl", "toy.samples.jsonl"]  # the raw samples of both runs are gone
 
 
 # ---------------------------------------------------------------------------- LiveCodeBench

@@ -32,6 +32,9 @@ def test_the_published_row_is_read_from_train_json(tmp_path):
     (tmp_path / "run" / "final").mkdir(parents=True)
     (tmp_path / "run" / "train.json").write_text(json.dumps({"student": "llama-8b", "base_model": "meta-llama/Llama-3.1-8B"}))
     assert paper_table.published_model(str(tmp_path / "run" / "final")) == "DeepSeek-R1-Distill-Llama-8B"
+    (tmp_path / "published").mkdir()
+    (tmp_path / "published" / "README.md").write_text("---\nbase_model: Qwen/Qwen2.5-32B\nlicense: apache-2.0\n---\n\n# a student\n")
+    assert paper_table.published_model(str(tmp_path / "published")) == "DeepSeek-R1-Distill-Qwen-32B"
 
 
 def _summary(model: str, published: str | None, k_aime: int = 64) -> dict:

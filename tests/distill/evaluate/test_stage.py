@@ -223,3 +223,31 @@ def test_end_to_end_eval_with_vllm(published_tiny, small_benchmark, tmp_path):
         assert row["pass@1"] == pytest.approx(sum(s["verdicts"]["correctness"]["passed"] for s in mine) / 3)
     assert bench["pass@1"] == pytest.approx(sum(r["pass@1"] for r in rows) / 3)
     assert {p.name for p in out.iterdir()} == {"mini.jsonl", "mini.samples.jsonl", "summary.json", "eval_table.md"}
+
+
+@pytest.mark.slow
+def test_the_papers_benchmarks_with_a_tiny_model(published_tiny, small_benchmark, tmp_path):
+    """AIME-style, GPQA and LiveCodeBench files with the real engine, k per benchmark (two sampling runs, one engine):
+    summary.json per benchmark, and the paper's table with the published row of the student's R1-Distill model."""
+    from teacher.backends.vllm import release
+
+    fixtures = ROOT / "tests" / "fixtures" / "eval"
+    aime = tmp_path / "aime24.jsonl"
+    shutil.copy(small_benchmark, aime)
+    config = EvalConfig(
+        model=str(published_tiny), benchmarks=[str(aime), str(fixtures / "gpqa_diamond.csv"), str(fixtures / "livecodebench.jsonl")],
+        output_dir=tmp_path / "eval", k="aime24=3,1", max_tokens=24, workers=1, student="qwen-1.5b",
+        generate={"kv_cache_memory_bytes": 256 * 1024**2, "max_model_len": 1024},
+    )
+    try:
+        summary = run(config)
+    finally:
+        release()
+    figures = summary["benchmarks"]
+    assert (figures["aime24"]["k"], figures["aime24"]["samples"]) == (3, 9)
+    assert (figures["gpqa_diamond"]["k"], figures["gpqa_diamond"]["samples"], figures["gpqa_diamond"]["kind"]) == (1, 4, "choice")
+    assert (figures["livecodebench"]["samples"], figures["livecodebench"]["kind"]) == (2, "code")
+    assert summary["published"] == "DeepSeek-R1-Distill-Qwen-1.5B"
+    table = (tmp_path / "eval" / "paper_table.md").read_text()
+    print(table)
+    assert "| DeepSeek-R1-Distill-Qwen-1.5B (published) | 28.9 | 52.7 | 83.9 | 33.8 | 16.9 |" in table
