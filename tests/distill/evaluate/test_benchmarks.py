@@ -214,6 +214,13 @@ def test_bad_benchmarks_are_one_line_naming_file_line_and_field(bench, where, fi
     assert not out.exists()
 
 
+def test_a_gpqa_row_without_its_gold_answer_is_one_line(tmp_path, distill_cli):
+    bad = tmp_path / "gpqa.csv"
+    bad.write_text(GPQA.read_text(encoding="utf-8").replace("?,+7,+2", "?,,+2"), encoding="utf-8")  # the 4th question (line 7) loses its gold
+    code, _, err = distill_cli("eval", "m", "-b", bad, "-o", tmp_path / "out", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1")
+    assert code == 2 and err.count("\n") == 1 and "gpqa.csv:7" in err and "'Correct Answer'" in err, err
+
+
 def test_benchmarks_help_names_gpqa_diamond_and_livecodebench(distill_cli):
     code, out, _ = distill_cli("eval", "--help")
     text = " ".join(out.replace("│", " ").split())
