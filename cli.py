@@ -177,6 +177,15 @@ def evaluate(config: EvalConfig) -> None:
                + ", ".join(f"{name} pass@1 {100 * b['pass@1']:.1f}" for name, b in summary["benchmarks"].items()))
 
 
+@app.command("eval-table")
+def eval_table(folders: list[Path] = typer.Argument(..., help="Eval output folders (each with its summary.json)."),
+               output: Path = typer.Option(Path("paper_table"), "--output", "-o", help="Writes OUTPUT.md and OUTPUT.png.")) -> None:
+    """Combine several models' eval folders into the R1 paper's table (Markdown) and one chart (PNG)."""
+    from distill.evaluate.paper_table import combine
+
+    typer.echo("wrote " + " and ".join(map(str, combine(list(folders), output))))
+
+
 @app.command("run")
 def run_recipe(
     recipe: Path = typer.Argument(..., help="Recipe YAML (see recipes/)."),

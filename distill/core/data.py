@@ -29,7 +29,7 @@ from distill.core.r1_format import last_boxed
 from distill.core.records import Problem, Trace, derive_problem_id, to_row
 from distill.core.test_formats import read_tests
 
-FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
+FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -109,7 +109,7 @@ def input_kind(source: str | os.PathLike) -> str:
     suffix = path.suffix.lower()
     if exists:
         if suffix not in FILE_SUFFIXES:
-            raise InputError(f"unknown format '{suffix or path.name}' (expected .jsonl, .json, .parquet, a dataset folder or a hub id)", where=text)
+            raise InputError(f"unknown format '{suffix or path.name}' (expected .jsonl, .json, .parquet, .csv, a dataset folder or a hub id)", where=text)
         return FILE_SUFFIXES[suffix]
     if suffix in FILE_SUFFIXES or not is_hub_id(text):
         raise InputError("no such file or directory", where=text)
@@ -119,7 +119,7 @@ def input_kind(source: str | os.PathLike) -> str:
 def iter_rows(source: str | os.PathLike, split: str = "train") -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (location, row) pairs; location reads 'file.jsonl:12' or 'file.parquet row 12'."""
     kind = input_kind(source)
-    reader = {"jsonl": _jsonl_rows, "json": _json_rows, "parquet": _parquet_rows}.get(kind)
+    reader = {"jsonl": _jsonl_rows, "json": _json_rows, "parquet": _parquet_rows, "csv": _csv_rows}.get(kind)
     if reader is not None:
         try:
             yield from reader(Path(source))
@@ -165,6 +165,24 @@ def _json_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield where, row
 
 
+def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    # As some public sets ship (GPQA): a header row, then one row per record; quoted cells may span lines,
+    # so a row is located by the line it starts on. Cells stay text, as the file has them.
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        start = 2
+        try:
+            for row in reader:
+                yield f"{path}:{start}", {key: value for key, value in row.items() if key is not None}
+                start = reader.line_num + 1
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise InputError(f"malformed CSV ({exc})", where=f"{path}:{start}") from None
+    if start == 2:
+        raise InputError("empty file (no records)", where=str(path))
+
+
 def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -206,10 +224,10 @@ def _dataset_rows(source: str, kind: str, split: str) -> Iterator[tuple[str, dic
                 raise InputError(f"no split '{split}' (has {', '.join(loaded)})", where=source)
             loaded = loaded[split]
     else:
-        name = source.removeprefix("hf://").removeprefix("hf:")
+        name, _, subset = source.removeprefix("hf://").removeprefix("hf:").partition(":")  # "owner/name:subset"
         prepare_hub()  # unreachable: the cache only, failing at once instead of retrying
         try:
-            loaded = datasets.load_dataset(name, split=split, streaming=True)
+            loaded = datasets.load_dataset(name, subset or None, split=split, streaming=True)
         except Exception as exc:  # the hub raises many types; all mean "cannot load"
             raise InputError(f"cannot load dataset from the hub ({type(exc).__name__}: {exc})".splitlines()[0], where=name) from None
     for index, row in enumerate(loaded):

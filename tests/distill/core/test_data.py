@@ -177,3 +177,15 @@ def test_hub_ids_are_recognised_but_fail_clearly_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match="HuggingFaceH4/MATH-500: cannot load dataset from the hub"):
         list(iter_rows("HuggingFaceH4/MATH-500"))
+
+
+def test_reads_csv_locating_rows_by_the_line_they_start_on(tmp_path):
+    """GPQA ships CSV: a header, quoted cells spanning lines; a row's location is the line it starts on."""
+    path = tmp_path / "set.csv"
+    path.write_text('problem,answer\n"two\nlines",2\nthree,3\n', encoding="utf-8")
+    rows = list(iter_rows(path))
+    assert rows == [(f"{path}:2", {"problem": "two\nlines", "answer": "2"}), (f"{path}:4", {"problem": "three", "answer": "3"})]
+    assert [p.answer for p in read_problems(path)] == ["2", "3"]
+    (tmp_path / "empty.csv").write_text("problem,answer\n")
+    with pytest.raises(InputError, match="empty file"):
+        list(iter_rows(tmp_path / "empty.csv"))
