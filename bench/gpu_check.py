@@ -8,7 +8,7 @@
 2. A child process (so that this one never holds a CUDA context while the runs measure memory) builds
    a random-weight student of the qwen-1.5b preset's shape with Qwen2.5's real tokenizer (--cpu-smoke:
    the tiny test model), writes one JSONL of real-length synthetic conversations per micro-step size
-   (three samples of 45/30/20% of the micro-step, which `distill train` packs into identical packs, one
+   (three samples of 55/25/15% of the micro-step, which `distill train` packs into identical packs, one
    per optimizer step), and checks that packed samples do not see each other on this device (a sample's
    logits alone vs packed with others, through the real loading code and training collator).
 3. Runs the real `distill train` (python -m cli train) per configuration: 16k and 32k tokens per micro-step
@@ -128,6 +128,9 @@ def child_env(args, work: Path) -> dict[str, str]:
                PYTHONUNBUFFERED="1")
     if args.cpu_smoke:
         env["CUDA_VISIBLE_DEVICES"] = ""
+        # one thread: a tiny model gains nothing from more, and on a busy machine spinning OpenMP threads made
+        # each step ~5x slower
+        env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 

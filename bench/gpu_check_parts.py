@@ -9,7 +9,9 @@ from pathlib import Path
 
 GIB = 1024**3
 STUDENT = "qwen-1.5b"
-SHARES = (0.45, 0.30, 0.20)  # of a micro-step: best-fit packing puts one of each in every pack (0.45 + 0.30 > 0.75 > 1 - 0.20)
+# Sample lengths as shares of a micro-step: best-fit decreasing packing puts one of each in every pack, as no
+# two of a kind fit in what the larger ones leave (0.55 > 1/2, 0.25 > 0.45/2, 0.15 > 0.20/2).
+SHARES = (0.55, 0.25, 0.15)
 LORA_RANK = 64  # distill train's default --lora-r
 # Dense bf16 tensor-core peaks (the vendor's figures without sparsity), by device name.
 PEAK_BF16_TFLOPS = {"H100 SXM": 989, "H100 PCIe": 756, "H100 NVL": 835, "H200": 989, "A100": 312}
@@ -87,8 +89,9 @@ def conversation(number: int, words: int) -> list[dict[str, str]]:
 
 def write_data(path: Path, tokenizer, capacity: int, packs: int) -> tuple[str, list[int]]:
     """`packs` x three conversations of SHARES of `capacity` tokens (counted by the training tokenizer
-    and template); returns the path and every sample's length."""
-    from students.dataset import tokenize
+    and template), which `distill train` packs into `packs` identical packs (checked with its own
+    packing); returns the path and every sample's length."""
+    from students.dataset import best_fit_packs, tokenize
 
     def length(number: int, words: int) -> int:
         return len(tokenize(tokenizer, conversation(number, words))[0])
@@ -102,9 +105,13 @@ def write_data(path: Path, tokenizer, capacity: int, packs: int) -> tuple[str, l
             words -= 1 + words // 200
         sizes.append(words)
     rows = [conversation(pack * len(SHARES) + index, words) for pack in range(packs) for index, words in enumerate(sizes)]
+    lengths = [len(tokenize(tokenizer, messages)[0]) for messages in rows]
+    shapes = {tuple(sorted(lengths[i] for i in pack)) for pack in best_fit_packs(lengths, capacity)}
+    if len(best_fit_packs(lengths, capacity)) != packs or len(shapes) != 1:
+        raise SystemExit(f"the data for {capacity} tokens does not pack into {packs} identical packs: {sorted(shapes)}")
     with open(path, "w", encoding="utf-8") as out:
         out.writelines(json.dumps({"messages": messages}) + "\n" for messages in rows)
-    return str(path), [len(tokenize(tokenizer, messages)[0]) for messages in rows]
+    return str(path), lengths
 
 
 def packed_isolation(model_dir: Path, cuda: bool, lengths: tuple[int, ...]) -> dict:
