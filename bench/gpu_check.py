@@ -39,6 +39,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import gpu_wheels  # noqa: E402  (next to this file)
 from gpu_check_parts import GIB, PEAK_BF16_TFLOPS, STUDENT, flops_per_token, peak_tflops  # noqa: E402
 
+from distill.core import processes  # noqa: E402  (stdlib only: importable before the wheels are installed)
+
 GPU = {"tokens": [16384, 32768], "steps": 4, "budget_s": 225}
 SMOKE = {"tokens": [1024], "steps": 2, "budget_s": None}
 RUNS = [(method, loss) for method in ("full", "lora") for loss in ("chunked", "liger")]
@@ -82,11 +84,18 @@ def check(args) -> int:
     work = Path(tempfile.mkdtemp(prefix="distill-gpu-check-", dir=scratch(args.cpu_smoke)))
     report = Report(args.out)
     try:
+        if args.wheels_dir:
+            report.log(f"$ install the listed wheels from {args.wheels_dir} into {work / 'site'}")
+            try:
+                gpu_wheels.install(args.wheels_dir, work / "site", gpu_wheels.read_list())
+            except (SystemExit, subprocess.CalledProcessError) as exc:
+                report.fail(f"installing the wheels failed: {exc}")
+                return 1
         env = child_env(args, work)
         report.log(f"$ prepare (model, data, packed-sample isolation) in {work}")
         prepare = [sys.executable, __file__, "--prepare", str(work), "--tokens", ",".join(map(str, tokens)),
                    "--steps", str(steps), *(["--cpu-smoke"] if args.cpu_smoke else [])]
-        if report.run(prepare, env, timeout=None) != 0:
+        if report.run(prepare, env, timeout=600) != 0:
             report.fail("prepare failed: see gpu_check.log")
             return 1
         prepared = json.loads((work / "prepare.json").read_text())
@@ -98,8 +107,9 @@ def check(args) -> int:
                     row["status"] = "skipped: Liger needs a CUDA GPU and liger-kernel"
                 elif budget and time.monotonic() - started + report.expected(method) > budget:
                     row["status"] = f"skipped: past the {budget:.0f} s budget"
-                else:
-                    row.update(train(report, env, work, prepared, size, steps, method, loss))
+                else:  # a run that hangs is stopped soon enough for the files to be written before the machine's limit
+                    timeout = 600 if not budget else max(60.0, budget - (time.monotonic() - started) + 90)
+                    row.update(train(report, env, work, prepared, size, steps, method, loss, timeout))
                 report.add(row)
         report.finish(time.monotonic() - started)
         print(report.markdown())
@@ -116,13 +126,9 @@ def scratch(smoke: bool) -> str | None:
 
 
 def child_env(args, work: Path) -> dict[str, str]:
-    """The children's environment: offline, this checkout (and the installed wheels) first on the path;
+    """The children's environment: offline, the installed wheels and this checkout first on the path;
     the smoke hides any GPU so that it rehearses the same on every machine."""
-    paths = [str(ROOT)]
-    if args.wheels_dir:
-        site = work / "site"
-        gpu_wheels.install(args.wheels_dir, site, gpu_wheels.read_list())
-        paths.insert(0, str(site))
+    paths = [str(work / "site"), str(ROOT)] if args.wheels_dir else [str(ROOT)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                PYTHONUNBUFFERED="1")
@@ -134,7 +140,7 @@ def child_env(args, work: Path) -> dict[str, str]:
     return env
 
 
-def train(report, env, work: Path, prepared: dict, tokens: int, steps: int, method: str, loss: str) -> dict:
+def train(report, env, work: Path, prepared: dict, tokens: int, steps: int, method: str, loss: str, timeout: float) -> dict:
     """One `distill train` run; its figures from train.json."""
     run_dir = work / f"run-{tokens}-{method}-{loss}"
     command = [sys.executable, "-m", "cli", "train", "--student", STUDENT, "--base-model", prepared["model"],
@@ -144,7 +150,7 @@ def train(report, env, work: Path, prepared: dict, tokens: int, steps: int, meth
                *(["--lora"] if method == "lora" else [])]
     report.log(f"$ {' '.join(command)}")
     begun = time.monotonic()
-    code = report.run(command, env, timeout=600)
+    code = report.run(command, env, timeout=timeout)
     wall = time.monotonic() - begun
     report.seen(method, wall)
     if code != 0 or not (run_dir / "train.json").is_file():
@@ -192,9 +198,11 @@ class Report:
         """Run `command` from the checkout's root; its output is appended to the log (and kept for last_error)."""
         with open(self.log_path, "a", encoding="utf-8") as log:
             start = log.tell()
+            child = processes.start(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # dies with us
             try:
-                code = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout).returncode
+                code = child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                processes.stop(child)
                 code = 124
         with open(self.log_path, encoding="utf-8", errors="replace") as log:
             log.seek(start)
@@ -221,6 +229,9 @@ class Report:
     def add(self, row: dict) -> None:
         self.data["rows"].append(row)
         self.write()
+        figures = [f"{key} {row[key]:,.0f}" for key in ("tokens_per_s", "peak_gpu_allocated_bytes", "predicted_peak_bytes")
+                   if row.get(key) is not None]
+        self.log(f"-> {row['tokens']} {row['method']} {row['loss']}: {row['status']}" + (f" ({', '.join(figures)})" if figures else ""))
 
     def fail(self, reason: str) -> None:
         self.data["error"] = reason

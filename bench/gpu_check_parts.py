@@ -4,6 +4,7 @@ top: the parent process reads this before the carried wheels are installed and n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -47,8 +48,6 @@ def prepare(work: Path, smoke: bool, tokens: list[int], steps: int) -> None:
     for size in tokens:
         data[size], lengths[size] = write_data(work / f"data-{size}.jsonl", tokenizer, size, steps)
     isolation = packed_isolation(model, cuda, (1024, 3072, 512) if cuda else (37, 20, 51))
-    import dataclasses
-
     prepared = {
         "model": str(model), "data": data, "lengths": lengths, "isolation": isolation,
         "arch": dataclasses.asdict(arch_from_config(config)), "liger": liger_available(config["model_type"]),
