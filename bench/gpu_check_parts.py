@@ -115,14 +115,17 @@ def write_data(path: Path, tokenizer, capacity: int, packs: int) -> tuple[str, l
 
 def packed_isolation(model_dir: Path, cuda: bool, lengths: tuple[int, ...]) -> dict:
     """A packed sample's logits equal its logits alone (tests/students/test_dataset.py's check, on this
-    device, in the training dtype, through load_causal_lm's attention and the training collator); the
-    control, the same row read as one sequence, must differ far more."""
+    device, through load_causal_lm's attention choice and the training collator); the control, the same
+    row read as one sequence, must differ far more. In fp32, where the two agree to rounding, so that the
+    check is sharp (which samples see which is the same in every dtype); flash-attention runs bf16 only."""
     import torch
 
-    from distill.core.models import load_causal_lm
+    from distill.core.models import attention, load_causal_lm
     from students.dataset import collate_packed
 
-    device, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
+    device = "cuda" if cuda else "cpu"
+    flash = attention().startswith("flash")
+    dtype = torch.bfloat16 if flash else torch.float32
     model = load_causal_lm(str(model_dir), dtype=dtype, training=True).to(device).eval()
     generator = torch.Generator().manual_seed(0)
     samples = [torch.randint(10, model.config.vocab_size - 1, (n,), generator=generator).tolist() for n in lengths]
@@ -141,7 +144,7 @@ def packed_isolation(model_dir: Path, cuda: bool, lengths: tuple[int, ...]) -> d
                 control = max(control, (merged[start:end] - alone).abs().max().item())
             scale = max(scale, alone.abs().max().item())
             start = end
-    tolerance = 0.05 if cuda else 1e-4  # of the largest logit: bf16 rounding differs with the row's length
+    tolerance = 0.05 if flash else 1e-3 if cuda else 1e-4  # of the largest logit: rounding differs with the row's length
     return {"attention": model.config._attn_implementation, "dtype": str(dtype).removeprefix("torch."), "lengths": list(lengths),
             "max_abs_diff": worst, "control_max_abs_diff": control, "max_abs_logit": scale, "tolerance": tolerance,
             "passed": worst <= tolerance * scale and control > 4 * worst}
