@@ -119,6 +119,7 @@ def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set
         use_liger_kernel=loss_kernel == "liger",
         parallelism_config=parallelism_config(config, model.config._attn_implementation),
     )
+    meter = StepMeter()
     trainer = Trainer(
         model=model,
         args=args,
@@ -126,11 +127,57 @@ def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set
         eval_dataset=eval_set,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[RichProgress(), *callbacks],
+        callbacks=[RichProgress(), meter, *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the progress bar shows the loss
     trainer.loss_kernel = loss_kernel
+    trainer.step_meter = meter
     return trainer
+
+
+class StepMeter(TrainerCallback):
+    """Wall time and tokens seen at the end of each optimizer step, for the steady speed: the first
+    step carries one-off costs (kernel compilation, the allocator's growth) and `trainer.train()`'s
+    runtime also holds the final checkpoint's save. CUDA is synchronised at each mark, so a step's
+    time is its GPU work, not the time to queue it."""
+
+    def __init__(self):
+        self.marks: list[tuple[float, int]] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import time
+
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.marks.append((time.perf_counter(), state.num_input_tokens_seen or 0))
+
+    def steady_tokens_per_s(self) -> float | None:
+        """Tokens per second from the end of the first step to the end of the last; None under two steps."""
+        if len(self.marks) < 2:
+            return None
+        (start, seen_at_start), (end, seen) = self.marks[0], self.marks[-1]
+        return round((seen - seen_at_start) / (end - start), 1) if end > start else None
+
+
+def memory_peaks() -> dict[str, int | None]:
+    """This process's peak memory so far: its resident set (CPU) and, on a GPU, the caching
+    allocator's peak allocated and reserved bytes and what the device holds outside the allocator
+    (CUDA context, libraries' own buffers), which the planner's total also counts."""
+    import resource
+    import sys
+
+    import torch
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
+    peaks: dict[str, int | None] = {"peak_rss_bytes": rss, "peak_gpu_allocated_bytes": None, "peak_gpu_reserved_bytes": None,
+                                    "gpu_outside_allocator_bytes": None}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        free, total = torch.cuda.mem_get_info()
+        peaks.update(peak_gpu_allocated_bytes=torch.cuda.max_memory_allocated(), peak_gpu_reserved_bytes=torch.cuda.max_memory_reserved(),
+                     gpu_outside_allocator_bytes=total - free - torch.cuda.memory_reserved())
+    return peaks
 
 
 class RichProgress(TrainerCallback):

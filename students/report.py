@@ -84,8 +84,16 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("eval loss", "-" if metrics["eval_loss"] is None else f"{metrics['eval_loss']:.4f}"),
         ("tokens/s", f"{metrics['tokens_per_s']:.0f}" if metrics["tokens_per_s"] else "-"),
         ("runtime", f"{metrics['train_runtime_s']:.0f} s"),
+        ("peak memory (planner)", _peak(metrics)),
         ("output", "final/ and train.json"),
     ])
+
+
+def _peak(metrics: dict[str, Any]) -> str:
+    """The measured peak (GPU: the allocator's peak allocated; CPU: the process's RSS) next to the planner's figure."""
+    gpu, rss, predicted = (metrics.get(key) for key in ("peak_gpu_allocated_bytes", "peak_rss_bytes", "predicted_peak_bytes"))
+    measured = f"{gpu / GIB:.1f} GiB allocated on the GPU" if gpu else f"{rss / GIB:.1f} GiB resident (CPU)" if rss else "-"
+    return measured + (f" ({predicted / GIB:.1f} GiB per GPU predicted)" if predicted else "")
 
 
 def onpolicy_table(summary: dict[str, Any]) -> Table:

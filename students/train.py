@@ -210,9 +210,13 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         raise StageError(f"out of memory ({str(exc).splitlines()[0]}); see `distill train --plan`") from None
     elapsed = time.perf_counter() - started
     eval_loss = trainer.evaluate()["eval_loss"] if eval_set is not None else None
+    from students.loop import memory_peaks
+
+    measured = {"steady_tokens_per_s": trainer.step_meter.steady_tokens_per_s(), **memory_peaks(),
+                "predicted_peak_bytes": int(predicted.total)}  # the planner's figure for this run, next to the peaks
 
     summary = _summary(config, base, template, tokenizer, base_config, overrides, use_bf16, grad_accum, stats,
-                       train_set, trainer, result, eval_loss, elapsed, warnings, drawn)
+                       train_set, trainer, result, eval_loss, elapsed, warnings, drawn, measured)
     _save_final(trainer, tokenizer, run_dir, summary)
     return summary.model_dump(mode="json")
 
@@ -266,7 +270,7 @@ def load_data(config: TrainConfig, stats: LoadStats) -> tuple[list, list, list[D
 
 
 def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16, grad_accum, stats, train_set,
-             trainer, result, eval_loss, elapsed, warnings, drawn=None) -> TrainManifest:
+             trainer, result, eval_loss, elapsed, warnings, drawn=None, measured=None) -> TrainManifest:
     state = trainer.state
     curve = [[entry["step"], round(entry["loss"], 6)] for entry in state.log_history if "loss" in entry]
     eval_curve = [[entry["step"], round(entry["eval_loss"], 6)] for entry in state.log_history if "eval_loss" in entry]
@@ -315,6 +319,7 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
             "examples": stats.examples,
             "sequences": len(train_set),
             "label_tokens": stats.label_tokens,
+            **(measured or {}),
         },
         "config": config.model_dump(mode="json"),
     })
