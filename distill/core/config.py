@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from distill.core.errors import InputError
+from distill.core.secrets import register_urls
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -116,7 +117,9 @@ def _check_node(root: yaml.Node, where: str, field: str | None) -> None:
 
 
 def validate(model: type[C], values: dict[str, Any], where: str = "config", yaml_path: str | os.PathLike | None = None, prefix: tuple[str, ...] = ()) -> C:
-    """Validate `values` against `model`; errors become one-line `InputError`s."""
+    """Validate `values` against `model`; errors become one-line `InputError`s. A key written into a
+    URL among the values is a secret from now on (never written or shown, see distill.core.secrets)."""
+    register_urls(values)
     try:
         return model.model_validate(values)
     except ValidationError as exc:

@@ -9,6 +9,7 @@ huggingface_hub itself: we never hold it, print it or write it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -18,16 +19,29 @@ from distill.core.errors import StageError
 from distill.core.paths import temporary
 from distill.core.secrets import known_values
 
+# In every folder a publishing stage writes: --overwrite replaces a folder only when it holds the
+# mark of the same stage (a model folder that merely has a config.json may be a training run's).
+MARK = ".distill-published"
+
+
+def published_by(folder: Path, stage: str) -> bool:
+    """Whether `folder` is one that publishing stage `stage` wrote (it holds the mark)."""
+    try:
+        return json.loads((folder / MARK).read_text(encoding="utf-8")).get("stage") == stage
+    except (OSError, ValueError, AttributeError):
+        return False
+
 
 @contextlib.contextmanager
-def staged(output: Path) -> Iterator[Path]:
+def staged(output: Path, stage: str) -> Iterator[Path]:
     """A fresh staging folder beside `output` (`.NAME.tmp-PID`); when the block finishes, it is
-    checked for secrets and replaces `output`. A failure leaves `output` as it was."""
+    checked for secrets, marked as `stage`'s, and replaces `output`. A failure leaves `output` as it was."""
     staging = temporary(output)  # an interrupted run's leftover is removed here
     staging.mkdir(parents=True)
     try:
         yield staging
         assert_no_secrets(staging)
+        (staging / MARK).write_text(json.dumps({"stage": stage}) + "\n", encoding="utf-8")
         replace_folder(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -74,7 +88,8 @@ def push(folder: Path, repo_id: str, private: bool, api=None, repo_type: str = "
     api = api or HfApi()
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type)
-        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message="Upload with distill")
+        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message="Upload with distill",
+                                   ignore_patterns=[MARK])
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise StageError(f"upload to {repo_id} failed: {str(exc).splitlines()[0]}") from None
     prefix = "" if repo_type == "model" else f"{repo_type}s/"
