@@ -73,8 +73,13 @@ def hold(target: str | os.PathLike, field: str | None = None) -> Iterator[Path]:
     if key in _HELD:  # this process already writes it (a run's stage called again): nothing to add
         yield lock
         return
+    made = [folder for folder in [lock.parent, *lock.parent.parents] if not folder.exists()]  # deepest first
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd, fallback = _acquire(target, lock, field)
+    try:
+        fd, fallback = _acquire(target, lock, field)
+    except BaseException:
+        _remove_empty(made)
+        raise
     _HELD.add(key)
     try:
         os.ftruncate(fd, 0)
@@ -87,6 +92,15 @@ def hold(target: str | os.PathLike, field: str | None = None) -> Iterator[Path]:
             if os.path.samestat(os.fstat(fd), os.stat(lock)):
                 lock.unlink()
         os.close(fd)
+        _remove_empty(made)  # a refused or failed command leaves no folder behind; one holding outputs stays
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (outputs, another writer's lock): it stays, and so do its parents
+            return
 
 
 def _acquire(target: Path, lock: Path, field: str | None) -> tuple[int, bool]:

@@ -57,3 +57,13 @@ def test_without_locks_the_lock_file_decides(tmp_path, no_locks, holder, refused
         with lock.hold(out):
             pass
     assert lock.lock_path(out).exists()  # another's lock file is left alone
+
+
+def test_a_refused_or_failed_writer_leaves_no_folder_behind(tmp_path):
+    out = tmp_path / "a" / "b" / "t.jsonl"
+    with pytest.raises(RuntimeError), lock.hold(out):
+        raise RuntimeError("bad input found after the lock was taken")
+    assert list(tmp_path.iterdir()) == []
+    with lock.hold(out):
+        out.write_text("{}\n")  # an output was written: its folder stays
+    assert out.exists() and not lock.lock_path(out).exists()
