@@ -130,6 +130,29 @@ def test_sigterm_ends_generate_like_ctrl_c_with_one_line_and_exit_143(prompts, t
     assert len(lines) <= 2 and "Traceback" not in err
 
 
+def test_sigterm_ends_a_run_with_one_line_and_the_same_command_resumes(prompts, tmp_path, fake_endpoint):
+    recipe = tmp_path / "r.yaml"
+    run = tmp_path / "run"
+    with fake_endpoint("ok", delay=0.3) as server:
+        recipe.write_text(yaml.safe_dump({"run": {"stages": ["generate"]}, "generate": {
+            "prompts": str(prompts), "teacher": "m", "backend": "openai", "base_url": server.url, "max_retries": 0,
+            "fields": {"id": "id"}, "n": 2, "concurrency": 1}}))
+        process = _start(["run", str(recipe), "-o", str(run)])
+        _wait_for_lines(run / "generate" / "traces.jsonl", 2, process)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 143, err
+        kept = (run / "generate" / "traces.jsonl").read_text().count("\n")
+        assert err.strip().splitlines()[-1] == (f"interrupted: stage 'generate': {kept} samples written to "
+                                                f"{run / 'generate' / 'traces.jsonl'}; re-run the same command to resume")
+        assert "Traceback" not in err and "resource_tracker" not in err
+        again = subprocess.run([sys.executable, "-m", "cli", "run", str(recipe), "-o", str(run)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    ids = _ids(run / "generate" / "traces.jsonl")
+    assert len(ids) == len(set(ids)) == 12
+
+
 def test_a_key_in_the_endpoint_url_is_in_no_file_the_run_writes(prompts, tmp_path, distill_cli, fake_endpoint):
     with fake_endpoint("ok") as server:
         port = server.url.split(":")[2].split("/")[0]

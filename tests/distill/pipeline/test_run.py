@@ -171,6 +171,14 @@ def test_from_and_until_must_name_a_stage_of_the_recipe(traces, tmp_path):
         plan(recipe, tmp_path / "run", overrides=["epochs=3"])
 
 
+def test_the_filter_stage_log_holds_what_it_printed(traces, tmp_path, capfd):
+    recipe = write_recipe(tmp_path / "r.yaml", traces, tmp_path / "base", stages=("filter",))
+    run(recipe, tmp_path / "run")
+    log = (tmp_path / "run" / "filter" / "log.txt").read_text()
+    assert "filter: kept " in log and f"in {tmp_path / 'run' / 'filter' / 'kept.jsonl'}" in log, log
+    assert "filter: kept " in capfd.readouterr().err  # and the terminal saw it too
+
+
 @pytest.mark.parametrize(("item", "field", "message"), [
     ("train.student=no-such-student", "train.student", "unknown student"),
     ("train.studnet=qwen-1.5b", "train.studnet", "unknown key (did you mean 'student'?)"),
