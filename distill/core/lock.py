@@ -38,8 +38,9 @@ _HELD: set[str] = set()  # lock files this process holds (POSIX locks do not sto
 
 
 def lock_path(path: str | os.PathLike) -> Path:
-    """The lock file of an output (a file or a run folder): `.NAME.lock` beside it."""
-    path = Path(os.path.abspath(path))
+    """The lock file of an output (a file or a run folder): `.NAME.lock` beside it, symlinks resolved
+    (two names for one file are one writer's)."""
+    path = Path(os.path.realpath(path))
     return path.with_name(f".{path.name}.lock")
 
 

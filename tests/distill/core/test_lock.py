@@ -67,3 +67,10 @@ def test_a_refused_or_failed_writer_leaves_no_folder_behind(tmp_path):
     with lock.hold(out):
         out.write_text("{}\n")  # an output was written: its folder stays
     assert out.exists() and not lock.lock_path(out).exists()
+
+
+def test_two_names_for_one_output_are_one_lock(tmp_path):
+    out = tmp_path / "t.jsonl"
+    out.write_text("")
+    (tmp_path / "link.jsonl").symlink_to(out)
+    assert lock.lock_path(tmp_path / "link.jsonl") == lock.lock_path(out)
