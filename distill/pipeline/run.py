@@ -14,7 +14,6 @@ are in `distill.pipeline.log`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from distill.core import lock
-from distill.core.config import NAME, validate
+from distill.core.config import NAME, blamed, set_keys, validate
 from distill.core.config import load_recipe as load_recipe_doc
 from distill.core.errors import BudgetReached, InputError, Interrupted, StageError
 from distill.core.paths import Out, check_io, write_text
@@ -89,24 +88,6 @@ def load_recipe(recipe: str | os.PathLike, overrides: list[str] | None = None) -
         if len(set(settings.stages)) != len(settings.stages):
             raise InputError("a stage is listed twice", where=str(recipe), field="run.stages")
     return doc, settings
-
-
-def set_keys(overrides: list[str] | None) -> dict[str, str]:
-    """"section.key" -> the `--set section.key=value` that gave it (the last one wins, as applied)."""
-    return {item.partition("=")[0].strip(): item for item in overrides or []}
-
-
-@contextlib.contextmanager
-def blamed(overrides: dict[str, str]):
-    """An `InputError` about a value a `--set` gave names that `--set`, not the recipe line it replaced."""
-    try:
-        yield
-    except InputError as exc:
-        field = exc.field or ""
-        for key, item in overrides.items():
-            if field == key or field.startswith(key + ".") or key.startswith(field + "."):
-                raise InputError(exc.message, where=f"--set {item}", field=field) from None
-        raise
 
 
 def _apply_override(doc: dict[str, Any], item: str) -> None:
