@@ -138,3 +138,14 @@ def test_leaked_shared_memory_is_cleaned_without_a_warning_after_our_last_line()
     while Path("/dev/shm", name).exists() and time.monotonic() < deadline:  # the tracker exits just after us
         time.sleep(0.1)
     assert not Path("/dev/shm", name).exists()  # still cleaned up, only silently
+
+
+def test_sigterm_interrupts_as_ctrl_c_does_and_the_exit_code_says_which():
+    code = ("import time\nfrom distill.core import processes\nprocesses.interrupt_on_sigterm()\nprint('ready', flush=True)\n"
+            "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('interrupted', processes.interrupted_exit_code(), flush=True)\n")
+    root = Path(__file__).resolve().parents[3]
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert process.stdout.readline().strip() == "ready"
+    process.terminate()  # SIGTERM, as a scheduler sends it
+    out, _ = process.communicate(timeout=30)
+    assert out.strip() == "interrupted 143" and process.returncode == 0
