@@ -141,8 +141,8 @@ def test_leaked_shared_memory_is_cleaned_without_a_warning_after_our_last_line()
 
 
 def test_sigterm_interrupts_as_ctrl_c_does_and_the_exit_code_says_which():
-    code = ("import time\nfrom distill.core import processes\nprocesses.interrupt_on_sigterm()\nprint('ready', flush=True)\n"
-            "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('interrupted', processes.interrupted_exit_code(), flush=True)\n")
+    code = ("import time\nfrom distill.core import processes\nprocesses.interrupt_on_sigterm()\n"
+            "try:\n    print('ready', flush=True)\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('interrupted', processes.interrupted_exit_code(), flush=True)\n")
     root = Path(__file__).resolve().parents[3]
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert process.stdout.readline().strip() == "ready"
