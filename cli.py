@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from distill.core import processes
-from distill.core.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, InputError, Interrupted, StageError
+from distill.core.errors import EXIT_BAD_INPUT, InputError, Interrupted, StageError, escape
 from distill.core.flags import stage_command
 from distill.evaluate.config import EvalConfig
 from distill.filters.config import FilterConfig
@@ -77,11 +77,12 @@ def generate(config: GenerateConfig) -> None:
 def merge(
     shards: list[Path] = typer.Argument(..., help="Shard outputs of `distill generate --shard` (JSONL)."),
     output: Path = typer.Option(..., "--output", "-o", help="Merged file (.jsonl or .parquet), written atomically."),
+    drop_duplicates: bool = typer.Option(False, "--drop-duplicates", help="Keep the first of an id repeated within one file (repairs a file two writers appended to)."),
 ) -> None:
     """Merge generate shards into one file: each sample once, torn last lines dropped."""
     from teacher.store import merge_shards
 
-    summary = merge_shards(list(shards), output)
+    summary = merge_shards(list(shards), output, drop_duplicates=drop_duplicates)
     typer.echo(f"merged {summary['records']:,} records from {len(shards)} files into {summary['output']}"
                f" ({summary['duplicates_dropped']} duplicates, {summary['torn_lines_dropped']} torn lines dropped)"
                + (f"; log-probabilities of {summary['logprobs_records']:,} records" if summary["logprobs_records"] else ""))
@@ -220,7 +221,8 @@ def main() -> None:
 
     exit 2: a user's mistake (input, configuration, paths), nothing written; exit 1: the
     environment failed mid-run (full disk, server gone), earlier outputs kept; exit 3: stopped at
-    the budget (--budget/--budget-tokens), resumable with a higher one; exit 130: Ctrl-C.
+    the budget (--budget/--budget-tokens), resumable with a higher one; exit 130: Ctrl-C, 143: SIGTERM
+    (a scheduler's stop), said and kept the same way.
     DISTILL_TRACEBACK=1 shows the traceback of an unexpected error.
     """
     import os
@@ -228,6 +230,7 @@ def main() -> None:
     from distill.core.errors import EXIT_BUDGET, BudgetReached
 
     processes.guard()  # whatever a stage starts (engines, workers, servers) dies with this process
+    processes.interrupt_on_sigterm()  # a scheduler's SIGTERM is handled as Ctrl-C (exit 143)
     try:
         # The command itself, without typer's own handling around it: that turns Ctrl-C into a
         # silent exit code (and our `Interrupted` message would be lost).
@@ -235,7 +238,7 @@ def main() -> None:
         with command.make_context("distill", sys.argv[1:]) as ctx:
             command.invoke(ctx)
     except InputError as exc:
-        _say("error", (str(exc).splitlines() or [repr(exc)])[0])
+        _say("error", escape(str(exc)) or repr(exc))  # escaped, not cut: a path with a newline is shown whole
         sys.exit(EXIT_BAD_INPUT)
     except StageError as exc:
         _say("failed", str(exc))
@@ -245,7 +248,7 @@ def main() -> None:
         sys.exit(EXIT_BUDGET)
     except KeyboardInterrupt as exc:
         _say("interrupted", str(exc) if isinstance(exc, Interrupted) else "outputs are as they were, or resumable: re-run the same command")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(processes.interrupted_exit_code())
     except OSError as exc:  # the environment: full disk, a file gone, a device error
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         _say("failed", f"{exc.strerror or exc}{where}; outputs written before are kept")
@@ -256,7 +259,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if kind == "abort":
             _say("interrupted", "outputs are as they were, or resumable: re-run the same command")
-            sys.exit(EXIT_INTERRUPTED)
+            sys.exit(processes.interrupted_exit_code())
         if kind == "usage":  # an unknown option or command, a missing argument
             _say("error", (exc.format_message().splitlines() or [repr(exc)])[0])
             sys.exit(EXIT_BAD_INPUT)

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.data import input_kind, iter_rows
-from distill.core.errors import InputError
+from distill.core.errors import InputError, Interrupted
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.stage import Stage
+from students import resume
 from students.manifest import TrainManifest
 from students.onpolicy_config import OnPolicyConfig
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
@@ -216,12 +217,15 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
                               callbacks=[RichProgress(), *(callbacks or [])], teacher=teacher, settings=config,
                               stop_ids=stops, teacher_stop=teacher_stop)
     trainer.remove_callback(PrinterCallback)
-    resume_from = _checkpoint(run_dir) if config.resume else None
+    resume_from = resume.resume_point(config, run_dir)  # the same command resumes its own unfinished run
+    resume.record(config, run_dir, fresh=resume_from is None)
     if resume_from:
         trainer.restore_totals(resume_from)
     started = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=resume_from)
+    except KeyboardInterrupt:  # Ctrl-C, a scheduler's SIGTERM: say what is kept and how to continue
+        raise Interrupted(resume.interrupted(run_dir)) from None
     finally:
         if config.base_url:
             teacher.close()
@@ -242,16 +246,6 @@ def _render(tokenizer, messages) -> list[int] | None:
 
 def _pad_token(config: OnPolicyConfig, sft: TrainManifest | None) -> str:
     return sft.pad_token if sft and sft.pad_token else config.student_preset.pad_token
-
-
-def _checkpoint(run_dir: Path) -> str:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    checkpoints = run_dir / "checkpoints"
-    found = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if found is None:
-        raise InputError("nothing to resume (no checkpoint-N under checkpoints/)", where=str(run_dir), field="resume")
-    return found
 
 
 def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer, result, prompt_stats, elapsed) -> TrainManifest:
@@ -290,7 +284,7 @@ def _served(field: str, value: str, config: OnPolicyConfig) -> bool:
 
 STAGES = (
     Stage(
-        name="onpolicy", section="onpolicy", config=OnPolicyConfig, run=run,
+        name="onpolicy", section="onpolicy", config=OnPolicyConfig, run=run, resumable=True,
         reads={"student_model": "student_run", "prompts": "kept", "teacher": "teacher_model"},
         writes={"output_dir": ""}, produces={"student_run": "", "onpolicy_run": ""}, remote=_served,
     ),

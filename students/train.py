@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.data import input_kind
-from distill.core.errors import InputError, StageError
+from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.hub import check_model
 from distill.core.models import NF4
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.stage import Stage
-from students import order
+from students import order, resume
 from students.config import TrainConfig
 from students.dataset import (
     LoadStats,
@@ -194,18 +194,15 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     grad_accum = config.grad_accum or max(1, preset.global_batch // (config.batch_size * data_parallel))
 
     trainer = build_trainer(config, base, tokenizer, train_set, eval_set, collator, overrides, use_bf16, grad_accum, callbacks or [])
-    resume_from = None
-    if config.resume:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        checkpoints = run_dir / "checkpoints"
-        resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-        if resume_from is None:
-            raise InputError("nothing to resume (no checkpoint-N under checkpoints/)", where=str(run_dir), field="resume")
+    resume_from = resume.resume_point(config, run_dir)  # the same command resumes its own unfinished run
+    if trainer.is_world_process_zero():
+        resume.record(config, run_dir, fresh=resume_from is None)
 
     started = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=resume_from)
+    except KeyboardInterrupt:  # Ctrl-C, a scheduler's SIGTERM: say what is kept and how to continue
+        raise Interrupted(resume.interrupted(run_dir)) from None
     except torch.OutOfMemoryError as exc:
         raise StageError(f"out of memory ({str(exc).splitlines()[0]}); see `distill train --plan`") from None
     elapsed = time.perf_counter() - started
@@ -354,14 +351,14 @@ def _warn(message: str) -> None:
 
 STAGES = (
     Stage(
-        name="train", section="train", default_run=True, config=TrainConfig, run=run,
+        name="train", section="train", default_run=True, config=TrainConfig, run=run, resumable=True,
         reads={"data": "kept", "base_model": "student_base", "pass_rates": "prompt_stats"},
         writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"},
     ),
     # Light-R1's second SFT stage: the `train` section's settings, continued from train's student on
     # the hard prompts only (pass rate at most hard_pass_rate_max in the filter's per-prompt statistics).
     Stage(
-        name="train-hard", section="train", config=TrainConfig, run=run, in_run={"subset": "hard"},
+        name="train-hard", section="train", config=TrainConfig, run=run, resumable=True, in_run={"subset": "hard"},
         reads={"data": "kept", "base_model": "student_model", "pass_rates": "prompt_stats"},
         writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"},
     ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distill.core import cost, logprobs
+from distill.core import cost, lock, logprobs
 from distill.core.data import read_problems
 from distill.core.errors import BudgetReached, InputError, Interrupted
 from distill.core.hub import check_model
@@ -90,6 +90,11 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
     (call `teacher.backends.vllm.release()` when done); by default it is shut down.
     """
     check(config)
+    with lock.hold(config.output, field="output"):  # one writer: a second would sample everything again
+        return _sample(config, console, keep_engine)
+
+
+def _sample(config: GenerateConfig, console: Any, keep_engine: bool) -> dict[str, Any]:
     problems, duplicates = load_problems(config)  # bad input fails here, before OUT is touched
     existing = scan_output(config.output)
     done = existing.done

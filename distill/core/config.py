@@ -9,6 +9,7 @@ to a default.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -20,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from distill.core.errors import InputError
+from distill.core.secrets import register_urls
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -116,7 +118,9 @@ def _check_node(root: yaml.Node, where: str, field: str | None) -> None:
 
 
 def validate(model: type[C], values: dict[str, Any], where: str = "config", yaml_path: str | os.PathLike | None = None, prefix: tuple[str, ...] = ()) -> C:
-    """Validate `values` against `model`; errors become one-line `InputError`s."""
+    """Validate `values` against `model`; errors become one-line `InputError`s. A key written into a
+    URL among the values is a secret from now on (never written or shown, see distill.core.secrets)."""
+    register_urls(values)
     try:
         return model.model_validate(values)
     except ValidationError as exc:
@@ -129,6 +133,24 @@ def validate(model: type[C], values: dict[str, Any], where: str = "config", yaml
             hint = _did_you_mean(model, loc)
             raise InputError(f"unknown key{hint}", where=place, field=key) from None
         raise InputError(error["msg"].lower(), where=place, field=key) from None
+
+
+def set_keys(overrides: list[str] | None) -> dict[str, str]:
+    """"section.key" -> the `--set section.key=value` that gave it (the last one wins, as applied)."""
+    return {item.partition("=")[0].strip(): item for item in overrides or []}
+
+
+@contextlib.contextmanager
+def blamed(overrides: dict[str, str]):
+    """An `InputError` about a value a `--set` gave names that `--set`, not the recipe line it replaced."""
+    try:
+        yield
+    except InputError as exc:
+        field = exc.field or ""
+        for key, item in overrides.items():
+            if field == key or field.startswith(key + ".") or key.startswith(field + "."):
+                raise InputError(exc.message, where=f"--set {item}", field=field) from None
+        raise
 
 
 def resolve(model: type[C], recipe: str | os.PathLike | None, section: str, overrides: dict[str, Any] | None = None,

@@ -10,13 +10,19 @@ from __future__ import annotations
 EXIT_BAD_INPUT = 2
 
 
+def escape(text: str) -> str:
+    """`text` with its control characters (newline, tab, escape, ...) written as backslash escapes: one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class InputError(Exception):
     """Bad input or configuration. The message is shown to the user as is, on one line."""
 
     def __init__(self, message: str, *, where: str | None = None, field: str | None = None):
+        self.message = message
         self.where = where
         self.field = field
-        parts = [where] if where else []
+        parts = [escape(where)] if where else []  # a path with a newline stays one line, whole
         if field:
             parts.append(f"field '{field}'")
         parts.append(message)

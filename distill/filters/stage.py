@@ -245,6 +245,10 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
                                        "never_solved": sum(r["never_solved"] for r in rows)}
         if config.report:
             write_text(config.report, json.dumps(summary, indent=2) + "\n")
+    # The progress bar is transient: this line is what stays on the terminal, and in a run's log.txt.
+    print(f"filter: kept {summary['kept']:,} of {summary['records_in']:,} records ({100 * summary['kept_fraction']:.1f}%) "
+          f"in {config.output}" + (f", {summary['rejected']:,} rejected in {config.rejected}" if config.rejected else ""),
+          file=sys.stderr, flush=True)
     return summary
 
 

@@ -21,7 +21,7 @@ from distill.core.errors import InputError
 from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_json
 from distill.core.paths import Out, check_io, named_paths
-from distill.core.publishing import push, staged
+from distill.core.publishing import MARK, published_by, push, staged
 from distill.core.records import Trace
 from distill.core.secrets import redact
 from distill.core.shards import ShardWriter
@@ -71,20 +71,9 @@ def check(config: PublishDataConfig) -> None:
     if output.exists() and any(output.iterdir()):
         if not config.overwrite:
             raise InputError("output exists and is not empty (use --overwrite to replace it)", where=str(output))
-        if not _is_published(output):  # --overwrite replaces a dataset folder, never anything else
-            raise InputError("holds files that are not a dataset written by publish-data (no README.md with configs and "
-                             "data/); publish-data replaces only its own folders", where=str(output), field="output")
-
-
-def _is_published(folder: Path) -> bool:
-    from huggingface_hub import metadata_load
-
-    card = folder / "README.md"
-    try:
-        meta = metadata_load(card) if card.is_file() else None
-    except Exception:  # not a card at all
-        return False
-    return bool(meta and meta.get("configs")) and (folder / "data").is_dir()
+        if not published_by(output, "publish-data"):  # --overwrite replaces what publish-data wrote, never anything else
+            raise InputError(f"holds files that are not a dataset written by publish-data (no {MARK}); "
+                             "publish-data replaces only its own folders", where=str(output), field="output")
 
 
 def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
@@ -103,7 +92,7 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
     stats, secrets, ids, arrow = DataStats(), SecretCheck(), UniqueIds(), schema()
     max_bytes = shard_bytes(config.max_shard_size)
     columns = [SpinnerColumn(), TextColumn("publish-data"), MofNCompleteColumn(), TimeElapsedColumn()]
-    with staged(config.output) as staging:
+    with staged(config.output, "publish-data") as staging:
         with Progress(*columns, transient=True, console=Console(stderr=True)) as progress, contextlib.ExitStack() as shards:
             bar = progress.add_task("rows", total=None)
             writers: dict[str, ShardWriter] = {}  # split -> its shards, opened when its first row comes

@@ -189,3 +189,21 @@ def test_reads_csv_locating_rows_by_the_line_they_start_on(tmp_path):
     (tmp_path / "empty.csv").write_text("problem,answer\n")
     with pytest.raises(InputError, match="empty file"):
         list(iter_rows(tmp_path / "empty.csv"))
+
+
+@pytest.mark.parametrize("reader", ["filter", "generate-resume", "train"])
+def test_a_line_over_the_bound_is_one_error_naming_file_line_and_size(tmp_path, distill_cli, monkeypatch, request, reader):
+    monkeypatch.setenv("DISTILL_MAX_LINE_BYTES", str(1 << 20))
+    row = {"id": "q#0", "problem_id": "q", "problem": "p", "completion": "c", "teacher": {"model": "m"}}
+    big = dict(row, id="q#1", completion="x" * (3 << 20))
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps(big) + "\n")
+    size = len(json.dumps(big)) + 1
+    args = {"filter": ["filter", path, "-o", tmp_path / "kept.jsonl"],
+            "generate-resume": ["generate", tmp_path / "p.jsonl", "-o", path, "--teacher", "m", "--backend", "openai",
+                                "--base-url", "http://127.0.0.1:9/v1"],
+            "train": ["train", "--student", "qwen-1.5b", "--data", path, "-o", tmp_path / "run", "--base-model", request.getfixturevalue("tiny_qwen") if reader == "train" else ""]}[reader]
+    (tmp_path / "p.jsonl").write_text('{"problem": "p"}\n')
+    code, _, err = distill_cli(*args)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{path}:2: line 2 is {size:,} bytes, over the limit of 1,048,576" in err, err

@@ -171,6 +171,28 @@ def test_from_and_until_must_name_a_stage_of_the_recipe(traces, tmp_path):
         plan(recipe, tmp_path / "run", overrides=["epochs=3"])
 
 
+def test_the_filter_stage_log_holds_what_it_printed(traces, tmp_path, capfd):
+    recipe = write_recipe(tmp_path / "r.yaml", traces, tmp_path / "base", stages=("filter",))
+    run(recipe, tmp_path / "run")
+    log = (tmp_path / "run" / "filter" / "log.txt").read_text()
+    assert "filter: kept " in log and f"in {tmp_path / 'run' / 'filter' / 'kept.jsonl'}" in log, log
+    assert "filter: kept " in capfd.readouterr().err  # and the terminal saw it too
+
+
+@pytest.mark.parametrize(("item", "field", "message"), [
+    ("train.student=no-such-student", "train.student", "unknown student"),
+    ("train.studnet=qwen-1.5b", "train.studnet", "unknown key (did you mean 'student'?)"),
+    ("filter.workers=-3", "filter.workers", "greater than"),
+    ("run.stages=[filter, nosuch]", "run.stages", "unknown stage 'nosuch'"),
+])
+def test_a_bad_set_is_named_not_the_recipe_line_it_replaced(traces, tmp_path, item, field, message):
+    recipe = write_recipe(tmp_path / "r.yaml", traces, tmp_path / "base")
+    with pytest.raises(InputError) as error:
+        plan(recipe, tmp_path / "run", overrides=[item])
+    assert str(error.value).startswith(f"--set {item}: field '{field}': "), str(error.value)
+    assert message in str(error.value) and "r.yaml" not in str(error.value)
+
+
 def test_operational_settings_nested_ones_included_do_not_change_a_fingerprint(tmp_path):
     from distill.filters.config import FilterConfig
     from distill.pipeline.run import fingerprint
