@@ -139,7 +139,9 @@ def print_judge(console, judge: dict[str, Any]) -> None:
     if judge.get("prompt_tokens") is not None:
         table.add_row("tokens: prompt / completion", f"{judge['prompt_tokens']:,} / {judge['completion_tokens']:,}")
     if judge.get("cost") is not None:
-        table.add_row("cost (at --judge-price-in/out)", f"{judge['cost']:.4g}")
+        from distill.core.cost import money_text
+
+        table.add_row("cost (at --judge-price-in/out)", money_text(judge["cost"]))
     if judge.get("replies_without_usage"):  # so that a 0 is never read as free
         table.add_row("replies the endpoint did not count (not in the figures)", str(judge["replies_without_usage"]))
     audit = judge["audit"]
