@@ -48,7 +48,7 @@ def test_tokens_and_money_are_recorded_per_sample_and_summed(prompts, tmp_path, 
     rows = records(out)
     assert len(rows) == 12 and all(r["prompt_tokens"] == 7 and r["completion_tokens"] == 5 for r in rows)
     assert "84 / 60" in err  # prompt / completion tokens in the summary table
-    assert f"{(84 * 1 + 60 * 4) / 1e6:,.4f}" in err  # cost (this run)
+    assert money_text((84 * 1 + 60 * 4) / 1e6) in err  # cost (this run)
 
 
 def test_token_budget_stops_cleanly_and_a_higher_budget_resumes(prompts, tmp_path, distill_cli, fake_endpoint):
