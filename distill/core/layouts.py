@@ -100,12 +100,15 @@ class TraceLayout(BaseModel):
         if self._delimiters_given:
             return None
         seen: dict[str, int] = dict.fromkeys(DELIMITER_PRESETS, 0)
-        for count, (_where, row) in enumerate(iter_rows(source)):
-            if count >= rows:
-                break
-            text = row if isinstance(row, str) else repr(row)
-            for name, delimiters in DELIMITER_PRESETS.items():
-                seen[name] += delimiters.think_close in text
+        try:
+            for count, (_where, row) in enumerate(iter_rows(source)):
+                if count >= rows:
+                    break
+                text = row if isinstance(row, str) else repr(row)
+                for name, delimiters in DELIMITER_PRESETS.items():
+                    seen[name] += delimiters.think_close in text
+        except InputError:  # a bad row: the stage reports it, with its line, in its own order
+            pass
         found = [name for name, n in seen.items() if n]
         if seen[self.delimiters] or len(found) != 1:
             return None
