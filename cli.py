@@ -200,12 +200,13 @@ def run_recipe(
     budget: float | None = typer.Option(None, "--budget", help="Stop cleanly (exit 3, resumable) when the teacher samples cost this much (generate's price_in/price_out)."),
     budget_tokens: int | None = typer.Option(None, "--budget-tokens", help="Stop cleanly (exit 3, resumable) at this many teacher completion tokens."),
     pilot: int | None = typer.Option(None, "--pilot", min=1, help="Generate and filter this many prompts, print the forecast of tokens and money, stop (the samples are reused)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show third-party output (vLLM, warnings, shard bars) too; it is always in each stage's log.txt."),
 ) -> None:
     """Run a recipe's stages (generate, filter, train, publish, eval) in one run directory; unchanged stages are skipped."""
     from distill.pipeline.command import run_command
 
     run_command(recipe, output, start, until, sets, dry_run=dry_run, print_config=print_config, force=force,
-                budget=budget, budget_tokens=budget_tokens, pilot=pilot, console=_console())
+                budget=budget, budget_tokens=budget_tokens, pilot=pilot, console=_console(), verbose=verbose)
 
 
 def _say(prefix: str, message: str) -> None:

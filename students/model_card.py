@@ -89,7 +89,8 @@ def render_card(
         "license": config.license or default_license(info),
         "library_name": "peft" if kind == "adapter" else "transformers",
         "pipeline_tag": "text-generation",
-        "tags": ["distill", "reasoning", "chain-of-thought", "sft", method],
+        # how it was trained: on the teacher's traces (sft), or on its own samples scored by the teacher
+        "tags": ["distill", "reasoning", "chain-of-thought", "on-policy-distillation" if info.get("onpolicy") else "sft", method],
     }
     if config.datasets:
         meta["datasets"] = list(config.datasets)

@@ -39,7 +39,7 @@ class OnPolicyConfig(BaseModel):
         default=None, description="Prompts (JSONL/Parquet/dataset): `messages` (the turns before the last assistant one) "
         "or a problem field; repeated prompts are used once.", json_schema_extra={"flags": ["--prompts", "-p"]})
     field_problem: str = Field(default="problem", description="Column holding the problem when a row has no `messages`.")
-    output_dir: str | None = Field(default=None, description="Run directory: final/, train.json, onpolicy.json, checkpoints/.",
+    output_dir: str | None = Field(default=None, description="Run directory: final/, train.json (with an `onpolicy` section), checkpoints/.",
                                    json_schema_extra={"flags": ["--output", "-o"]})
     template: str | None = Field(default=None, description=f"Chat template ({', '.join(TEMPLATES)}); default: the family's.")
 

@@ -80,7 +80,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("dropped (longer than max_length)", f"{metrics['dropped_too_long']} (max_length {summary['max_length']})"),
         ("packed sequences", str(metrics["sequences"])),
         ("optimizer steps", str(metrics["steps"])),
-        ("train loss (first -> last)", _first_last(metrics["train_loss_curve"])),
+        _train_loss(metrics),
         ("eval loss", "-" if metrics["eval_loss"] is None else f"{metrics['eval_loss']:.4f}"),
         ("tokens/s", f"{metrics['tokens_per_s']:.0f}" if metrics["tokens_per_s"] else "-"),
         ("runtime", f"{metrics['train_runtime_s']:.0f} s"),
@@ -140,6 +140,13 @@ def _objective(config: dict[str, Any]) -> str:
     if config.get("objective") != "kd":
         return "sft (cross-entropy on the traces)"
     return f"kd: (1 - {config['kd_alpha']}) CE + {config['kd_alpha']} T^2 KL to the teacher's top-K, T = {config['kd_temperature']}"
+
+
+def _train_loss(metrics: dict[str, Any]) -> tuple[str, str]:
+    """First -> last of the logged curve; a run shorter than --logging-steps logged none: its mean loss."""
+    if metrics.get("train_loss_curve") or metrics.get("train_loss") is None:
+        return "train loss (first -> last)", _first_last(metrics.get("train_loss_curve") or [])
+    return "train loss (mean, no step logged)", f"{metrics['train_loss']:.4f} over {metrics['steps']} steps (< --logging-steps)"
 
 
 def _first_last(curve: list[list[float]]) -> str:

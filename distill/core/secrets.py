@@ -7,7 +7,9 @@ Two kinds of redaction:
 - patterns (`redact`, for messages, logs and configuration files only): `sk-...`, `hf_...`
   and `Bearer ...` token shapes, since a server may echo a key we never saw as a value.
 Record files (teacher samples) get only the known values: a sample may legitimately talk
-about "sk-" strings, and data is never rewritten by guesswork.
+about "sk-" strings, and data is never rewritten by guesswork. Publishing data is stricter:
+`token_shape` finds a whole token's shape in a row, and publish-data refuses the row unless told
+the string is no secret.
 
 Keys written into a URL (`http://user:KEY@host/v1`, `...?api_key=KEY`): `register_urls` makes
 the keys in every URL a configuration names known values (so a record, a log or a report that
@@ -36,6 +38,13 @@ _URL_KEY_PARAM = re.compile(r"(?P<name>[?&;](?:[A-Za-z0-9_.-]*(?:key|token|secre
                             r"(?P<value>[^&;#\s'\"]+)", re.IGNORECASE)
 _registered: set[str] = set()
 _values: set[str] = set()  # secrets taken from configurations (keys in URLs)
+# A whole token, as published data would leak it (longer than the log patterns: fewer false alarms in prose).
+_TOKEN_SHAPES = {
+    "a Hugging Face token (hf_...)": re.compile(r"\bhf_[A-Za-z0-9]{30,}"),
+    "an API key (sk-...)": re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"),
+    "a Bearer token": re.compile(r"\b[Bb]earer\s+[A-Za-z0-9._~+/=-]{20,}"),
+    "a private key block": re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
+}
 
 
 def register_env(name: str | None) -> None:
@@ -92,6 +101,12 @@ def redact(text: str) -> str:
     """`text` with known secret values and token-shaped strings (sk-, hf_, Bearer) replaced."""
     text = public_url(redact_values(text))
     return _PATTERNS.sub(lambda m: (m["bearer"] or "") + MASK, text)
+
+
+def token_shape(text: str) -> str | None:
+    """What kind of token-shaped string `text` holds (`hf_` and 30 or more letters or digits, `sk-...`,
+    `Bearer ...`, a private key block), or None."""
+    return next((kind for kind, pattern in _TOKEN_SHAPES.items() if pattern.search(text)), None)
 
 
 def redact_bytes(data: bytes) -> bytes:

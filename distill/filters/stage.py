@@ -123,6 +123,8 @@ def finish(judged: Judged, config: FilterConfig, parents: dict[str, ParentRule])
             rejected_by = name
             if not config.all_verdicts:
                 break
+    if "judge" in judged.verdicts and "judge" not in merged:  # an audited record an earlier rule rejected
+        merged["judge"] = judged.verdicts["judge"]
     # Trace's field order: ..., verdicts, rejected_by, reason, messages (as RecordWriter writes it).
     if rejected_by is None:
         for name, parent in parents.items():  # only kept records count as seen
@@ -157,6 +159,9 @@ def run(config: FilterConfig) -> dict[str, Any]:
     """Filter `config.input` into `config.output` (and `config.rejected`); returns the report."""
     start = time.perf_counter()
     _check_outputs(config)
+    detected = config.detect_delimiters(config.input)
+    if detected:
+        sys.stderr.write(f"filter: {detected}\n")
     try:
         return _filter(config, start)
     except KeyboardInterrupt:

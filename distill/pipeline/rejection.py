@@ -86,6 +86,7 @@ def read_outcomes(kept: str, rejected: str | None) -> dict[str, list[dict[str, A
             found.setdefault(row["problem_id"], []).append({
                 "id": row["id"], "index": row["sample_index"], "kept": is_kept, "correct": is_correct(row.get("verdicts"), is_kept),
                 "prompt_tokens": row.get("prompt_tokens") or 0, "completion_tokens": row.get("completion_tokens") or 0,
+                "chars": len(row.get("completion") or ""),
             })
     return found
 
@@ -98,7 +99,8 @@ def stats(outcomes: dict[str, list[dict[str, Any]]], below: int | None = None) -
         for sample in samples:
             if below is not None and sample["index"] >= below:
                 continue
-            entry.add(sample["id"], sample["kept"], sample["correct"], sample["prompt_tokens"], sample["completion_tokens"])
+            entry.add(sample["id"], sample["kept"], sample["correct"], sample["prompt_tokens"], sample["completion_tokens"],
+                      sample.get("chars"))
     return out
 
 
@@ -156,7 +158,9 @@ def run_loop(config: RejectionConfig, generate: BaseModel, filter_: BaseModel, c
     loop = {"rounds": rows, "prompts": len(final), "kept": kept, "dropped_by_difficulty": dropped,
             "short_at_end": sum(1 for entry in final.values() if entry.kept < config.min_kept),
             "completion_tokens": tokens, "completion_tokens_per_kept": round(tokens / kept, 1) if kept else None}
-    return {**(generated or {}), "rejection": loop}, {**(filtered or {}), "kept": kept, "rejection": loop}
+    # the run's summary shows the whole loop, not its last round
+    whole = {"prompts": len(final), "samples_written": sum(row["drawn"] for row in rows), "completion_tokens": tokens}
+    return {**(generated or {}), **whole, "rejection": loop}, {**(filtered or {}), "kept": kept, "rejection": loop}
 
 
 def _write_prompt_stats(config: RejectionConfig, final: dict[str, PromptStats], filter_: BaseModel, work_dir: Path) -> int:

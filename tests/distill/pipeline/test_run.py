@@ -129,6 +129,34 @@ def test_stage_log_captures_python_and_child_process_output(tmp_path, capfd):
     assert "from a child process" in shown.out + shown.err  # the terminal still sees it
 
 
+THIRD_PARTY = (
+    "INFO 12-07 18:00:01 [core.py:71] Initializing a V1 LLM engine with config: model='tiny'\n"
+    "(EngineCore_DP0 pid=4242) WARNING 12-07 18:00:02 [cpu.py:12] Pin memory is not supported on CPU.\n"
+    "/x/site-packages/torch/utils.py:12: FutureWarning: `torch.x` is deprecated.\n  warnings.warn(\n"
+    "Automatic NUMA binding is not supported on this machine\n"
+    "Writing model shards:  50%|█████     | 1/2 [00:01<00:01,  1.0it/s]\rWriting model shards: 100%|██████████| 2/2 [00:02<00:00,  1.0it/s]\n"
+)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_third_party_output_stays_in_the_log_unless_verbose(tmp_path, capfd, monkeypatch, verbose):
+    from distill.pipeline.log import stage_log
+
+    monkeypatch.setenv("DISTILL_VERBOSE", "1" if verbose else "0")
+    with stage_log(tmp_path / "log.txt"):
+        print("== filter -> runs/x/filter", flush=True)
+        subprocess.run(["printf", "%s", THIRD_PARTY], check=True)  # from a child process, as vLLM's engine core writes
+        print("ERROR 12-07 18:00:03 [core.py:9] EngineCore failed", file=sys.stderr, flush=True)
+        print("filter: 3 of 4 kept", file=sys.stderr, flush=True)
+    log = (tmp_path / "log.txt").read_text()
+    assert all(line.split("\r")[-1] in log for line in THIRD_PARTY.splitlines())  # everything is in the log
+    shown = capfd.readouterr()
+    terminal = shown.out + shown.err
+    assert "== filter -> runs/x/filter" in terminal and "filter: 3 of 4 kept" in terminal and "EngineCore failed" in terminal
+    noise = ("Initializing a V1 LLM engine", "Pin memory", "FutureWarning", "warnings.warn(", "NUMA", "Writing model shards")
+    assert [word for word in noise if word in terminal] == (list(noise) if verbose else [])
+
+
 def test_dry_run_and_print_config_write_nothing(traces, tmp_path):
     recipe, out = write_recipe(tmp_path / "r.yaml", traces, tmp_path / "base"), tmp_path / "run"
     base = [sys.executable, "-c", "from cli import main; main()", "run", str(recipe), "-o", str(out)]
