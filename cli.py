@@ -128,7 +128,7 @@ def train(config: TrainConfig, plan: bool = False) -> None:
 
         plan_report(config, console)
         return
-    from students.layout import end_distributed, is_main_process
+    from students.device_layout import end_distributed, is_main_process
     from students.report import summary_table
     from students.train import run
 

@@ -29,7 +29,7 @@ LOSS_STEP = r"""
 import json, resource, sys, time, torch
 from students.config import TrainConfig
 from students.dataset import collate_packed
-from students.loop import load_model, prepare_loss
+from students.trainer import load_model, prepare_loss
 base, kernel, tokens, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 config = TrainConfig(student="qwen-1.5b", base_model=base, loss_kernel=kernel)
 def rss():

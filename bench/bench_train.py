@@ -104,7 +104,7 @@ MEASURE = r"""
 import json, resource, sys, torch
 from students.dataset import collate_packed
 from students.config import TrainConfig
-from students.loop import load_model
+from students.trainer import load_model
 base, method, tokens, checkpointing = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 cuda = torch.cuda.is_available()
 config = TrainConfig(student="qwen-1.5b", data="-", output_dir="-", base_model=base, method=method, lora_r=16,

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from distill.core.layouts import TraceLayout
+from distill.core.trace_layout import TraceLayout
 from students.presets import STUDENTS, StudentPreset
 from students.templates import TEMPLATES
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from distill.core.data import is_hub_id
+from distill.core.hub import is_hub_id
 
 # Licenses of the student presets' bases (students/presets.py), for the card's metadata.
 LICENSES = {"qwen": "apache-2.0", "llama-8b": "llama3.1", "llama-70b": "llama3.3"}

@@ -54,7 +54,7 @@ def load_student(config: OnPolicyConfig, folder: Path, sft: TrainManifest | None
     or is merged first for `full` (into the dequantized base for QLoRA, as publish merges); a full
     student gets a new adapter for lora/qlora."""
     from distill.core.models import NF4, load_causal_lm
-    from students.loop import add_adapter
+    from students.trainer import add_adapter
 
     adapter = (folder / "adapter_config.json").is_file()
     method = config.method or (sft.method if adapter else "full")
@@ -149,7 +149,7 @@ def _check(config: OnPolicyConfig) -> None:
     for name, flag in (("student_model", "--student-model"), ("prompts", "--prompts"), ("output_dir", "--output"), ("teacher", "--teacher")):
         if getattr(config, name) is None:
             raise InputError(f"required ({flag})", field=name)
-    from students.layout import world_size
+    from students.device_layout import world_size
 
     if world_size() > 1:  # the step calls the decoder directly, past a DDP/FSDP wrapper's forward and its gradient sync
         raise InputError("distill onpolicy runs in one process for now (not under accelerate launch or torchrun)")
@@ -172,10 +172,10 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
     import torch
     from transformers import AutoTokenizer, PrinterCallback, TrainingArguments
 
-    from students.loop import RichProgress
     from students.onpolicy_teacher import LocalTeacher, ServerTeacher, check_same_vocabulary, end_of_turn
     from students.onpolicy_trainer import OnPolicyTrainer
     from students.train import _save_final
+    from students.trainer import RichProgress
 
     run_dir = Path(config.output_dir)
     folder, sft = student_folder(config.student_model)

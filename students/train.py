@@ -50,7 +50,7 @@ from students.dataset import (
     split_eval,
     tokenize_all,
 )
-from students.layout import (
+from students.device_layout import (
     check_sequence_parallel_can_run,
     plan_inputs,
     predict,
@@ -185,7 +185,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         warnings.append("FSDP does not run on CPU: this launch trains as DDP, every process holding the whole model")
         _warn(warnings[-1])
 
-    from students.loop import build_trainer
+    from students.trainer import build_trainer
 
     overrides = context_overrides(config, base_config, max_length)
     use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field, create_model, field_validator
 
-from distill.core.layouts import TraceLayout
+from distill.core.trace_layout import TraceLayout
 from distill.filters.registry import RULES, default_rules, ordered
 
 

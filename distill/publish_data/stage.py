@@ -188,7 +188,7 @@ def _card_license(source: str) -> str | None:
     here), a dataset folder (README.md or dataset_info.json), or a data file inside a hub snapshot."""
     from huggingface_hub import metadata_load, try_to_load_from_cache
 
-    from distill.core.data import is_hub_id
+    from distill.core.hub import is_hub_id
 
     name = source.removeprefix("hf://").removeprefix("hf:")
     cards: list[Path] = []

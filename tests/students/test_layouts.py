@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.core.layouts import TraceLayout
+from distill.core.trace_layout import TraceLayout
 from students.dataset import load_conversations
 
 from .conftest import tiny_config

@@ -36,6 +36,26 @@ def test_the_foundation_imports_no_stage():
     assert offenders == []
 
 
+def test_the_foundation_has_no_import_circles():
+    """Every import between core modules (function-level ones too) points one way: a circle means two
+    modules that are really one, or a function in the wrong one (data <-> hub, sandbox <-> verify)."""
+    modules = {}
+    for path in (ROOT / "distill" / "core").rglob("*.py"):
+        dotted = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        modules[dotted] = path
+    edges = {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for name in edges[start] - seen:
+            seen.add(name)
+            if name == goal or reaches(name, goal, seen):
+                return True
+        return False
+
+    circles = sorted(name for name in edges if reaches(name, name, set()))
+    assert circles == []
+
+
 def test_every_stage_module_declares_stages_and_the_orchestrator_names_none():
     stages = registry()
     assert {"generate", "filter", "train", "publish", "eval", "teacher", "train-unfiltered", "compare"} <= set(stages)

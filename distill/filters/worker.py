@@ -16,9 +16,9 @@ from typing import Any
 
 from distill.core.data import validate_record
 from distill.core.errors import InputError
-from distill.core.layouts import TraceLayout, item_values
 from distill.core.r1_format import Parts, compose
 from distill.core.records import JUDGED, Trace, Verdict, to_row
+from distill.core.trace_layout import TraceLayout, item_values
 from distill.core.verify import failure_verdict
 from distill.core.workers import Failure
 from distill.filters.config import FilterConfig
@@ -98,7 +98,7 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
 
 
 def judge_overrides(entry: dict[str, Any], config: FilterConfig) -> dict[str, Verdict]:
-    """What the judge's verdict on a record replaces (see distill.filters.judge)."""
+    """What the judge's verdict on a record replaces (see distill.filters.judge_requests)."""
     if entry["role"] == "audit":  # the rules decide; the judge's view is only reported
         return {"judge": Verdict(passed=True, reason=f"decided by the rules (audit: judge says {entry['verdict']})")}
     override = {"judge": judged_verdict(entry, config.judge)}

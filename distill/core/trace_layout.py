@@ -35,12 +35,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from distill.core.chat import read_chat
+from distill.core.code_test_formats import test_columns
 from distill.core.data import FieldMap, iter_rows, problem_values, prompt_of, row_ref, validate_record
 from distill.core.errors import InputError
 from distill.core.jsonl import parse_line
 from distill.core.r1_format import DELIMITER_PRESETS, compose
 from distill.core.records import Trace, sample_id
-from distill.core.test_formats import test_columns
 
 DelimiterName = Literal["r1", "sky-t1"]
 PresetName = Literal["distill", "openr1", "sharegpt", "s1k", "messages"]
