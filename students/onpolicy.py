@@ -27,7 +27,7 @@ from typing import Any
 from distill.core.data import input_kind, iter_rows
 from distill.core.errors import InputError
 from distill.core.paths import Out, check_io, named_paths
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 from students.manifest import TrainManifest
 from students.onpolicy_config import OnPolicyConfig
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
@@ -288,10 +288,20 @@ def _served(field: str, value: str, config: OnPolicyConfig) -> bool:
     return field == "teacher" and config.base_url is not None
 
 
+def present(summary: dict[str, Any], config: OnPolicyConfig) -> None:
+    from rich.console import Console
+
+    from students.report import onpolicy_table
+
+    Console(stderr=True).print(onpolicy_table(summary))
+
+
 STAGES = (
     Stage(
         name="onpolicy", section="onpolicy", config=OnPolicyConfig, run=run,
         reads={"student_model": "student_run", "prompts": "kept", "teacher": "teacher_model"},
         writes={"output_dir": ""}, produces={"student_run": "", "onpolicy_run": ""}, remote=_served,
+        command=Command("After SFT: the student samples, the teacher scores each of its tokens, the student moves toward it (reverse KL / JSD).",
+                        present=present),
     ),
 )

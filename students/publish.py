@@ -32,7 +32,7 @@ from distill.core.models import NF4, load_causal_lm
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.publishing import assert_no_secrets, push, staged
 from distill.core.secrets import redact
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 from students.gguf import converter, export, file_name
 from students.inference import CHAT_FORMATS, INFERENCE_TEMPLATES, generation_config, template_format
 from students.manifest import TrainManifest
@@ -284,11 +284,17 @@ def _write_modelfile(folder: Path, fmt: str, ggufs: dict[str, str], max_length: 
     (folder / "Modelfile").write_text(text, encoding="utf-8")
 
 
+def present(summary: dict[str, Any], config: PublishConfig) -> None:
+    print(f"published {summary['kind']} model to {summary['output']} ({len(summary['files'])} files)"
+          + (f"; pushed to {summary['url']}" if summary.get("url") else ""))
+
+
 STAGES = (
     Stage(
         name="publish", section="publish", default_run=True, config=PublishConfig, run=run,
         reads={"run_dir": "student_run", "filter_report": "filter_report", "recipe_file": "recipe"},
         writes={"output": "model"}, produces={"model": "model"},
         in_run={"overwrite": True},  # the pipeline owns RUN_DIR/publish: a re-run replaces it
+        command=Command("Merge adapters, add the inference template, generation config and model card; optionally push.", ("run_dir",), present),
     ),
 )

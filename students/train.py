@@ -33,12 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from distill.core.data import input_kind
 from distill.core.errors import InputError, StageError
 from distill.core.hub import check_model
 from distill.core.models import NF4
 from distill.core.paths import Out, check_io, named_paths
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 from students.config import TrainConfig
 from students.dataset import (
     LoadStats,
@@ -52,15 +54,17 @@ from students.dataset import (
 )
 from students.device_layout import (
     check_sequence_parallel_can_run,
+    end_distributed,
+    is_main_process,
     plan_inputs,
     predict,
     sequence_parallel_from_launcher,
     world_size,
 )
-from students.loss import liger_available
 from students.manifest import TrainManifest
 from students.mixture import Drawn, describe, mix
 from students.planner import GIB
+from students.report import plan_report, summary_table
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
 
 # ---------------------------------------------------------------------------- cheap checks
@@ -144,6 +148,8 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     if config.objective == "kd" and (config.loss_kernel in ("liger", "plain") or inputs["sp"] > 1):
         raise InputError("--objective kd runs through the chunked loss on whole sequences: use --loss-kernel auto or chunked, "
                          "and no sequence parallelism", field="objective")
+    from students.loss import liger_available  # torch: imported once a run starts, never by `distill --help`
+
     if config.loss_kernel == "liger" and not liger_available(base_config.get("model_type")):
         raise InputError("liger needs a CUDA GPU, liger-kernel (the gpu extra) and a model type Liger patches",
                          field="loss_kernel")
@@ -327,9 +333,29 @@ def _warn(message: str) -> None:
     Console(stderr=True).print(f"[yellow]warning:[/yellow] {message}")
 
 
+def run_command(config: TrainConfig, plan: bool = False) -> dict[str, Any] | None:
+    """`distill train`: --plan prints the memory plan and trains nothing; the process group ends either way."""
+    if plan:
+        plan_report(config, Console())
+        return None
+    try:
+        return run(config)
+    finally:
+        end_distributed()
+
+
+def present(summary: dict[str, Any], config: TrainConfig) -> None:
+    """The summary table, once: under a launcher every rank returns one."""
+    if is_main_process():
+        Console().print(summary_table(summary))
+
+
 STAGES = (
     Stage(
         name="train", section="train", default_run=True, config=TrainConfig, run=run, reads={"data": "kept", "base_model": "student_base"},
         writes={"output_dir": ""}, produces={"student_run": ""},
+        command=Command("Fine-tune a student on kept traces (full, --lora or --qlora), with packing and checkpoints.", present=present,
+                        switches={"plan": ("Print predicted memory per GPU for full/LoRA/QLoRA and exit.", "Memory planner (--plan)")},
+                        run=run_command),
     ),
 )

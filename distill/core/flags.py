@@ -226,3 +226,32 @@ def stage_command(app: typer.Typer, name: str, model: type[BaseModel], *, sectio
         return body
 
     return decorate
+
+
+def add_stage_commands(app: typer.Typer, stages: Iterable[Any], sections: Callable[[], Iterable[str]]) -> None:
+    """One command per stage that declares a `Command` (distill.core.stage), in the stages' order."""
+    for stage in stages:
+        if stage.command is not None:
+            _add_stage_command(app, stage, sections)
+
+
+def _add_stage_command(app: typer.Typer, stage: Any, sections: Callable[[], Iterable[str]]) -> None:
+    from distill.core.errors import BudgetReached
+
+    command = stage.command
+    extras = {name: (bool, typer.Option(False, "--" + name.replace("_", "-"), help=text, rich_help_panel=panel))
+              for name, (text, panel) in command.switches.items()}
+
+    def body(config: Any, **switches: Any) -> None:
+        try:
+            summary = (command.run or stage.run)(config, **switches)
+        except BudgetReached as exc:  # the table of what was done, then (cli.main) the one line saying why it stopped
+            if command.present and exc.summary:
+                command.present(exc.summary, config)
+            raise
+        if command.present and summary:
+            command.present(summary, config)
+
+    body.__doc__ = command.help
+    body.__name__ = stage.name.replace("-", "_")
+    stage_command(app, stage.name, stage.config, section=stage.section, arguments=command.arguments, extras=extras, sections=sections)(body)

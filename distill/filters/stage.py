@@ -26,14 +26,14 @@ from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_lines
 from distill.core.paths import Out, check_io, named_paths, scratch_dir, write_text
 from distill.core.prompt_stats import PromptStats, is_correct
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 from distill.core.trace_layout import PRESETS, trace_rows
 from distill.core.workers import WorkerPool
 from distill.filters import judge_requests
 from distill.filters.config import FilterConfig
 from distill.filters.majority import tally
 from distill.filters.registry import RULES, ParentRule
-from distill.filters.report import Report
+from distill.filters.report import Report, print_report
 from distill.filters.worker import Judged, judge_chunk
 
 PRELOAD = ("distill.core.verify", "distill.filters.worker")  # imported once in the fork server
@@ -239,5 +239,7 @@ STAGES = (
         produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json"},
         # a price changes what the report says the judge cost, not which records are kept
         operational=("workers", "judge.price_in", "judge.price_out", "judge.concurrency"),
+        command=Command("Judge traces with named rules; write kept (SFT-ready) and rejected records and a report.", ("input",),
+                        lambda summary, config: print_report(summary)),
     ),
 )

@@ -25,7 +25,7 @@ from distill.core.publishing import push, staged
 from distill.core.records import Trace
 from distill.core.secrets import redact
 from distill.core.shards import ShardWriter
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 
 
 class PublishDataConfig(BaseModel):
@@ -221,5 +221,7 @@ STAGES = (
         reads={"input": "kept", "filter_report": "filter_report"},
         writes={"output": "dataset"}, produces={"dataset": "dataset"},
         in_run={"overwrite": True},  # the pipeline owns RUN_DIR/publish-data: a re-run replaces it
+        command=Command("Publish kept traces as a dataset: Parquet shards with `messages` and a card written from the run; optionally push.",
+                        ("input",), lambda summary, config: print(summary_line(summary))),
     ),
 )
