@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from distill.core.config import settings
 from distill.core.data import input_kind, iter_rows
 from distill.core.errors import InputError
 from distill.core.paths import Out, check_io, named_paths
@@ -181,8 +182,7 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
     folder, sft = student_folder(config.student_model)
     template = TEMPLATES[config.template or (sft.template if sft and sft.template else config.student_preset.template)]
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder), template, _pad_token(config, sft), where=str(folder))
-    max_length = config.max_length or config.student_preset.max_length
-    prompts, prompt_stats = load_prompts(config, tokenizer, max_length)
+    prompts, prompt_stats = load_prompts(config, tokenizer, config.max_prompt_length)
 
     use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     dtype = torch.bfloat16 if use_bf16 else torch.float32
@@ -273,14 +273,14 @@ def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer
     }
     return TrainManifest(**{
         **base, "method": "full", "template": template.name, "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token,
-        "stop_token_ids": stops, "lr": config.learning_rate, "epochs": None, "max_steps": config.max_steps,
+        "stop_token_ids": stops, "learning_rate": config.learning_rate, "epochs": None, "max_steps": config.max_steps,
         "batch_size": config.batch_size, "grad_accum": config.grad_accum, "bf16": use_bf16, "packing": False,
         "data": str(config.prompts), "objective": "on-policy", "onpolicy": onpolicy,
         "sft": {"base_model": sft.base_model, "data": sft.data, "metrics": sft.metrics} if sft else None,
         "metrics": {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 6),
                     "train_loss_curve": [[e["step"], round(e["loss"], 6)] for e in history if "loss" in e],
                     "train_runtime_s": round(elapsed, 2)},
-        "config": config.model_dump(mode="json"),
+        "config": settings(config),
     })
 
 

@@ -178,7 +178,7 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
         if ggufs:  # from the finished folder: the GGUF carries its card metadata and inference template
             with console.status("writing GGUF files") as status:
                 export(staging, staging, config.gguf, _stem(config), status=status.update)
-            _write_modelfile(staging, fmt, ggufs, info.max_length)
+            _write_modelfile(staging, fmt, ggufs, info.max_seq_length)
 
     return _finish(config, kind, fmt, api)
 

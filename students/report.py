@@ -77,7 +77,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("objective", _objective(summary["config"])),
         *_mixture(summary.get("mixture")),
         ("rows read / usable", f"{metrics['rows']} / {metrics['examples']}"),
-        ("dropped (longer than max_length)", f"{metrics['dropped_too_long']} (max_length {summary['max_length']})"),
+        ("dropped (longer than max_seq_length)", f"{metrics['dropped_too_long']} (max_seq_length {summary['max_seq_length']})"),
         ("packed sequences", str(metrics["sequences"])),
         ("optimizer steps", str(metrics["steps"])),
         ("train loss (first -> last)", _first_last(metrics["train_loss_curve"])),

@@ -19,7 +19,7 @@ and tensorboard/wandb reporting.
 Run directory (contract with students/publish.py):
   RUN_DIR/final/        full weights, or the PEFT adapter; tokenizer with the training
                         template, eos = end of assistant turn, pad != eos; generation_config
-  RUN_DIR/train.json    student, base_model, method, quantization, max_length, lr, epochs,
+  RUN_DIR/train.json    student, base_model, method, quantization, max_seq_length, learning_rate, epochs,
                         config_overrides (rope changes publish must apply to the base), metrics
   RUN_DIR/checkpoints/checkpoint-N/   resumable with --resume
 """
@@ -35,6 +35,7 @@ from typing import Any
 
 from rich.console import Console
 
+from distill.core.config import settings
 from distill.core.data import input_kind
 from distill.core.errors import InputError, StageError
 from distill.core.hub import check_model
@@ -154,7 +155,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         raise InputError("liger needs a CUDA GPU, liger-kernel (the gpu extra) and a model type Liger patches",
                          field="loss_kernel")
     tokenizer, template = load_tokenizer(base, config)
-    max_length = config.value("max_length")
+    max_length = config.max_seq_length
 
     stats = LoadStats()
     notes, drawn = [], None
@@ -171,7 +172,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         eval_examples = tokenize_all(tokenizer, eval_conversations, max_length, LoadStats()) if eval_conversations else []
     if not train_examples:
         raise InputError(
-            f"no usable rows: all {stats.dropped_too_long} training samples are longer than max_length {max_length}",
+            f"no usable rows: all {stats.dropped_too_long} training samples are longer than max_seq_length {max_length}",
             where=", ".join(path for path, _ in config.sources()),
         )
 
@@ -271,9 +272,9 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
         "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout, "targets": config.lora_targets}
         if config.method != "full" else None,
         "config_overrides": overrides,
-        "max_length": config.value("max_length"),
-        "lr": config.value("learning_rate"),
-        "epochs": config.value("epochs"),
+        "max_seq_length": config.max_seq_length,
+        "learning_rate": config.learning_rate,
+        "epochs": config.epochs,
         "max_steps": config.max_steps,
         "batch_size": config.batch_size,
         "grad_accum": grad_accum,
@@ -302,7 +303,7 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
             "sequences": len(train_set),
             "label_tokens": stats.label_tokens,
         },
-        "config": config.model_dump(mode="json"),
+        "config": settings(config),
     })
 
 

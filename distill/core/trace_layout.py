@@ -74,7 +74,7 @@ PRESETS: dict[str, Preset] = {
 class TraceLayout(BaseModel):
     """How input traces are laid out (filter, inspect, train): a preset, columns, delimiters."""
 
-    panels: ClassVar[dict[str, tuple[str, ...]]] = {"Input layout (--preset sets the columns; a --field-* flag overrides one)": ("preset", "delimiters", "fields")}
+    panels: ClassVar[dict[str, tuple[str, ...]]] = {"Input layout (--preset sets the columns; a --field-* flag overrides one)": ("preset", "fields", "delimiters")}
 
     preset: PresetName = Field(
         default="distill", description="Layout of the input: this project's records, or a public set's (README: Bring your own traces).")

@@ -112,6 +112,20 @@ def test_flags_follow_recipe_keys_and_keep_old_spellings():
     assert train["--learning-rate"].path == train["--lr"].path == ("learning_rate",)
     assert train["--lora"].kind == "switch" and train["--lora"].value == "lora" and train["--qlora"].value == "qlora"
     assert "--packing/--no-packing" in train and "--gradient-checkpointing/--no-gradient-checkpointing" in train
+    # One name, one meaning: --max-length was the sequence length in train and the completion length in filter; the
+    # old spelling still works in both (and in onpolicy, where it was the prompt length), out of the help.
+    assert train["--max-seq-length"].path == train["--max-length"].path == ("max_seq_length",) and train["--max-length"].hidden
+    from distill.filters.config import FilterConfig as Filter
+    from students.onpolicy_config import OnPolicyConfig
+
+    filter_ = {decl: flag for flag in flags_for(Filter) for decl in flag.decls}
+    assert filter_["--max-completion-length"].path == filter_["--max-length"].path == ("length", "max")
+    assert filter_["--min-completion-length"].path == filter_["--min-length"].path == ("length", "min")
+    onpolicy = {decl: flag for flag in flags_for(OnPolicyConfig) for decl in flag.decls}
+    assert onpolicy["--max-prompt-length"].path == onpolicy["--max-length"].path == ("max_prompt_length",)
+    # onpolicy's schedule, checkpoints and LoRA shape are train's models: the same flags, help and limits
+    for name in ("--max-grad-norm", "--bf16/--no-bf16", "--save-total-limit", "--resume/--no-resume", "--lora-r", "--lora-targets"):
+        assert onpolicy[name].help == train[name].help, name
     generate = {decl: flag for flag in flags_for(GenerateConfig, ["prompts"]) for decl in flag.decls}
     assert generate["--field-problem"].path == generate["--fields-problem"].path == ("fields", "problem")
     assert generate["--tp"].path == ("tensor_parallel_size",) and generate["-o"].path == ("output",)
