@@ -6,15 +6,18 @@ differ states only the difference, with `changed`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic.fields import FieldInfo
 
 
 def changed(model: type[BaseModel], name: str, **settings: Any) -> Any:
     """`model`'s field `name` with other `settings` (a default, a description); its limits and flags stay."""
-    return FieldInfo.merge_field_infos(model.model_fields[name], **settings)
+    info = model.model_fields[name]
+    limits = {key: value for item in info.metadata for key, value in dataclasses.asdict(item).items()}  # gt=0, ge=1, ...
+    return Field(**{"default": info.default, "description": info.description, "json_schema_extra": info.json_schema_extra,
+                    **limits, **settings})
 
 
 def all_linear(value: list[str] | str) -> list[str] | str:

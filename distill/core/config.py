@@ -241,8 +241,9 @@ def field_order(model: type[BaseModel]) -> list[str]:
     whose fields come part by part: train's schedule, checkpoints, LoRA shape) in the order of its
     `panels`, the help's, then the others."""
     names = list(model.model_fields)
-    parts = [base for base in model.__bases__ if issubclass(base, BaseModel) and base.model_fields]
-    if len(parts) < 2 or not getattr(model, "panels", None):
+    models = [cls for cls in model.__mro__ if isinstance(cls, type) and issubclass(cls, BaseModel)]
+    made_of_parts = any(len([base for base in cls.__bases__ if base in models and base.model_fields]) > 1 for cls in models)
+    if not made_of_parts or not getattr(model, "panels", None):
         return names
     listed = [name for group in model.panels.values() for name in group if name in model.model_fields]
     return list(dict.fromkeys(listed + names))
