@@ -107,7 +107,6 @@ class TrainConfig(TraceLayout, Schedule, Checkpoints, LoraShape):
         default=None, description="The teacher's tokenizer, to check it against the student's (kd; default: the teacher recorded in the data)."
     )
 
-
     extend_context: bool = Field(default=True, description="Raise rope_theta when max_seq_length exceeds the base's native window (presets.py).")
     rope_theta: float | None = Field(default=None, gt=0, description="Explicit rope_theta (overrides extend_context).")
 
