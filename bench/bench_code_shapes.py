@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from distill.core.code_test_formats import TestsError, canonical_tests  # noqa: E402
 from distill.core.records import Trace  # noqa: E402
-from distill.core.test_formats import TestsError, canonical_tests  # noqa: E402
 from distill.core.verify import VerifyOptions, check  # noqa: E402
 
 

@@ -63,8 +63,8 @@ def load_traces(data: Path, path: Path) -> dict[str, bool]:
     as this project's records to `path` (the checker of `--base` may predate the presets); returns
     the grader's verdict per id."""
     from distill.core.data import write_records
-    from distill.core.layouts import TraceLayout, read_traces
     from distill.core.records import Trace
+    from distill.core.trace_layout import TraceLayout, read_traces
 
     traces, grader = [], {}
     for name, answer in (("math500", "answer"), ("minerva", "gt")):  # MATH-500's original answer, else the grader's

@@ -3,7 +3,7 @@
 - Each record becomes a conversation: its `messages`, or (problem, completion) when a record
   has none. R1 completions often lack the opening `<think>` (the server prefills it); it is
   put back so the student learns to open its reasoning itself. Public trace sets are read
-  through their layout (distill.core.layouts); their completions are rewritten in R1 form.
+  through their layout (distill.core.trace_layout); their completions are rewritten in R1 form.
   A `general` record without any reasoning block gets an empty one (R1's form for simple
   queries: `assistant_turn`).
 - Token ids and the loss mask come from one `apply_chat_template` call (templates.py): the
@@ -29,9 +29,9 @@ from typing import Any
 from distill.core.data import iter_rows, validate_record
 from distill.core.errors import InputError
 from distill.core.ids import UniqueIds
-from distill.core.layouts import PRESETS, TraceLayout, map_row
 from distill.core.r1_format import DELIMITER_PRESETS, compose, in_r1_form
 from distill.core.records import Trace
+from distill.core.trace_layout import PRESETS, TraceLayout, map_row
 
 ROLES = ("system", "user", "assistant")
 

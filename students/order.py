@@ -22,8 +22,8 @@ from pathlib import Path
 
 from distill.core.data import iter_rows
 from distill.core.errors import InputError
-from distill.core.layouts import map_row
 from distill.core.prompt_stats import in_band, pass_rate
+from distill.core.trace_layout import map_row
 from students.dataset import best_fit_packs, prompt_key
 
 

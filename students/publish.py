@@ -32,7 +32,7 @@ from distill.core.models import NF4, load_causal_lm
 from distill.core.paths import Out, check_io, inside, named_paths
 from distill.core.publishing import MARK, assert_no_secrets, published_by, push, staged
 from distill.core.secrets import redact
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 from students.gguf import converter, export, file_name
 from students.inference import CHAT_FORMATS, INFERENCE_TEMPLATES, generation_config, template_format
 from students.manifest import TrainManifest
@@ -180,7 +180,7 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
         if ggufs:  # from the finished folder: the GGUF carries its card metadata and inference template
             with console.status("writing GGUF files") as status:
                 export(staging, staging, config.gguf, _stem(config), status=status.update)
-            _write_modelfile(staging, fmt, ggufs, info.max_length)
+            _write_modelfile(staging, fmt, ggufs, info.max_seq_length)
 
     return _finish(config, kind, fmt, api)
 
@@ -282,11 +282,17 @@ def _write_modelfile(folder: Path, fmt: str, ggufs: dict[str, str], max_length: 
     (folder / "Modelfile").write_text(text, encoding="utf-8")
 
 
+def present(summary: dict[str, Any], config: PublishConfig) -> None:
+    print(f"published {summary['kind']} model to {summary['output']} ({len(summary['files'])} files)"
+          + (f"; pushed to {summary['url']}" if summary.get("url") else ""))
+
+
 STAGES = (
     Stage(
         name="publish", section="publish", default_run=True, config=PublishConfig, run=run,
         reads={"run_dir": "student_run", "filter_report": "filter_report", "recipe_file": "recipe"},
         writes={"output": "model"}, produces={"model": "model"},
         in_run={"overwrite": True},  # the pipeline owns RUN_DIR/publish: a re-run replaces it
+        command=Command("Merge adapters, add the inference template, generation config and model card; optionally push.", ("run_dir",), present),
     ),
 )

@@ -15,7 +15,7 @@ from students.presets import STUDENTS
 
 def students_table() -> Table:
     """The presets, each with the planner's verdict for its own method, GPUs, length and SP."""
-    from students.layout import plan_inputs, predict
+    from students.device_layout import plan_inputs, predict
 
     table = Table(title="Student presets (distill train --student NAME)",
                   caption="GPUs: 80 GB each, SP = GPUs per sequence; plan: predicted peak GiB per GPU (distill train --plan)")
@@ -38,7 +38,7 @@ def students_table() -> Table:
 
 def plan_report(config: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     """Print the planner's table for this config (nothing heavy is loaded); returns the figures."""
-    from students.layout import plan_inputs
+    from students.device_layout import plan_inputs
 
     console = console or Console()
     inputs = plan_inputs(config)
@@ -77,7 +77,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("objective", _objective(summary["config"])),
         *_mixture(summary.get("mixture")),
         ("rows read / usable", f"{metrics['rows']} / {metrics['examples']}"),
-        ("dropped (longer than max_length)", f"{metrics['dropped_too_long']} (max_length {summary['max_length']})"),
+        ("dropped (longer than max_seq_length)", f"{metrics['dropped_too_long']} (max_seq_length {summary['max_seq_length']})"),
         ("packed sequences", str(metrics["sequences"])),
         ("optimizer steps", str(metrics["steps"])),
         _train_loss(metrics),

@@ -19,7 +19,7 @@ and tensorboard/wandb reporting.
 Run directory (contract with students/publish.py):
   RUN_DIR/final/        full weights, or the PEFT adapter; tokenizer with the training
                         template, eos = end of assistant turn, pad != eos; generation_config
-  RUN_DIR/train.json    student, base_model, method, quantization, max_length, lr, epochs,
+  RUN_DIR/train.json    student, base_model, method, quantization, max_seq_length, learning_rate, epochs,
                         config_overrides (rope changes publish must apply to the base), metrics
   RUN_DIR/checkpoints/checkpoint-N/   resumable with --resume
 """
@@ -33,12 +33,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
+from distill.core.config import settings
 from distill.core.data import input_kind
 from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.hub import check_model
 from distill.core.models import NF4
 from distill.core.paths import Out, check_io, named_paths
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 from students import order, resume
 from students.config import TrainConfig
 from students.dataset import (
@@ -51,17 +54,19 @@ from students.dataset import (
     split_eval,
     tokenize_all,
 )
-from students.layout import (
+from students.device_layout import (
     check_sequence_parallel_can_run,
+    end_distributed,
+    is_main_process,
     plan_inputs,
     predict,
     sequence_parallel_from_launcher,
     world_size,
 )
-from students.loss import liger_available
 from students.manifest import TrainManifest
 from students.mixture import Drawn, describe, mix
 from students.planner import GIB
+from students.report import plan_report, summary_table
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
 
 # ---------------------------------------------------------------------------- cheap checks
@@ -145,11 +150,13 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     if config.objective == "kd" and (config.loss_kernel in ("liger", "plain") or inputs["sp"] > 1):
         raise InputError("--objective kd runs through the chunked loss on whole sequences: use --loss-kernel auto or chunked, "
                          "and no sequence parallelism", field="objective")
+    from students.loss import liger_available  # torch: imported once a run starts, never by `distill --help`
+
     if config.loss_kernel == "liger" and not liger_available(base_config.get("model_type")):
         raise InputError("liger needs a CUDA GPU, liger-kernel (the gpu extra) and a model type Liger patches",
                          field="loss_kernel")
     tokenizer, template = load_tokenizer(base, config)
-    max_length = config.value("max_length")
+    max_length = config.max_seq_length
 
     stats = LoadStats()
     notes, drawn, levels = [], None, None
@@ -164,7 +171,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         train_examples, eval_examples, drawn, levels = sft_examples(config, tokenizer, max_length, stats)
     if not train_examples:
         raise InputError(
-            f"no usable rows: all {stats.dropped_too_long} training samples are longer than max_length {max_length}",
+            f"no usable rows: all {stats.dropped_too_long} training samples are longer than max_seq_length {max_length}",
             where=", ".join(path for path, _ in config.sources()),
         )
 
@@ -184,7 +191,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         warnings.append("FSDP does not run on CPU: this launch trains as DDP, every process holding the whole model")
         _warn(warnings[-1])
 
-    from students.loop import build_trainer
+    from students.trainer import build_trainer
 
     overrides = context_overrides(config, base_config, max_length)
     use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
@@ -207,7 +214,7 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         raise StageError(f"out of memory ({str(exc).splitlines()[0]}); see `distill train --plan`") from None
     elapsed = time.perf_counter() - started
     eval_loss = trainer.evaluate()["eval_loss"] if eval_set is not None else None
-    from students.loop import memory_peaks
+    from students.trainer import memory_peaks
 
     measured = {"steady_tokens_per_s": trainer.step_meter.steady_tokens_per_s(), **memory_peaks(),
                 "predicted_peak_bytes": int(predicted.total)}  # the planner's figure for this run, next to the peaks
@@ -286,9 +293,9 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
         "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout, "targets": config.lora_targets}
         if config.method != "full" else None,
         "config_overrides": overrides,
-        "max_length": config.value("max_length"),
-        "lr": config.value("learning_rate"),
-        "epochs": config.value("epochs"),
+        "max_seq_length": config.max_seq_length,
+        "learning_rate": config.learning_rate,
+        "epochs": config.epochs,
         "max_steps": config.max_steps,
         "batch_size": config.batch_size,
         "grad_accum": grad_accum,
@@ -318,7 +325,7 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
             "label_tokens": stats.label_tokens,
             **(measured or {}),
         },
-        "config": config.model_dump(mode="json"),
+        "config": settings(config),
     })
 
 
@@ -349,11 +356,31 @@ def _warn(message: str) -> None:
     Console(stderr=True).print(f"[yellow]warning:[/yellow] {message}")
 
 
+def run_command(config: TrainConfig, plan: bool = False) -> dict[str, Any] | None:
+    """`distill train`: --plan prints the memory plan and trains nothing; the process group ends either way."""
+    if plan:
+        plan_report(config, Console())
+        return None
+    try:
+        return run(config)
+    finally:
+        end_distributed()
+
+
+def present(summary: dict[str, Any], config: TrainConfig) -> None:
+    """The summary table, once: under a launcher every rank returns one."""
+    if is_main_process():
+        Console().print(summary_table(summary))
+
+
 STAGES = (
     Stage(
         name="train", section="train", default_run=True, config=TrainConfig, run=run, resumable=True,
         reads={"data": "kept", "base_model": "student_base", "pass_rates": "prompt_stats"},
         writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"},
+        command=Command("Fine-tune a student on kept traces (full, --lora or --qlora), with packing and checkpoints.", present=present,
+                        switches={"plan": ("Print predicted memory per GPU for full/LoRA/QLoRA and exit.", "Memory planner (--plan)")},
+                        run=run_command),
     ),
     # Light-R1's second SFT stage: the `train` section's settings, continued from train's student on
     # the hard prompts only (pass rate at most hard_pass_rate_max in the filter's per-prompt statistics).

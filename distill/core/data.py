@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -21,23 +20,15 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from distill.core.chat import read_chat
+from distill.core.code_test_formats import read_tests
 from distill.core.errors import InputError
-from distill.core.hub import prepare_hub
+from distill.core.hub import is_hub_id, prepare_hub
 from distill.core.jsonl import parse_line, read_lines
 from distill.core.paths import atomic_path  # noqa: F401  (writers import it from here too)
 from distill.core.r1_format import last_boxed
 from distill.core.records import Problem, Trace, derive_problem_id, to_row
-from distill.core.test_formats import read_tests
 
 FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def is_hub_id(text: str) -> bool:
-    """'owner/name' that is not a local path: what the hub would be asked for."""
-    return bool(_HUB_ID.match(text)) and not text.startswith((".", "/", "~")) and not Path(text).exists()
-
-
 _PARQUET_JSON_KEY = b"distill.json_fields"
 _PARQUET_BATCH = 1024
 _BARE_ANSWER_CHARS = 32  # a solution this short, on one line, is the answer itself
@@ -77,7 +68,7 @@ class FieldMap(BaseModel):
         json_schema_extra={"flags": ["--field-sample-index"]})
     finish_reason: str | None = Field(
         default=None, description="Column with the teacher's finish reason (stop or length).", json_schema_extra={"flags": ["--field-finish-reason"]})
-    # Code tests as public datasets ship them (distill.core.test_formats reads them into `tests`).
+    # Code tests as public datasets ship them (distill.core.code_test_formats reads them into `tests`).
     test_format: Literal["auto", "tests", "humaneval", "mbpp", "apps", "livecodebench", "codecontests"] = Field(
         default="auto", description="How code tests are stored (auto: by which of the columns below a row has).", json_schema_extra={"flags": ["--field-test-format"]})
     test_code: str | None = Field(default="test", description="HumanEval: column with the test code defining check(candidate).", json_schema_extra={"flags": ["--field-test-code"]})
@@ -248,7 +239,7 @@ def read_problems(source: str | os.PathLike, fields: FieldMap | None = None, spl
 
 def problem_values(row: dict[str, Any], fields: FieldMap, where: str, text: str) -> dict[str, Any]:
     """The Problem fields of one row with prompt `text`: the one mapping prompts, benchmarks and
-    traces (distill.core.layouts) share. Code tests are read in any known format (test_formats);
+    traces (distill.core.trace_layout) share. Code tests are read in any known format (code_test_formats);
     a mapping with no tests column and auto format reads none (public trace layouts)."""
     tests = read_tests(row, fields, where) if fields.tests or fields.test_format != "auto" else None
     return {

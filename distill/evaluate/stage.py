@@ -22,7 +22,7 @@ from distill.core.errors import InputError
 from distill.core.hub import check_model
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.records import Problem, Trace, sample_id
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 from distill.core.verify.options import CodeOptions
 from distill.evaluate import benchmarks, paper_table
 from distill.evaluate.benchmarks import KNOWN, benchmark_name, k_for
@@ -255,10 +255,16 @@ def _named(field: str, value: str, config: EvalConfig) -> bool:
     return (field == "model" and backends.load(config.backend).remote) or (field == "benchmarks" and value in KNOWN)
 
 
+def present(summary: dict[str, Any], config: EvalConfig) -> None:
+    print(f"results in {config.output_dir} (summary.json, eval_table.md, per-problem JSONL); "
+          + ", ".join(f"{name} pass@1 {100 * b['pass@1']:.1f}" for name, b in summary["benchmarks"].items()))
+
+
 STAGES = (
     Stage(
         name="eval", section="eval", default_run=True, config=EvalConfig, run=run, reads={"model": "model", "benchmarks": "heldout"},
         writes={"output_dir": ""}, produces={"eval": ""}, remote=_named,
         operational=("workers", "gpu_memory_utilization", "kv_cache_memory_bytes", "max_num_seqs"),
+        command=Command("Score a model with the R1 protocol: k samples/problem, pass@1 and cons@k, same checker as the filter.", ("model",), present),
     ),
 )

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, create_model, field_validator, model_validator
 
-from distill.core.layouts import TraceLayout
 from distill.core.prompt_stats import band
+from distill.core.trace_layout import TraceLayout
 from distill.filters.registry import RULES, default_rules, ordered
 
 

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import InputError
-from distill.core.layouts import item_values
 from distill.core.r1_format import DELIMITER_PRESETS
 from distill.core.records import Trace, Verdict
+from distill.core.trace_layout import item_values
 from distill.core.verify import VerifyOptions, check_math, extract_answer, failure_verdict, normalise
 from distill.core.workers import Failure, WorkerPool
 

@@ -7,7 +7,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from distill.filters.chunks import Judged
+    from distill.filters.worker import Judged
 
 
 class LengthStats:
@@ -48,11 +48,11 @@ class Report:
         self.domain_kept: Counter = Counter()
         self.before = LengthStats()
         self.after = LengthStats()
-        self.judge: dict[str, Any] | None = None  # the judge's counts, when one was asked (distill.filters.judge)
+        self.judge: dict[str, Any] | None = None  # the judge's counts, when one was asked (distill.filters.judge_requests)
         self.not_checkable: Counter = Counter()  # domain -> kept records no rule could check (general, no reference)
 
     def add(self, judged: Judged, verdicts: dict[str, dict[str, Any]], rejected_by: str | None) -> None:
-        """One judged record (see distill.filters.chunks), its merged verdicts and the rule charged."""
+        """One judged record (see distill.filters.worker), its merged verdicts and the rule charged."""
         self.records_in += 1
         self.domain_in[judged.domain] += 1
         self.before.add(judged.chars, judged.tokens)

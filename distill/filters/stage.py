@@ -24,20 +24,20 @@ from distill.core.data import RecordWriter, atomic_path, input_kind, iter_rows
 from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_lines
-from distill.core.layouts import PRESETS, trace_rows
 from distill.core.paths import Out, check_io, named_paths, scratch_dir, write_text
 from distill.core.prompt_stats import PromptStats, is_correct
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
+from distill.core.trace_layout import PRESETS, trace_rows
 from distill.core.workers import WorkerPool
-from distill.filters import judge, selection
-from distill.filters.chunks import Judged, judge_chunk
+from distill.filters import judge_requests, selection
 from distill.filters.config import FilterConfig
 from distill.filters.majority import tally
 from distill.filters.registry import RULES, ParentRule
-from distill.filters.report import LengthStats, Report
+from distill.filters.report import LengthStats, Report, print_report
 from distill.filters.selection import Selector
+from distill.filters.worker import Judged, judge_chunk
 
-PRELOAD = ("distill.core.verify", "distill.filters.chunks")  # imported once in the fork server
+PRELOAD = ("distill.core.verify", "distill.filters.worker")  # imported once in the fork server
 CHUNK_RECORDS = 16  # records per chunk: large enough to amortise IPC, small enough to balance workers
 CHUNK_BYTES = 1 << 20
 
@@ -148,8 +148,8 @@ def _check_outputs(config: FilterConfig) -> None:
     outputs = [Out(getattr(config, name), name) for name in OUTPUT_FIELDS]
     outputs += [Out(logprobs.side_path(getattr(config, name)), name) for name in ("output", "rejected") if getattr(config, name)]
     inputs = [*named_paths(config, skip=OUTPUT_FIELDS), logprobs.side_path(config.input)]
-    judge.check_settings(config)
-    if judge.active(config):  # the verdict cache is appended to: an output, never an input
+    judge_requests.check_settings(config)
+    if judge_requests.active(config):  # the verdict cache is appended to: an output, never an input
         outputs.append(Out(config.judge.cache, "judge.cache"))
         inputs = [path for path in inputs if path != config.judge.cache]
     check_io(outputs, inputs)
@@ -178,11 +178,11 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         pool = stack.enter_context(WorkerPool(config.workers, memory_mb=config.correctness.memory_mb, preload=PRELOAD))
         votes_path = judge_path = None
         scratch = stack.enter_context(scratch_dir("filter"))
-        if judge.active(config):
+        if judge_requests.active(config):
             judge_path = scratch / "judge.json"
-            report.judge = judge.prepare(config, pool, raw_chunks(config), judge_path)
+            report.judge = judge_requests.prepare(config, pool, raw_chunks(config), judge_path)
         # Records without a reference go to the judge when it decides, not to the vote.
-        if config.correctness.no_reference == "majority" and "correctness" in config.rules and not judge.decides(config):
+        if config.correctness.no_reference == "majority" and "correctness" in config.rules and not judge_requests.decides(config):
             votes_path = scratch / "votes.json"
             tally(config, pool, raw_chunks(config), votes_path)
         kept_out = stack.enter_context(Output(config.output))
@@ -296,5 +296,7 @@ STAGES = (
         produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json", "prompt_stats": "prompts.jsonl"},
         # a price changes what the report says the judge cost, not which records are kept
         operational=("workers", "judge.price_in", "judge.price_out", "judge.concurrency"),
+        command=Command("Judge traces with named rules; write kept (SFT-ready) and rejected records and a report.", ("input",),
+                        lambda summary, config: print_report(summary)),
     ),
 )

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from distill.core.data import is_hub_id
+from distill.core.hub import is_hub_id
 from distill.core.secrets import redact_bytes
 from distill.pipeline.stages import Context, registry
 

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from distill.core import lock
-from distill.core.config import NAME, blamed, set_keys, validate
+from distill.core.config import NAME, blamed, fingerprint_view, set_keys, validate
 from distill.core.config import load_recipe as load_recipe_doc
 from distill.core.errors import BudgetReached, InputError, Interrupted, StageError
 from distill.core.paths import Out, check_io, write_text
@@ -133,7 +133,7 @@ def fingerprint(name: str, config: BaseModel, ctx: Context, upstream: dict[str, 
     stage = registry()[name]
     # The output paths stay in: they are this run's own, and leaving them out would change the fingerprint of
     # every finished stage, so that a finished generate would sample (and pay for) its teacher tokens again.
-    data = config.model_dump(mode="json")
+    data = fingerprint_view(config)  # renamed settings and filled-in defaults as they were
     for dotted in stage.operational:  # "workers", or a nested setting such as "judge.price_in"
         *parents, leaf = dotted.split(".")
         section = data

@@ -81,7 +81,7 @@ def row_of(trace: Trace, where: str, language: str) -> dict[str, Any]:
 
 def shown_model(name: str) -> str:
     """A hub id as it is; a local folder by its name only (its path is of no use to readers)."""
-    from distill.core.data import is_hub_id
+    from distill.core.hub import is_hub_id
 
     return name if is_hub_id(name) or "/" not in name else name.rstrip("/").rsplit("/", 1)[-1]
 

@@ -27,7 +27,7 @@ from distill.core.publishing import MARK, published_by, push, staged
 from distill.core.records import Trace
 from distill.core.secrets import redact
 from distill.core.shards import ShardWriter
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 
 
 class PublishDataConfig(BaseModel):
@@ -197,7 +197,7 @@ def _card_license(source: str) -> str | None:
     here), a dataset folder (README.md or dataset_info.json), or a data file inside a hub snapshot."""
     from huggingface_hub import metadata_load, try_to_load_from_cache
 
-    from distill.core.data import is_hub_id
+    from distill.core.hub import is_hub_id
 
     name = source.removeprefix("hf://").removeprefix("hf:")
     cards: list[Path] = []
@@ -230,5 +230,7 @@ STAGES = (
         reads={"input": "kept", "filter_report": "filter_report"},
         writes={"output": "dataset"}, produces={"dataset": "dataset"},
         in_run={"overwrite": True},  # the pipeline owns RUN_DIR/publish-data: a re-run replaces it
+        command=Command("Publish kept traces as a dataset: Parquet shards with `messages` and a card written from the run; optionally push.",
+                        ("input",), lambda summary, config: print(summary_line(summary))),
     ),
 )

@@ -178,7 +178,7 @@ def test_modelfile_runs_the_quantized_file_with_the_r1_template(published):
     assert (tokenizer.bos_token or "<none>") not in template  # Ollama adds BOS itself
     assert f'PARAMETER stop "{tokenizer.eos_token}"' in lines
     assert "PARAMETER temperature 0.6" in lines and "PARAMETER top_p 0.95" in lines
-    max_length = json.loads((published.parent / "run" / "train.json").read_text())["max_length"]
+    max_length = json.loads((published.parent / "run" / "train.json").read_text())["max_seq_length"]
     assert f"PARAMETER num_ctx {max_length + PROMPT_ROOM}" in lines
     assert any(line.startswith("# num_ctx:") for line in lines)
 

@@ -29,7 +29,7 @@ def write_rates(path: Path) -> Path:
 
 def prompts_read(config) -> list[str]:
     """The user prompts in the order the trainer's data loader yields them (one sample per batch)."""
-    from students.loop import build_trainer
+    from students.trainer import build_trainer
 
     tokenizer, _ = load_tokenizer(config.base_model, config)
     train, held, _, levels = sft_examples(config, tokenizer, 128, LoadStats())

@@ -64,7 +64,7 @@ def test_run_dir_contract_full(runs):
     config, summary = runs("tiny_qwen", "full")
     final = f"{config.output_dir}/final"
     saved = json.loads(open(f"{config.output_dir}/train.json").read())
-    assert saved["student"] == "qwen-1.5b" and saved["method"] == "full" and saved["max_length"] == 128
+    assert saved["student"] == "qwen-1.5b" and saved["method"] == "full" and saved["max_seq_length"] == 128
     assert saved["metrics"]["dropped_too_long"] == 0 and saved["metrics"]["tokens_per_s"] > 0
     assert saved["eos_token"] == "<|im_end|>" and saved["pad_token"] == "<|endoftext|>"
     from transformers import AutoTokenizer

@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from distill.core.code_test_formats import called_names
 from distill.core.r1_format import Delimiters
 from distill.core.records import Trace, Verdict
-from distill.core.test_formats import called_names
 from distill.core.verify.extract import final_part
 from distill.core.verify.options import VerifyOptions
 from distill.core.workers import set_deadline

@@ -3,7 +3,7 @@
 Rows as the public release ships them (livecodebench/code_generation_lite): `question_content`,
 `question_id`, `starter_code`, `public_test_cases`, `private_test_cases`, `metadata` (func_name
 of functional problems), `contest_date`, `platform`, `difficulty`. The data layer reads the
-tests (`distill.core.test_formats`): stdin and functional, public and private; the private ones
+tests (`distill.core.code_test_formats`): stdin and functional, public and private; the private ones
 are base64(zlib(pickle(JSON))) in the release, and their pickle is read by an unpickler that
 builds plain containers and scalars only (it refuses every class and callable), so a crafted
 row cannot run code here.

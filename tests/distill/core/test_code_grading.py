@@ -338,7 +338,7 @@ SHAPES = {
 def test_correct_programs_of_every_shape_pass(name):
     program, tests = SHAPES[name]
     if isinstance(tests, dict):
-        from distill.core.test_formats import canonical_tests
+        from distill.core.code_test_formats import canonical_tests
 
         tests = canonical_tests(tests)
     verdict = grade(program, tests)

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from distill.core.sandbox import Limits, isolation, run_python, run_tests
+from distill.core.code_test_formats import canonical_tests
+from distill.core.sandbox import Limits, isolation, run_python
+from distill.core.verify.code_tests import run_code_tests
 
 FAST = Limits(wall_s=3, cpu_s=2, memory_mb=256)
 
@@ -144,6 +146,10 @@ def test_output_is_capped_by_the_file_size_limit():
     assert not result.timed_out and time.monotonic() - start < 30
     assert result.returncode != 0 and len(result.stdout) <= 1024 * 1024
     assert "File too large" in result.stderr  # EFBIG: Python ignores SIGXFSZ, so the write fails instead
+
+
+def run_tests(program, tests):
+    return run_code_tests(program, canonical_tests(tests))
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from distill.core.data import count_rows, iter_rows, read_records
-from distill.core.layouts import TraceLayout, read_traces
+from distill.core.trace_layout import TraceLayout, read_traces
 from distill.filters.config import FilterConfig
 from distill.filters.stage import run
 

@@ -34,7 +34,7 @@ def write_recipe(path: Path, traces: Path, base: Path, stages=("filter", "train"
         "name": "mechanics",
         "run": {"stages": list(stages), "torch_threads": 1},
         "filter": {"input": str(traces), "rules": ["format", "language", "correctness"], "workers": 1},
-        "train": {"student": "qwen-1.5b", "base_model": str(base), "method": "full", "max_steps": 2, "max_length": 256,
+        "train": {"student": "qwen-1.5b", "base_model": str(base), "method": "full", "max_steps": 2, "max_seq_length": 256,
                   "batch_size": 4, "grad_accum": 1, "packing": False, "gradient_checkpointing": False,
                   "eval_fraction": 0, "save_steps": 1000, "logging_steps": 1},
         "publish": {"merge": False},

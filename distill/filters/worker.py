@@ -16,9 +16,9 @@ from typing import Any
 
 from distill.core.data import validate_record
 from distill.core.errors import InputError
-from distill.core.layouts import TraceLayout, item_values
 from distill.core.r1_format import Parts, compose
 from distill.core.records import JUDGED, Trace, Verdict, to_row
+from distill.core.trace_layout import TraceLayout, item_values
 from distill.core.verify import failure_verdict
 from distill.core.workers import Failure
 from distill.filters import selection
@@ -105,7 +105,7 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
 
 
 def judge_overrides(entry: dict[str, Any], config: FilterConfig) -> dict[str, Verdict]:
-    """What the judge's verdict on a record replaces (see distill.filters.judge)."""
+    """What the judge's verdict on a record replaces (see distill.filters.judge_requests)."""
     if entry["role"] == "audit":  # the rules decide; the judge's view is only reported
         differs = entry["verdict"] != "undecided" and (entry["verdict"] == "correct") != entry["rules_passed"]
         view = f"judge says {entry['verdict']}" + ("; the rules say otherwise" if differs else "")

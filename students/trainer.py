@@ -65,7 +65,7 @@ def prepare_loss(model, config: TrainConfig) -> str:
 
 def parallelism_config(config: TrainConfig, attn: str):
     """accelerate's ParallelismConfig for Ulysses sequence parallelism (DeepSpeed ALST); None when off."""
-    sp = config.value("sequence_parallel")
+    sp = config.sequence_parallel_degree
     if sp == 1:
         return None
     from accelerate.parallelism_config import ParallelismConfig
@@ -90,8 +90,8 @@ def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=grad_accum,
-        learning_rate=config.value("learning_rate"),
-        num_train_epochs=float(config.value("epochs")),
+        learning_rate=config.learning_rate,
+        num_train_epochs=float(config.epochs),
         max_steps=config.max_steps or -1,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps

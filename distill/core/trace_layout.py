@@ -35,12 +35,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from distill.core.chat import read_chat
+from distill.core.code_test_formats import test_columns
 from distill.core.data import FieldMap, iter_rows, problem_values, prompt_of, row_ref, validate_record
 from distill.core.errors import InputError
 from distill.core.jsonl import parse_line
 from distill.core.r1_format import DELIMITER_PRESETS, compose
 from distill.core.records import Trace, sample_id
-from distill.core.test_formats import test_columns
 
 DelimiterName = Literal["r1", "sky-t1"]
 PresetName = Literal["distill", "openr1", "sharegpt", "s1k", "messages"]
@@ -74,7 +74,7 @@ PRESETS: dict[str, Preset] = {
 class TraceLayout(BaseModel):
     """How input traces are laid out (filter, inspect, train): a preset, columns, delimiters."""
 
-    panels: ClassVar[dict[str, tuple[str, ...]]] = {"Input layout (--preset sets the columns; a --field-* flag overrides one)": ("preset", "delimiters", "fields")}
+    panels: ClassVar[dict[str, tuple[str, ...]]] = {"Input layout (--preset sets the columns; a --field-* flag overrides one)": ("preset", "fields", "delimiters")}
 
     preset: PresetName = Field(
         default="distill", description="Layout of the input: this project's records, or a public set's (docs/layouts.md).")

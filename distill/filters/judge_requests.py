@@ -13,7 +13,7 @@ Like the majority vote, the judge runs before the judging pass (`prepare`):
    appended to the cache the moment it arrives, so an interrupted run resumes and a re-run asks
    nothing; the cache holds the key, the model, the verdict and the reply, redacted;
 4. the verdict of each record goes to a temporary JSON file the workers read in the judging
-   pass (`distill.filters.chunks`).
+   pass (`distill.filters.worker`).
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def _requests_chunk(config, items: list[tuple[str, Any]], failure: Failure | Non
     """Per record: (id, key, prompt, why undecidable | None, rules passed | None), None when an
     earlier rule rejects it, or the error (a string) when it is unreadable: bad input is reported
     before the judge is asked anything (an unreachable judge must not hide it)."""
-    from distill.filters.chunks import parse_row
     from distill.filters.rules.format import parts_of
+    from distill.filters.worker import parse_row
 
     delimiters = DELIMITER_PRESETS[config.delimiters]
     earlier = [name for name in config.rules if RULES[name].check is not None and name not in ("correctness", "judge")
