@@ -21,6 +21,7 @@ from distill.filters.inspect import InspectConfig
 from distill.pipeline.stages import sections
 from distill.publish_data.stage import PublishDataConfig
 from students.config import TrainConfig
+from students.doctor.config import DoctorConfig
 from students.onpolicy_config import OnPolicyConfig
 from students.publish import PublishConfig
 from teacher.config import GenerateConfig
@@ -138,6 +139,16 @@ def train(config: TrainConfig, plan: bool = False) -> None:
         end_distributed()
     if summary and is_main_process():  # under a launcher every rank returns; one table is enough
         console.print(summary_table(summary))
+
+
+@stage_command(app, "doctor", DoctorConfig, section="train", arguments=["model_dir"], sections=sections, extras={
+    "json_output": (bool, typer.Option(False, "--json", help="Print the checks as JSON: {checks: [{name, status, figure, fix}]}.")),
+})
+def doctor(config: DoctorConfig, json_output: bool = False, recipe: Path | None = None) -> None:
+    """Check a training run before it starts (train's flags or --recipe), or a model folder before serving; exit 2 on a failure."""
+    from students.doctor.report import run
+
+    run(config, recipe, json_output)
 
 
 @stage_command(app, "onpolicy", OnPolicyConfig, section="onpolicy", sections=sections)

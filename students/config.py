@@ -29,6 +29,16 @@ def all_linear(value: list[str] | str) -> list[str] | str:
     return "all-linear" if value == ["all-linear"] else value
 
 
+def known_student(name: str) -> str:
+    """A validator's check: the name of a student preset."""
+    if name not in STUDENTS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(STUDENTS), n=1)
+        raise ValueError(f"unknown student '{name}'" + (f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(STUDENTS)})"))
+    return name
+
+
 class TrainConfig(TraceLayout):
     """One `distill train` run (the `train` section of a recipe); `data` is read in the --preset layout."""
 
@@ -44,7 +54,7 @@ class TrainConfig(TraceLayout):
         "LoRA / QLoRA": ("lora_r", "lora_alpha", "lora_dropout", "lora_targets"),
         "Context window": ("extend_context", "rope_theta"),
         "Evaluation, checkpoints, logging": ("eval_fraction", "eval_data", "eval_steps", "save_steps", "save_total_limit",
-                                             "logging_steps", "report_to", "resume", "overwrite"),
+                                             "logging_steps", "report_to", "resume", "overwrite", "doctor"),
         "Memory planner (--plan)": ("gpus", "gpu_memory_gib", "sharding"),
     }
 
@@ -124,6 +134,8 @@ class TrainConfig(TraceLayout):
     seed: int = Field(default=42, description="Seed for initialisation, data order and dropout.")
     resume: bool = Field(default=False, description="Continue from the newest checkpoint in output_dir/checkpoints.")
     overwrite: bool = Field(default=False, description="Replace a finished run in output_dir.")
+    doctor: bool = Field(default=True, description="Run `distill doctor`'s fast checks of the run before loading the model "
+                         "(a failure stops training; --no-doctor skips them).")
 
     gpus: int | None = Field(default=None, ge=1, description="GPUs for the planner (default: visible GPUs or the student preset's).")
     gpu_memory_gib: float | None = Field(default=None, gt=0, description="Memory per GPU for the planner (default: detected, else 80).", json_schema_extra={"flags": ["--gpu-memory"]})
@@ -134,12 +146,7 @@ class TrainConfig(TraceLayout):
     @field_validator("student")
     @classmethod
     def _known_student(cls, name: str) -> str:
-        if name not in STUDENTS:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(STUDENTS), n=1)
-            raise ValueError(f"unknown student '{name}'" + (f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(STUDENTS)})"))
-        return name
+        return known_student(name)
 
     @field_validator("data", mode="before")
     @classmethod

@@ -147,6 +147,10 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     if config.loss_kernel == "liger" and not liger_available(base_config.get("model_type")):
         raise InputError("liger needs a CUDA GPU, liger-kernel (the gpu extra) and a model type Liger patches",
                          field="loss_kernel")
+    if config.doctor:  # the silent failures (empty loss mask, pad == eos, a prompt unlike training's) stop the run here
+        from students.doctor.training import preflight
+
+        preflight(config)
     tokenizer, template = load_tokenizer(base, config)
     max_length = config.value("max_length")
 
@@ -330,6 +334,6 @@ def _warn(message: str) -> None:
 STAGES = (
     Stage(
         name="train", section="train", default_run=True, config=TrainConfig, run=run, reads={"data": "kept", "base_model": "student_base"},
-        writes={"output_dir": ""}, produces={"student_run": ""},
+        writes={"output_dir": ""}, produces={"student_run": ""}, operational=("doctor",),
     ),
 )
