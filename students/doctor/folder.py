@@ -65,8 +65,9 @@ def folder_checks(model_dir: Path) -> list[Check]:
         judged("eos ids: end-of-turn stops generation", turn_end not in stops,
                f"the template ends an assistant turn with {turn_token} (id {turn_end}); {source} stops at {stops} ({', '.join(names)})",
                f"add {turn_end} to eos_token_id in {source}: without it the model runs on past its answer"),
-        judged("pad vs eos", tokenizer.pad_token_id is not None and tokenizer.pad_token_id in [*stops, turn_end],
-               f"pad {tokenizer.pad_token} (id {tokenizer.pad_token_id}), stop ids {stops}",
+        judged("pad vs eos", tokenizer.pad_token_id is not None and tokenizer.pad_token_id in (tokenizer.eos_token_id, turn_end),
+               f"pad {tokenizer.pad_token} (id {tokenizer.pad_token_id}), eos {tokenizer.eos_token} (id {tokenizer.eos_token_id}), "
+               f"end of turn {turn_token}",
                "serving is fine; train with a pad other than eos (a collator masking pad would mask the eos)", status="warn"),
         sampling_check(generation, model_dir / "Modelfile"),
     ]

@@ -53,7 +53,11 @@ def gguf_checks(files: list[Path], jinja: str, turn_end: int | None, stops: list
     theta, _ = _rope(config)
     checks = []
     for path in files:
-        meta = metadata(path)
+        try:
+            meta = metadata(path)
+        except Exception as exc:  # a torn or foreign file: the reader fails in many ways
+            checks.append(Check(f"GGUF: {path.name}", "fail", f"unreadable ({type(exc).__name__}: {exc})", "publish the GGUF files again"))
+            continue
         arch = meta.get("general.architecture", "")
         problems = []
         if meta.get("tokenizer.chat_template") != jinja:

@@ -135,7 +135,7 @@ def preflight(config: TrainConfig) -> None:
     if is_main_process():
         for check in checks:
             if check.status == "warn":
-                Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(f'doctor: {check.name}: {check.figure} ({check.fix})')}", highlight=False)
+                Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/yellow] {escape(f'doctor: {check.name}: {check.figure} ({check.fix})')}", highlight=False)
     line = failure_line(checks)
     if line:
         raise InputError(line + " (--no-doctor skips these checks)")
