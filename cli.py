@@ -141,14 +141,12 @@ def train(config: TrainConfig, plan: bool = False) -> None:
         console.print(summary_table(summary))
 
 
-@stage_command(app, "doctor", DoctorConfig, section="train", arguments=["model_dir"], sections=sections, extras={
-    "json_output": (bool, typer.Option(False, "--json", help="Print the checks as JSON: {checks: [{name, status, figure, fix}]}.")),
-})
-def doctor(config: DoctorConfig, json_output: bool = False, recipe: Path | None = None) -> None:
+@stage_command(app, "doctor", DoctorConfig, section="train", arguments=["model_dir"], sections=sections)
+def doctor(config: DoctorConfig, recipe: Path | None = None) -> None:
     """Check a training run before it starts (train's flags or --recipe), or a model folder before serving; exit 2 on a failure."""
     from students.doctor.report import run
 
-    run(config, recipe, json_output)
+    run(config, recipe)
 
 
 @stage_command(app, "onpolicy", OnPolicyConfig, section="onpolicy", sections=sections)

@@ -16,6 +16,9 @@ class DoctorConfig(TrainConfig):
     benchmarks: list[str] = Field(default_factory=list, description="Benchmark files whose problems must not be training prompts "
                                   "(default: the recipe's eval benchmarks that are files).")
 
+    as_json: bool = Field(default=False, description="Print the checks as JSON: {checks: [{name, status, figure, fix}]}.",
+                          json_schema_extra={"flags": ["--json"]})
+
     @field_validator("student")
     @classmethod
     def _known_student(cls, name: str | None) -> str | None:  # replaces TrainConfig's: a model folder needs no student

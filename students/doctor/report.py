@@ -53,7 +53,7 @@ def recipe_benchmarks(recipe) -> tuple[list[str], str]:
     return files, ((section.get("fields") or {}).get("problem") or "problem")
 
 
-def run(config, recipe=None, json_output: bool = False) -> list[Check]:
+def run(config, recipe=None) -> list[Check]:
     """Check a model folder (config.model_dir) or the training run the config describes; print the table
     (or JSON); InputError with the one line when a check fails."""
     from pathlib import Path
@@ -76,7 +76,7 @@ def run(config, recipe=None, json_output: bool = False) -> list[Check]:
         benchmarks, problem_field = (config.benchmarks, "problem") if config.benchmarks else recipe_benchmarks(recipe)
         checks = training_checks(config, benchmarks, problem_field)
         title = f"distill doctor: training {config.student} on {', '.join(path for path, _ in config.sources())}"
-    if json_output:
+    if config.as_json:
         print(as_json(checks))
     else:
         console = Console()
