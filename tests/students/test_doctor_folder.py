@@ -110,3 +110,32 @@ def test_not_a_model_folder_is_one_line(distill_cli, tmp_path):
     assert code == 2 and err == f"error: {tmp_path}: not a model folder (no config.json)\n"
     code, _, err = distill_cli("doctor")
     assert code == 2 and "give a model folder to check, or a training run's flags" in err
+
+
+def test_gguf_metadata_against_the_folder(distill_cli, published, tmp_path):
+    """GGUF files carrying the folder's template, stop id and context pass; one stopping elsewhere fails."""
+    gguf = pytest.importorskip("gguf", reason="llama.cpp's gguf package (the gguf extra) is not installed")
+    from transformers import AutoTokenizer
+
+    folder = copy_of(published, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    end = json.loads((folder / "generation_config.json").read_text())["eos_token_id"][0]
+    template = AutoTokenizer.from_pretrained(folder).chat_template
+
+    def write(name: str, eos: int) -> None:  # metadata only: the doctor reads no tensors
+        writer = gguf.GGUFWriter(str(folder / name), "qwen2")
+        writer.add_context_length(config["max_position_embeddings"])
+        writer.add_chat_template(template)
+        writer.add_eos_token_id(eos)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+
+    write("student-F32.gguf", end)
+    code, checks, err = doctor_json(distill_cli, folder)
+    assert code == 0 and checks["GGUF: student-F32.gguf"]["status"] == "pass", err
+    write("student-Q8_0.gguf", end + 1)
+    code, checks, _ = doctor_json(distill_cli, folder)
+    assert code == 2 and checks["GGUF: student-Q8_0.gguf"]["status"] == "fail"
+    assert f"not at the end-of-turn id {end}" in checks["GGUF: student-Q8_0.gguf"]["figure"]
