@@ -42,15 +42,18 @@ def summary(checks: list[Check]) -> str:
     return f"{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed"
 
 
-def recipe_benchmarks(recipe) -> tuple[list[str], str]:
-    """(the recipe's eval benchmarks that are files, their problem column): hub names are not read offline."""
+def recipe_inputs(recipe) -> tuple[list[str], str, str | None]:
+    """What else of the recipe the doctor reads: its eval benchmarks that are files (hub names are not read
+    offline), their problem column, and the on-policy teacher when it is a local folder."""
     from pathlib import Path
 
     from distill.core.config import load_yaml
 
-    section = (load_yaml(recipe).get("eval") or {}) if recipe else {}
+    doc = load_yaml(recipe) if recipe else {}
+    section = doc.get("eval") or {}
     files = [name for name in section.get("benchmarks") or [] if isinstance(name, str) and Path(name).is_file()]
-    return files, ((section.get("fields") or {}).get("problem") or "problem")
+    teacher = (doc.get("onpolicy") or {}).get("teacher")
+    return files, ((section.get("fields") or {}).get("problem") or "problem"), teacher if teacher and Path(teacher).is_dir() else None
 
 
 def run(config, recipe=None) -> list[Check]:
@@ -73,8 +76,10 @@ def run(config, recipe=None) -> list[Check]:
             raise InputError("give a model folder to check, or a training run's flags (--student, --data, ...)", field="student")
         from students.doctor.training import training_checks
 
-        benchmarks, problem_field = (config.benchmarks, "problem") if config.benchmarks else recipe_benchmarks(recipe)
-        checks = training_checks(config, benchmarks, problem_field)
+        benchmarks, problem_field, teacher = recipe_inputs(recipe)
+        if config.benchmarks:
+            benchmarks, problem_field = config.benchmarks, "problem"
+        checks = training_checks(config, benchmarks, problem_field, onpolicy_teacher=teacher)
         title = f"distill doctor: training {config.student} on {', '.join(path for path, _ in config.sources())}"
     if config.as_json:
         print(as_json(checks))

@@ -24,7 +24,8 @@ FAST_SAMPLES = 64  # samples `train`'s preflight renders (the doctor renders all
 DROP_WARN = 0.01  # share of samples dropped as too long above which the doctor warns
 
 
-def training_checks(config: TrainConfig, benchmarks: list[str] = (), problem_field: str = "problem", fast: bool = False) -> list[Check]:
+def training_checks(config: TrainConfig, benchmarks: list[str] = (), problem_field: str = "problem", fast: bool = False,
+                    onpolicy_teacher: str | None = None) -> list[Check]:
     from students.dataset import tokenize
     from students.inference import INFERENCE_TEMPLATES
     from students.train import check_base_model, load_tokenizer
@@ -58,6 +59,8 @@ def training_checks(config: TrainConfig, benchmarks: list[str] = (), problem_fie
                 checks.append(length_check([len(ids) for _, ids, _ in rendered], max_length))
             if config.objective == "kd" and not fast:  # train's own KD preparation runs the same check
                 checks.append(kd_check(config, tokenizer, base_config))
+            if onpolicy_teacher:
+                checks.append(onpolicy_check(tokenizer, onpolicy_teacher))
     return checks + data_checks(samples, list(benchmarks), problem_field)
 
 
@@ -121,6 +124,18 @@ def kd_check(config: TrainConfig, tokenizer, base_config: dict[str, Any]) -> Che
         return fail("kd: teacher tokenizer", message(exc), "a teacher of the student's family, or --objective sft")
     figure = f"{len(ids)} recorded token ids read alike in the teacher's ({name}) and the student's tokenizer"
     return warn("kd: teacher tokenizer", note, "none: training does this itself") if note else ok("kd: teacher tokenizer", figure)
+
+
+def onpolicy_check(tokenizer, teacher: str) -> Check:
+    """On-policy (the recipe's onpolicy.teacher): the teacher scores the student's token ids, so both need one
+    vocabulary (students/onpolicy_teacher.py's check, reused)."""
+    from students.onpolicy_teacher import check_same_vocabulary
+
+    try:
+        check_same_vocabulary(tokenizer, teacher)
+    except InputError as exc:
+        return fail("on-policy: teacher tokenizer", message(exc), "an on-policy teacher with the student's tokenizer")
+    return ok("on-policy: teacher tokenizer", f"the teacher {teacher} has the student's vocabulary ({len(tokenizer.get_vocab())} tokens)")
 
 
 def preflight(config: TrainConfig) -> None:

@@ -162,3 +162,14 @@ def test_released_qwen_tokenizer_passes(released_qwen, kept, tmp_path):
     checks = checks_of(released_qwen, kept, tmp_path)
     assert all(check.status != "fail" for check in checks.values()), [c for c in checks.values() if c.status == "fail"]
     assert checks["template: prompt = training prefix"].status == "pass"
+
+
+def test_onpolicy_teacher_of_the_recipe_must_share_the_students_vocabulary(distill_cli, tiny_qwen, tiny_llama, kept, tmp_path):
+    for teacher, status in ((tiny_llama, "fail"), (tiny_qwen, "pass")):
+        recipe = tmp_path / "recipe.yaml"
+        recipe.write_text(f"train: {{student: qwen-1.5b, max_length: 128}}\nonpolicy: {{teacher: {teacher}}}\n")
+        code, out, _ = distill_cli("doctor", "--recipe", recipe, "--base-model", tiny_qwen, "--data", kept, "--json")
+        check = {c["name"]: c for c in json.loads(out)["checks"]}["on-policy: teacher tokenizer"]
+        assert (code, check["status"]) == ((2, "fail") if status == "fail" else (0, "pass")), check
+        if status == "fail":
+            assert "the teacher's tokenizer differs from the student's" in check["figure"]
