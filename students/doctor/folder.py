@@ -16,7 +16,7 @@ from typing import Any
 from distill.core.errors import InputError, StageError
 from students.doctor import Check, fail, judged, ok, warn
 from students.doctor.rendering import generation_prompt, keeps_earlier_reasoning, prefix_checks
-from students.inference import CHAT_FORMATS, INFERENCE_TEMPLATES, RECOMMENDED_SAMPLING
+from students.inference import CHAT_FORMATS, INFERENCE_TEMPLATES, RECOMMENDED_SAMPLING, template_format
 from students.templates import TEMPLATES
 
 PROBES = [
@@ -58,7 +58,11 @@ def folder_checks(model_dir: Path) -> list[Check]:
     jinja = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
     if jinja is None:
         return [fail("chat template", "the tokenizer has no chat template", "publish with `distill publish` (it writes the R1 one)")]
-    turn_end = end_of_turn(tokenizer)
+    try:  # a user's template may refuse to render our sample conversations
+        turn_end, opening = end_of_turn(tokenizer), generation_prompt(tokenizer, jinja)
+    except Exception as exc:
+        return [fail("chat template", f"does not render a user and an assistant turn ({type(exc).__name__}: {exc})",
+                     "a chat template that renders user and assistant turns")]
     turn_token = tokenizer.convert_ids_to_tokens(turn_end) if turn_end is not None else None
     names = tokenizer.convert_ids_to_tokens(stops)
     checks = [
@@ -72,11 +76,11 @@ def folder_checks(model_dir: Path) -> list[Check]:
         sampling_check(generation, model_dir / "Modelfile"),
     ]
     try:
-        fmt = _format(tokenizer)
+        fmt = template_format(tokenizer)
+        checks.append(prefix_checks(tokenizer, TEMPLATES[fmt].jinja, jinja, PROBES)[0])
     except StageError as exc:
-        return checks + [warn("template: prompt = training prefix", str(exc), "not checked")]
-    opening = generation_prompt(tokenizer, jinja)
-    checks.append(prefix_checks(tokenizer, TEMPLATES[fmt].jinja, jinja, PROBES)[0])
+        fmt = None
+        checks.append(warn("template: prompt = training prefix", f"not compared: {exc}", "a ChatML, Llama-3 or R1 turn format"))
     keeps = keeps_earlier_reasoning(tokenizer, jinja)
     checks.append(judged("template: earlier turns", keeps, "the template " + ("keeps" if keeps else "drops") + " earlier turns' reasoning",
                          "drop it as R1's template does: the student never saw old reasoning in training", status="warn"))
@@ -89,12 +93,6 @@ def folder_checks(model_dir: Path) -> list[Check]:
 
         checks += gguf_checks(ggufs, jinja, turn_end, stops, config)
     return checks
-
-
-def _format(tokenizer) -> str:
-    from students.inference import template_format
-
-    return template_format(tokenizer)
 
 
 def modelfile_fields(path: Path) -> dict[str, Any]:
@@ -131,7 +129,8 @@ def context_check(config: dict[str, Any], modelfile: Path) -> Check:
                   f"PARAMETER num_ctx {positions} or less: positions past max_position_embeddings were never trained", status="warn")
 
 
-def modelfile_checks(path: Path, model_dir: Path, fmt: str, jinja: str, opening: str, turn_token: str | None, names: list[str]) -> list[Check]:
+def modelfile_checks(path: Path, model_dir: Path, fmt: str | None, jinja: str, opening: str, turn_token: str | None,
+                     names: list[str]) -> list[Check]:
     from students.modelfile import go_template
 
     fields = modelfile_fields(path)
@@ -141,18 +140,18 @@ def modelfile_checks(path: Path, model_dir: Path, fmt: str, jinja: str, opening:
                      + (f"; generation config stops not in it: {missing}" if missing else ""),
                      f'PARAMETER stop "{turn_token}" (publish writes it): Ollama would run on past the answer')]
     template = fields["template"]
-    ours = go_template(CHAT_FORMATS[fmt])
+    ours = go_template(CHAT_FORMATS[fmt]) if fmt else None
     if template is None:
         checks.append(fail("Modelfile: template", "no TEMPLATE: Ollama runs the model as a plain completion model",
                            "a TEMPLATE written from the chat format (distill publish --gguf writes one)"))
     elif opening not in template:
         checks.append(fail("Modelfile: template", f"does not open the answer as the Jinja template does ({opening!r})",
                            "the Modelfile's TEMPLATE must end its prompt as the tokenizer's chat template does"))
-    elif template == ours and jinja == INFERENCE_TEMPLATES[fmt]:
+    elif fmt and template == ours and jinja == INFERENCE_TEMPLATES[fmt]:
         checks.append(ok("Modelfile: template", f"written from the same {fmt} format as the Jinja template, opening {opening!r}"))
     else:
         checks.append(warn("Modelfile: template", f"opens the answer with {opening!r} as the Jinja template does; the rest is not "
-                           f"distill's {fmt} template and was not compared", "compare the two by hand, or republish"))
+                           f"distill's {fmt or 'own'} template and was not compared", "compare the two by hand, or republish"))
     source = fields["from"]
     exists = bool(source) and (model_dir / source.strip()).exists()
     checks.append(judged("Modelfile: model file", not exists, f"FROM {source}" + ("" if exists else " (not found)"),

@@ -139,3 +139,10 @@ def test_gguf_metadata_against_the_folder(distill_cli, published, tmp_path):
     code, checks, _ = doctor_json(distill_cli, folder)
     assert code == 2 and checks["GGUF: student-Q8_0.gguf"]["status"] == "fail"
     assert f"not at the end-of-turn id {end}" in checks["GGUF: student-Q8_0.gguf"]["figure"]
+
+
+def test_a_template_that_cannot_render_a_conversation_is_one_failing_check(distill_cli, published, tmp_path):
+    folder = copy_of(published, tmp_path)
+    (folder / "chat_template.jinja").write_text("{{ raise_exception('system messages only') }}")
+    code, checks, err = doctor_json(distill_cli, folder)
+    assert code == 2 and list(checks) == ["chat template"] and "system messages only" in checks["chat template"]["figure"]
