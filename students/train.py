@@ -147,10 +147,11 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     if config.loss_kernel == "liger" and not liger_available(base_config.get("model_type")):
         raise InputError("liger needs a CUDA GPU, liger-kernel (the gpu extra) and a model type Liger patches",
                          field="loss_kernel")
+    doctor_warnings = []
     if config.doctor:  # the silent failures (empty loss mask, pad == eos, a prompt unlike training's) stop the run here
         from students.doctor.training import preflight
 
-        preflight(config)
+        doctor_warnings = preflight(config)
     tokenizer, template = load_tokenizer(base, config)
     max_length = config.value("max_length")
 
@@ -175,6 +176,11 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
 
     predicted = predict(config, inputs)
     warnings = notes
+    for line in doctor_warnings:
+        from rich.markup import escape
+
+        warnings.append(line)
+        _warn(escape(line))
     if predicted.total * 1.1 > inputs["gpu_memory_gib"] * GIB:
         warnings.append(
             f"predicted peak {predicted.total / GIB:.1f} GiB per GPU exceeds {inputs['gpu_memory_gib']:.0f} GiB "

@@ -138,19 +138,13 @@ def onpolicy_check(tokenizer, teacher: str) -> Check:
     return ok("on-policy: teacher tokenizer", f"the teacher {teacher} has the student's vocabulary ({len(tokenizer.get_vocab())} tokens)")
 
 
-def preflight(config: TrainConfig) -> None:
-    """`train`'s fast checks before it loads the model: warnings print, a failure is the doctor's one line."""
-    from rich.console import Console
-    from rich.markup import escape
-
+def preflight(config: TrainConfig) -> list[str]:
+    """`train`'s fast checks before it loads the model: a failure is the doctor's one line (InputError); returns
+    the warnings, which train prints once its data is read (so that bad input stays one line) and records."""
     from students.doctor.report import failure_line
-    from students.layout import is_main_process
 
     checks = training_checks(config, fast=True)
-    if is_main_process():
-        for check in checks:
-            if check.status == "warn":
-                Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/yellow] {escape(f'doctor: {check.name}: {check.figure} ({check.fix})')}", highlight=False)
     line = failure_line(checks)
     if line:
         raise InputError(line + " (--no-doctor skips these checks)")
+    return [f"doctor: {check.name}: {check.figure} ({check.fix})" for check in checks if check.status == "warn"]
