@@ -117,10 +117,10 @@ def sampling_check(generation: dict[str, Any] | None, modelfile: Path) -> Check:
 
 
 def context_check(config: dict[str, Any], modelfile: Path) -> Check:
-    from students.doctor.training import _rope
+    from students.doctor.training import rope_of
 
     positions = config.get("max_position_embeddings")
-    theta, kind = _rope(config)
+    theta, kind = rope_of(config)
     figure = f"max_position_embeddings {positions}, rope_theta {theta}" + (f" ({kind})" if kind and kind != "default" else "")
     num_ctx = modelfile_fields(modelfile).get("num_ctx") if modelfile.is_file() else None
     if num_ctx is not None:

@@ -48,9 +48,9 @@ def gguf_checks(files: list[Path], jinja: str, turn_end: int | None, stops: list
     if _reader() is None:
         return [warn("GGUF metadata", f"{len(files)} GGUF files not checked: llama.cpp's gguf package is not installed",
                      "pip install 'distill[gguf]' (or gguf) and run the doctor again")]
-    from students.doctor.training import _rope
+    from students.doctor.training import rope_of
 
-    theta, _ = _rope(config)
+    theta, _ = rope_of(config)
     checks = []
     for path in files:
         try:

@@ -39,6 +39,8 @@ def training_checks(config: TrainConfig, benchmarks: list[str] = (), problem_fie
     max_length = config.value("max_length")
     checks = [context_check(config, base_config, max_length)]
     samples = read_samples([path for path, _ in config.sources()], config)
+    if not samples:
+        raise InputError("no usable rows (every record is marked rejected)", where=", ".join(path for path, _ in config.sources()))
     pad_check = judged("pad vs eos", preset.pad_token == template.eos_token, f"pad {preset.pad_token} vs eos {template.eos_token}",
                        "a pad token other than the end-of-turn token: with pad == eos the eos is masked out of the labels "
                        "and the model never stops")
@@ -64,7 +66,7 @@ def training_checks(config: TrainConfig, benchmarks: list[str] = (), problem_fie
     return checks + data_checks(samples, list(benchmarks), problem_field)
 
 
-def _rope(base_config: dict[str, Any]) -> tuple[float | None, str | None]:
+def rope_of(base_config: dict[str, Any]) -> tuple[float | None, str | None]:
     rope = base_config.get("rope_parameters") or base_config.get("rope_scaling") or {}
     return rope.get("rope_theta", base_config.get("rope_theta")), rope.get("rope_type") or rope.get("type")
 
@@ -74,7 +76,7 @@ def context_check(config: TrainConfig, base_config: dict[str, Any], max_length: 
     from students.train import context_overrides
 
     native = base_config.get("max_position_embeddings") or config.student_preset.native_context
-    theta, kind = _rope(base_config)
+    theta, kind = rope_of(base_config)
     overrides = context_overrides(config, base_config, max_length)
     rope = f"rope_theta {theta:g}" if theta else "rope_theta unset"
     rope += f" ({kind})" if kind and kind != "default" else ""
