@@ -20,6 +20,7 @@ from distill.core.errors import report
 from distill.core.flags import add_stage_commands, stage_command
 from distill.filters.inspect import InspectConfig
 from distill.pipeline.stages import registry, sections
+from students.doctor.config import DoctorConfig
 
 app = typer.Typer(
     name="distill",
@@ -80,6 +81,14 @@ def students() -> None:
     from students.report import students_table
 
     Console().print(students_table())
+
+
+@stage_command(app, "doctor", DoctorConfig, section="train", arguments=["model_dir"], sections=sections)
+def doctor(config: DoctorConfig, recipe: Path | None = None) -> None:
+    """Check a training run before it starts (train's flags or --recipe), or a model folder before serving; exit 2 on a failure."""
+    from students.doctor.report import run
+
+    run(config, recipe)
 
 
 @app.command("run")

@@ -34,6 +34,16 @@ class DataSource(BaseModel):
     weight: float | None = Field(default=None, gt=0, description="Share of the training set (normalised over the sources).")
 
 
+def known_student(name: str) -> str:
+    """A validator's check: the name of a student preset."""
+    if name not in STUDENTS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(STUDENTS), n=1)
+        raise ValueError(f"unknown student '{name}'" + (f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(STUDENTS)})"))
+    return name
+
+
 class TrainConfig(TraceLayout, Schedule, Checkpoints, LoraShape):
     """One `distill train` run (the `train` section of a recipe); `data` is read in the --preset layout.
     The schedule, checkpoints and LoRA shape are the models `onpolicy` shares (students.training_settings)."""
@@ -50,7 +60,7 @@ class TrainConfig(TraceLayout, Schedule, Checkpoints, LoraShape):
         "LoRA / QLoRA": ("lora_r", "lora_alpha", "lora_dropout", "lora_targets"),
         "Context window": ("extend_context", "rope_theta"),
         "Evaluation, checkpoints, logging": ("eval_fraction", "eval_data", "eval_steps", "save_steps", "save_total_limit",
-                                             "logging_steps", "report_to", "resume", "overwrite"),
+                                             "logging_steps", "report_to", "resume", "overwrite", "doctor"),
         "Memory planner (--plan)": ("gpus", "gpu_memory_gib", "sharding"),
     }
     renamed: ClassVar[dict[str, str]] = {"max_length": "max_seq_length"}  # old recipe key -> its name now
@@ -121,6 +131,8 @@ class TrainConfig(TraceLayout, Schedule, Checkpoints, LoraShape):
     eval_data: str | None = Field(default=None, description="Separate eval file (instead of eval_fraction).")
     eval_steps: int | None = Field(default=None, ge=1, description="Evaluate every N steps (default: at each save and at the end).")
     report_to: Literal["none", "tensorboard", "wandb"] = Field(default="none", description="Experiment tracker.")
+    doctor: bool = Field(default=True, description="Run `distill doctor`'s fast checks of the run before loading the model "
+                         "(a failure stops training; --no-doctor skips them).")
 
     gpus: int | None = Field(default=None, ge=1, description="GPUs for the planner (default: visible GPUs or the student preset's).")
     gpu_memory_gib: float | None = Field(default=None, gt=0, description="Memory per GPU for the planner (default: detected, else 80).", json_schema_extra={"flags": ["--gpu-memory"]})
@@ -131,12 +143,7 @@ class TrainConfig(TraceLayout, Schedule, Checkpoints, LoraShape):
     @field_validator("student")
     @classmethod
     def _known_student(cls, name: str) -> str:
-        if name not in STUDENTS:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(STUDENTS), n=1)
-            raise ValueError(f"unknown student '{name}'" + (f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(STUDENTS)})"))
-        return name
+        return known_student(name)
 
     @field_validator("data", mode="before")
     @classmethod

@@ -155,6 +155,11 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     if config.loss_kernel == "liger" and not liger_available(base_config.get("model_type")):
         raise InputError("liger needs a CUDA GPU, liger-kernel (the gpu extra) and a model type Liger patches",
                          field="loss_kernel")
+    doctor_warnings = []
+    if config.doctor:  # the silent failures (empty loss mask, pad == eos, a prompt unlike training's) stop the run here
+        from students.doctor.training import preflight
+
+        doctor_warnings = preflight(config)
     tokenizer, template = load_tokenizer(base, config)
     max_length = config.max_seq_length
 
@@ -177,6 +182,11 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
 
     predicted = predict(config, inputs)
     warnings = notes
+    for line in doctor_warnings:
+        from rich.markup import escape
+
+        warnings.append(line)
+        _warn(escape(line))
     if predicted.total * 1.1 > inputs["gpu_memory_gib"] * GIB:
         warnings.append(
             f"predicted peak {predicted.total / GIB:.1f} GiB per GPU exceeds {inputs['gpu_memory_gib']:.0f} GiB "
@@ -377,7 +387,7 @@ STAGES = (
     Stage(
         name="train", section="train", default_run=True, config=TrainConfig, run=run, resumable=True,
         reads={"data": "kept", "base_model": "student_base", "pass_rates": "prompt_stats"},
-        writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"},
+        writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"}, operational=("doctor",),
         command=Command("Fine-tune a student on kept traces (full, --lora or --qlora), with packing and checkpoints.", present=present,
                         switches={"plan": ("Print predicted memory per GPU for full/LoRA/QLoRA and exit.", "Memory planner (--plan)")},
                         run=run_command),
@@ -387,6 +397,6 @@ STAGES = (
     Stage(
         name="train-hard", section="train", config=TrainConfig, run=run, resumable=True, in_run={"subset": "hard"},
         reads={"data": "kept", "base_model": "student_model", "pass_rates": "prompt_stats"},
-        writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"},
+        writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"}, operational=("doctor",),
     ),
 )

@@ -215,6 +215,8 @@ def stage_command(app: typer.Typer, name: str, model: type[BaseModel], *, sectio
             recipe = kwargs.pop("recipe", None)
             print_config = kwargs.pop("print_config", False)
             own = {key: kwargs.pop(key) for key in extras}
+            if "recipe" in inspect.signature(body).parameters:  # a body that reads other sections of the recipe
+                own["recipe"] = recipe
             config = resolve(model, recipe, section or name, overrides(flags, kwargs), sections() if sections and recipe else None)
             if print_config:
                 typer.echo(dump(config), nl=False)
