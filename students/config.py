@@ -223,6 +223,8 @@ class TrainConfig(TraceLayout, Schedule, Checkpoints, LoraShape):
     @model_validator(mode="after")
     def _preset_defaults(self) -> TrainConfig:
         """The student preset's sequence length, learning rate and epochs where the config names none."""
+        if self.student is None:  # `distill doctor MODEL_DIR` checks a folder: no student, nothing to fill
+            return self
         preset = self.student_preset
         for name, default in (("max_seq_length", preset.max_length), ("learning_rate", preset.learning_rate), ("epochs", preset.epochs)):
             if getattr(self, name) is None:

@@ -92,10 +92,10 @@ def test_max_length_past_the_models_positions(tiny_llama, kept, tmp_path):
 
 
 def test_samples_too_long_warn_with_the_length_that_keeps_99_percent(tiny_qwen, kept, tmp_path):
-    check = checks_of(tiny_qwen, kept, tmp_path, max_length=50)["context: samples too long"]
-    assert check.status == "warn" and "are longer than max_length 50 and dropped; 99% fit in" in check.figure
+    check = checks_of(tiny_qwen, kept, tmp_path, max_seq_length=50)["context: samples too long"]
+    assert check.status == "warn" and "are longer than max_seq_length 50 and dropped; 99% fit in" in check.figure
     keep = int(check.fix.split()[1])
-    assert checks_of(tiny_qwen, kept, tmp_path, max_length=keep)["context: samples too long"].status == "pass"
+    assert checks_of(tiny_qwen, kept, tmp_path, max_seq_length=keep)["context: samples too long"].status == "pass"
 
 
 def test_kd_teacher_with_another_vocabulary(tiny_qwen, tiny_llama, tmp_path):
