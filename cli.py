@@ -61,7 +61,7 @@ def generate(config: GenerateConfig) -> None:
     """Sample chain-of-thought traces from the teacher (R1 defaults), resumable and sharded."""
     from distill.core.errors import BudgetReached
     from teacher.generate import run
-    from teacher.progress import summary_table
+    from teacher.sink import summary_table
 
     console = _console()
     try:

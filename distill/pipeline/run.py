@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.core.config import NAME, validate
+from distill.core.config import NAME, folded_dump, validate
 from distill.core.config import load_recipe as load_recipe_doc
 from distill.core.errors import BudgetReached, InputError, Interrupted, StageError
 from distill.core.paths import Out, check_io, write_text
@@ -130,7 +130,7 @@ def fingerprint(name: str, config: BaseModel, ctx: Context, upstream: dict[str, 
     stage = registry()[name]
     # The output paths stay in: they are this run's own, and leaving them out would change the fingerprint of
     # every finished stage, so that a finished generate would sample (and pay for) its teacher tokens again.
-    data = config.model_dump(mode="json")
+    data = folded_dump(config)  # nested sections in the shape they had before the nesting: finished stages stay done
     for dotted in stage.operational:  # "workers", or a nested setting such as "judge.price_in"
         *parents, leaf = dotted.split(".")
         section = data

@@ -41,14 +41,22 @@ def test_every_stage_module_declares_stages_and_the_orchestrator_names_none():
     assert {"generate", "filter", "train", "publish", "eval", "teacher", "train-unfiltered", "compare"} <= set(stages)
     for stage in stages.values():
         assert isinstance(stage, Stage) and callable(stage.run)
-        fields = set(stage.config.model_fields)
+        # A field, or a key the config moves into its sampling section (generate's `teacher`): the keys of its folded dump.
+        layout = getattr(stage.config, "sampling_layout", None)
+        moved = set(layout.old_names()) if layout is not None else set()
+        fields = set(stage.config.model_fields) | moved
         for group in (stage.reads, stage.writes, stage.in_run):
             assert set(group) <= fields, (stage.name, set(group) - fields)
         for dotted in stage.operational:  # a field, or a nested one ("judge.price_in"): it must exist
             model, *path = dotted.split(".")
+            if model in moved and not path:
+                continue
             section = stage.config.model_fields.get(model)
             assert section is not None, (stage.name, dotted)
             for name in path:
+                nested = getattr(section.annotation, "sampling_layout", None)
+                if nested is not None and name in nested.old_names():  # moved into the section's sampling (judge.concurrency)
+                    break
                 section = section.annotation.model_fields.get(name)
                 assert section is not None, (stage.name, dotted)
     # Every artifact a stage reads is produced by some stage (or is the run's own recipe copy).
@@ -79,7 +87,9 @@ def test_every_rule_has_its_section_and_flags():
     flags = {decl for flag in flags_for(FilterConfig, ["input"]) for decl in flag.decls}
     for rule in ordered():
         assert rule.name in FilterConfig.model_fields
-        for option in rule.options.model_fields:
+        options = rule.options.model_fields  # a flattened nested section's settings (the judge's sampling) are the rule's own
+        for option in [inner for name, info in options.items()
+                       for inner in ((info.annotation.model_fields if (info.json_schema_extra or {}).get("flatten") else None) or [name])]:
             canonical = f"--{rule.name}-{option}".replace("_", "-")
             assert canonical in flags or f"{canonical}/--no-{canonical[2:]}" in flags, canonical
 
@@ -94,7 +104,10 @@ def test_flags_follow_recipe_keys_and_keep_old_spellings():
     assert "--packing/--no-packing" in train and "--gradient-checkpointing/--no-gradient-checkpointing" in train
     generate = {decl: flag for flag in flags_for(GenerateConfig, ["prompts"]) for decl in flag.decls}
     assert generate["--field-problem"].path == generate["--fields-problem"].path == ("fields", "problem")
-    assert generate["--tp"].path == ("tensor_parallel_size",) and generate["-o"].path == ("output",)
+    assert generate["--tp"].path == ("sampling", "tensor_parallel_size") and generate["-o"].path == ("output",)
+    # The sampling settings nested as `sampling` keep the flags they had (issue 25): --teacher, -m, --temperature.
+    assert generate["--teacher"].path == generate["-m"].path == ("sampling", "model")
+    assert generate["--temperature"].path == ("sampling", "temperature") and "--sampling-temperature" not in generate
     # Every field of every stage config has exactly one flag (no two settings share a spelling).
     for stage in registry().values():
         decls = [decl for flag in flags_for(stage.config) for decl in flag.decls]
