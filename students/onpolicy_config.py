@@ -15,16 +15,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from students.config import TrainConfig, all_linear
 from students.presets import STUDENTS, StudentPreset
 from students.templates import TEMPLATES, known_template
+from teacher.sampling import Layout, NestsSampling, with_defaults
+
+StudentSampling = with_defaults(
+    "StudentSampling", {"temperature": "Student sampling temperature (the loss uses both models at 1).",
+                        "max_tokens": "Longest completion the student samples."},
+    model=None, n=1, temperature=1.0, top_p=1.0, max_tokens=2048)
 
 
-class OnPolicyConfig(BaseModel):
+class OnPolicyConfig(NestsSampling, BaseModel):
     """One on-policy distillation run."""
 
     model_config = ConfigDict(extra="forbid")
+    sampling_layout: ClassVar[Layout] = Layout(keys=("temperature", "max_new_tokens"), renames={"max_new_tokens": "max_tokens"})
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
         "Student, prompts and output": ("student", "student_model", "prompts", "output_dir", "template", "field_problem"),
         "Teacher": ("teacher", "base_url", "teacher_stop_token", "api_key_env", "request_timeout", "max_retries"),
-        "Loss and sampling": ("beta", "temperature", "max_new_tokens", "max_length"),
+        "Loss and sampling": ("beta", "sampling", "max_length"),
         "Schedule": ("learning_rate", "max_steps", "batch_size", "grad_accum", "warmup_ratio", "lr_scheduler",
                      "max_grad_norm", "seed", "gradient_checkpointing", "bf16"),
         "Checkpoints and logging": ("save_steps", "save_total_limit", "logging_steps", "resume", "overwrite"),
@@ -60,8 +67,11 @@ class OnPolicyConfig(BaseModel):
         default=1.0, ge=0, le=1, description="Divergence per token: 1 = reverse KL(student||teacher), 0 = forward KL, "
         "between = generalized JSD with mixture (1-beta)*student + beta*teacher (TRL's convention). A teacher on a "
         "server supports 1 only.")
-    temperature: float = Field(default=1.0, gt=0, description="Student sampling temperature (the loss uses both models at 1).")
-    max_new_tokens: int = Field(default=2048, ge=1, description="Longest completion the student samples.")
+    # The student's sampling settings (the sampling layer's; the trainer samples the student in process, so
+    # only these two apply). Recipe keys and flags as before: onpolicy.temperature, --max-new-tokens.
+    sampling: StudentSampling = Field(default_factory=StudentSampling, description="How the student samples (the sampling layer).",
+                                      json_schema_extra={"flatten": True, "only": ["temperature", "max_tokens"],
+                                                         "names": {"max_tokens": "max_new_tokens"}})
     max_length: int | None = Field(default=None, ge=16, description="Longest prompt in tokens (longer are skipped); default: the preset's.")
 
     learning_rate: float = Field(default=1e-6, gt=0, description="Peak learning rate.", json_schema_extra={"flags": ["--lr"]})

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from distill.core import cost, logprobs
-from distill.core.data import read_problems
+from distill.core.data import count_rows, read_problems
 from distill.core.errors import BudgetReached, InputError, Interrupted
 from distill.core.hub import check_model
 from distill.core.ids import UniqueIds
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.records import Problem
-from distill.core.stage import Stage
+from distill.core.stage import Samples, Stage
 from teacher import backends
 from teacher.config import GenerateConfig
 from teacher.prompts import job_for
@@ -146,6 +146,26 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
     return summary
 
 
+def _redraw(config: GenerateConfig, n: int, problem_ids: str | None) -> GenerateConfig:
+    """The config that brings the prompts named in `problem_ids` (all: None) to n samples each."""
+    update: dict[str, Any] = {"sampling": config.sampling.model_copy(update={"n": n})}
+    if problem_ids is not None:
+        update["problem_ids"] = problem_ids
+    return config.model_copy(update=update)
+
+
+def _run_prompts(config: GenerateConfig) -> int:
+    """How many prompts the full run samples (its limit and shard applied)."""
+    total = count_rows(config.prompts, config.split)
+    index, shards = config.shard_index()
+    total = len(range(index, total, shards))
+    return min(total, config.limit) if config.limit else total
+
+
+ROLE = Samples(per_prompt=lambda config: config.sampling.n, redraw=_redraw, prompts=_run_prompts,
+               first=lambda config, count: config.model_copy(update={"limit": min(count, config.limit or count)}))
+
+
 def _served_name(field: str, value: str, config: GenerateConfig) -> bool:
     return field == "teacher" and backends.load(config.sampling.backend).remote
 
@@ -154,7 +174,7 @@ STAGES = (
     Stage(
         name="generate", section="generate", default_run=True, config=GenerateConfig, run=run, check=check, resumable=True,
         reads={"prompts": "prompts", "teacher": "teacher_model"}, writes={"output": "traces.jsonl"},
-        produces={"traces": "traces.jsonl"}, remote=_served_name,
+        produces={"traces": "traces.jsonl"}, remote=_served_name, samples=ROLE,
         # Memory settings only decide how many sequences share the machine, like max_pending: a run
         # that failed to start resumes with new ones instead of starting over. A budget or a price does
         # not change the samples either: raising it resumes.

@@ -108,13 +108,15 @@ def flags_for(model: type[BaseModel], arguments: Iterable[str] = (), prefix: tup
     A nested model is a panel of flags named after its path (`--judge-price-in`), unless its field says
     `{"flatten": True}`: then its flags keep the parent's names (`--temperature` for `sampling.temperature`,
     the spelling from before the nesting), an inner field may be named otherwise (`"names": {"model": "teacher"}`)
-    and get more spellings (`"flags": {"model": ["-m"]}`). `named`: the part of the path that names the
+    and get more spellings (`"flags": {"model": ["-m"]}`); `"only": [...]` keeps flags for those inner fields alone. `named`: the part of the path that names the
     flags (default: all of it); `outer`: the flattening field's metadata.
     """
     panels = {name: title for title, names in getattr(model, "panels", {}).items() for name in names}
     named = prefix if named is None else named
     flags: list[Flag] = []
     for name, info in model.model_fields.items():
+        if outer and "only" in outer and name not in outer["only"]:  # the parent flattens only the settings it uses
+            continue
         path = (*prefix, name)
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         group = panels.get(name) or panel or "Options"

@@ -27,7 +27,7 @@ from distill.core.jsonl import read_lines
 from distill.core.layouts import PRESETS, trace_rows
 from distill.core.paths import Out, check_io, named_paths, scratch_dir, write_text
 from distill.core.prompt_stats import PromptStats, is_correct
-from distill.core.stage import Stage
+from distill.core.stage import Selects, Stage
 from distill.core.workers import WorkerPool
 from distill.filters import judge
 from distill.filters.chunks import Judged, judge_chunk
@@ -239,5 +239,6 @@ STAGES = (
         produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json"},
         # a price changes what the report says the judge cost, not which records are kept
         operational=("workers", "judge.price_in", "judge.price_out", "judge.concurrency"),
+        selects=Selects(outputs=lambda config: (str(config.output), str(config.rejected) if config.rejected else None)),
     ),
 )
