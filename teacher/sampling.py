@@ -111,8 +111,6 @@ class SamplingConfig(BaseModel):
         return info
 
 
-MEMORY_FIELDS = ("max_model_len", "max_num_seqs", "gpu_memory_utilization", "kv_cache_memory_bytes")
-
 
 def with_defaults(name: str, descriptions: dict[str, str] | None = None, **defaults: Any) -> type[SamplingConfig]:
     """A SamplingConfig whose defaults (and, where given, help) suit one stage: the judge samples once at

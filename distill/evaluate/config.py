@@ -38,7 +38,9 @@ class EvalSettings(NestsSampling, CodeOptions):
     sampling_layout: ClassVar[Layout] = LAYOUT
 
     sampling: EvalSampling = Field(default_factory=EvalSampling, description="How the model is sampled (the sampling layer; R1 protocol).",
-                                   json_schema_extra={"flatten": True, "names": {"n": "k"}})
+                                   # the flags eval had; the other settings through --generate or the recipe's sampling section
+                                   json_schema_extra={"flatten": True, "names": {"n": "k"},
+                                                      "only": ["model", *(LAYOUT.renames.get(key, key) for key in LAYOUT.keys)]})
     instruction: str = Field(default=MATH_INSTRUCTION, description="Appended to every math problem on a new line (empty: none).")
     limit: int | None = Field(default=None, ge=1, description="Only the first N problems of each benchmark.")
     fields: FieldMap = Field(default_factory=FieldMap, description="Column names in benchmark files.")

@@ -81,7 +81,9 @@ class QuantizedConfig(EvalSettings):
 
     # `model` is the folder of GGUF files here, not a sampling setting; each file is served by llama.cpp.
     sampling: GgufSampling = Field(default_factory=GgufSampling, description=EvalSettings.model_fields["sampling"].description,
-                                   json_schema_extra={"flatten": True, "names": {"n": "k", "model": "gguf_model"}})
+                                   json_schema_extra={**EvalSettings.model_fields["sampling"].json_schema_extra,
+                                                      "only": [key for key in EvalSettings.model_fields["sampling"].json_schema_extra["only"]
+                                                               if key != "model"]})  # `model` is the folder of GGUF files
     model: str = Field(description="Published model folder holding the GGUF files (publish with --gguf).")
     types: list[str] = Field(default_factory=lambda: ["bf16", "q8_0", "q4_k_m"], description="GGUF types to compare, in table order.")
     benchmarks: list[str] = Field(min_length=1, description="Held-out problem files.")

@@ -69,8 +69,9 @@ class JudgeOptions(NestsSampling, RuleOptions):
     sampling_layout: ClassVar[Layout] = Layout(keys=("model", "backend", "base_url", "api_key_env", "temperature", "max_tokens", "concurrency"),
                                                merged="settings")
 
+    # The flags the judge had; its other sampling settings through --judge-settings or the recipe's judge.sampling.
     sampling: JudgeSampling = Field(default_factory=JudgeSampling, description="How the judge is sampled (the sampling layer).",
-                                    json_schema_extra={"flatten": True})
+                                    json_schema_extra={"flatten": True, "only": list(sampling_layout.keys)})
     policy: Literal["off", "undecided", "all"] | None = Field(
         default=None, json_schema_extra={"flags": ["--judge"]},
         description="off; undecided: records the rules cannot decide; all: also confirm what the rules passed "

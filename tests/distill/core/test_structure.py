@@ -108,7 +108,8 @@ def test_every_rule_has_its_section_and_flags():
         assert rule.name in FilterConfig.model_fields
         options = rule.options.model_fields  # a flattened nested section's settings (the judge's sampling) are the rule's own
         for option in [inner for name, info in options.items()
-                       for inner in ((info.annotation.model_fields if (info.json_schema_extra or {}).get("flatten") else None) or [name])]:
+                       for inner in (((info.json_schema_extra or {}).get("only") or info.annotation.model_fields
+                                      if (info.json_schema_extra or {}).get("flatten") else None) or [name])]:
             canonical = f"--{rule.name}-{option}".replace("_", "-")
             assert canonical in flags or f"{canonical}/--no-{canonical[2:]}" in flags, canonical
 
