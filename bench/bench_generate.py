@@ -162,7 +162,7 @@ def main() -> None:
     common = dict(prompts=str(prompts), teacher=args.model, n=args.n, max_tokens=args.max_tokens, fields={"id": "id"})
     vllm_config = GenerateConfig(**common, output=work / "vllm.jsonl", kv_cache_memory_bytes=args.kv_bytes, max_model_len=args.max_model_len)
 
-    llm = load_engine(vllm_config)  # one engine, shared by the bare loop and distill generate
+    llm = load_engine(vllm_config.sampling)  # one engine, shared by the bare loop and distill generate
     tokenizer = llm.get_tokenizer()
     problems, _ = load_problems(vllm_config)
     prompt_ids = [tokenizer.encode(render(p, vllm_config, tokenizer), add_special_tokens=False) for p in problems]
@@ -174,7 +174,7 @@ def main() -> None:
     endpoint = dict(common, teacher="teacher", backend="openai", base_url=url, concurrency=args.concurrency)
     # The peer sends exactly what the endpoint backend sends: the same messages and sampling, one request per sample.
     bodies = [{"model": "teacher", "messages": messages_for(p, vllm_config), "max_tokens": args.max_tokens,
-               "temperature": vllm_config.temperature, "top_p": vllm_config.top_p} for p in problems for _ in range(args.n)]
+               "temperature": vllm_config.sampling.temperature, "top_p": vllm_config.sampling.top_p} for p in problems for _ in range(args.n)]
     quiet = Console(file=open(os.devnull, "w"))
     results: dict[str, list[tuple[int, float]]] = {"bare": [], "vllm": [], "peer": [], "openai": []}
     retries = {"openai": 0, "peer": 0}

@@ -256,7 +256,7 @@ def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer
                                                     "family": config.student_preset.family, "base_model": str(folder)}
     onpolicy = {
         "student_model": str(config.student_model), "teacher": config.teacher, "teacher_mode": config.teacher_mode,
-        "beta": config.beta, "temperature": config.temperature, "max_new_tokens": config.max_new_tokens,
+        "beta": config.beta, "temperature": config.sampling.temperature, "max_new_tokens": config.sampling.max_tokens,
         "prompts": dict(prompt_stats, source=str(config.prompts)),
         "teacher_tokens": {"prompt": totals["teacher_prompt_tokens"], "completion": totals["teacher_completion_tokens"]},
         "sampled_tokens": totals["sampled_tokens"], "completions": totals["completions"], "stopped": totals["stopped"],

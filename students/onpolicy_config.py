@@ -16,16 +16,24 @@ from distill.core.config import read_old_names
 from students.presets import STUDENTS, StudentPreset
 from students.templates import TEMPLATES, known_template
 from students.training_settings import Checkpoints, LoraShape, Schedule, changed
+from teacher.sampling import Layout, NestsSampling, with_defaults
+
+StudentSampling = with_defaults(
+    "StudentSampling", {"temperature": "Student sampling temperature (the loss uses both models at 1).",
+                        "max_tokens": "Longest completion the student samples."},
+    model=None, n=1, temperature=1.0, top_p=1.0, max_tokens=2048)
 
 
-class OnPolicyConfig(Schedule, Checkpoints, LoraShape):
-    """One on-policy distillation run; its schedule, checkpoints and LoRA shape are train's models."""
+class OnPolicyConfig(NestsSampling, Schedule, Checkpoints, LoraShape):
+    """One on-policy distillation run; its schedule, checkpoints and LoRA shape are train's models, its
+    student's sampling the sampling layer's."""
 
     model_config = ConfigDict(extra="forbid")
+    sampling_layout: ClassVar[Layout] = Layout(keys=("temperature", "max_new_tokens"), renames={"max_new_tokens": "max_tokens"})
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
         "Student, prompts and output": ("student", "student_model", "prompts", "field_problem", "output_dir", "template"),
         "Teacher": ("teacher", "base_url", "teacher_stop_token", "api_key_env", "request_timeout", "max_retries"),
-        "Loss and sampling": ("beta", "temperature", "max_new_tokens", "max_prompt_length"),
+        "Loss and sampling": ("beta", "sampling", "max_prompt_length"),
         "Schedule": ("learning_rate", "max_steps", "batch_size", "grad_accum", "warmup_ratio", "lr_scheduler",
                      "max_grad_norm", "seed", "gradient_checkpointing", "bf16"),
         "Checkpoints and logging": ("save_steps", "save_total_limit", "logging_steps", "resume", "overwrite"),
@@ -64,8 +72,11 @@ class OnPolicyConfig(Schedule, Checkpoints, LoraShape):
         default=1.0, ge=0, le=1, description="Divergence per token: 1 = reverse KL(student||teacher), 0 = forward KL, "
         "between = generalized JSD with mixture (1-beta)*student + beta*teacher (TRL's convention). A teacher on a "
         "server supports 1 only.")
-    temperature: float = Field(default=1.0, gt=0, description="Student sampling temperature (the loss uses both models at 1).")
-    max_new_tokens: int = Field(default=2048, ge=1, description="Longest completion the student samples.")
+    # The student's sampling settings (the sampling layer's; the trainer samples the student in process, so
+    # only these two apply). Recipe keys and flags as before: onpolicy.temperature, --max-new-tokens.
+    sampling: StudentSampling = Field(default_factory=StudentSampling, description="How the student samples (the sampling layer).",
+                                      json_schema_extra={"flatten": True, "only": ["temperature", "max_tokens"],
+                                                         "names": {"max_tokens": "max_new_tokens"}})
     max_prompt_length: int | None = Field(default=None, ge=16, json_schema_extra={"old_flags": ["--max-length"]},
                                           description="Longest prompt in tokens (longer are skipped); default: the preset's sequence length.")
 

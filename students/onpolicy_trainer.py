@@ -167,8 +167,8 @@ class OnPolicyTrainer(Trainer):
         student.eval()
         try:
             out = student.generate(input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True,
-                                   temperature=self.settings.temperature, top_p=1.0, top_k=0,
-                                   max_new_tokens=self.settings.max_new_tokens, eos_token_id=self.stop_ids,
+                                   temperature=self.settings.sampling.temperature, top_p=1.0, top_k=0,
+                                   max_new_tokens=self.settings.sampling.max_tokens, eos_token_id=self.stop_ids,
                                    pad_token_id=self.processing_class.pad_token_id, use_cache=True)
         finally:
             student.train(was_training)

@@ -1,18 +1,53 @@
-"""Prompts in, completions out: the user turn, the rendered prompt with its "<think>\\n" prefill,
-and the completion restored to R1 form (`<think>\\n...\\n</think>\\n\\nanswer`) whatever the
-backend returned.
+"""From a problem to the prompt the model is asked: the user turn (template, math instruction,
+chain-of-thought instruction), the system message and the "<think>\\n" prefill. Generate and eval
+ask their problems this way; the sampling layer (teacher.sampler) takes the resulting jobs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from distill.core.r1_format import compose, compose_unfinished, restore_prefill
+from pydantic import BaseModel, Field, field_validator
+
+from distill.core.r1_format import MATH_INSTRUCTION
 from distill.core.records import Problem
-from teacher.config import GenerateConfig
+from teacher.sampler import Job, stitch
+from teacher.sampler import render as render_job
+
+__all__ = ["GENERAL_COT_INSTRUCTION", "PromptSettings", "job_for", "messages_for", "render", "stitch", "user_turn"]
+
+# A non-reasoning model (R1 used DeepSeek-V3) writes a chain of thought only when asked, in the
+# R1 form the filter and the students expect.
+GENERAL_COT_INSTRUCTION = ("Before answering, think the request through step by step inside <think> and </think> tags; "
+                           "then write your answer after </think>.")
 
 
-def user_turn(problem: Problem, config: GenerateConfig) -> str:
+class PromptSettings(BaseModel):
+    """How a problem becomes a prompt (R1's advice: no system prompt, the instruction in the user turn)."""
+
+    system_prompt: str | None = Field(default=None, description="System message; R1 recommends none (instructions go in the user turn).")
+    prompt_template: str = Field(default="{problem}", description="User turn; '{problem}' is replaced by the prompt text.")
+    math_instruction: str | None = Field(
+        default=MATH_INSTRUCTION, description="Appended (on a new line) to math prompts; empty or null to leave them as they are."
+    )
+    general_cot: bool = Field(
+        default=False, description="Ask for a chain of thought before the answer on general (non-reasoning) prompts too, as R1 "
+                                   "prompted DeepSeek-V3 (default: general prompts are asked as they are, answered without one).")
+    general_cot_instruction: str = Field(
+        default=GENERAL_COT_INSTRUCTION, description="With general_cot: appended (on a new line) to general prompts.")
+    think_prefill: str = Field(
+        default="<think>\n", description="Opens the response (unless the chat template already does); restored in every completion."
+    )
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        if "{problem}" not in value:
+            raise ValueError("prompt_template must contain '{problem}'")
+        return value
+
+
+def user_turn(problem: Problem, config: PromptSettings) -> str:
     """The user message: the template around the problem, plus the math instruction for math, and
     for general prompts the chain-of-thought instruction when `general_cot` asks for one."""
     text = config.prompt_template.replace("{problem}", problem.problem)
@@ -25,42 +60,16 @@ def user_turn(problem: Problem, config: GenerateConfig) -> str:
     return text
 
 
-def messages_for(problem: Problem, config: GenerateConfig) -> list[dict[str, str]]:
+def messages_for(problem: Problem, config: PromptSettings) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
     return messages + [{"role": "user", "content": user_turn(problem, config)}]
 
 
-def render(problem: Problem, config: GenerateConfig, tokenizer: Any) -> str:
-    """The full prompt text, ending with the think prefill.
-
-    R1-distill templates already open the response with "<think>\\n"; others get it appended
-    here, so the model always continues inside its reasoning (DeepSeek's advice: without it
-    R1 sometimes skips thinking).
-    """
-    messages = messages_for(problem, config)
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    else:  # a model without a chat template gets the bare user turn
-        text = "\n\n".join(message["content"] for message in messages)
-    prefill = config.think_prefill
-    if prefill and not text.endswith(prefill) and not text.rstrip().endswith(prefill.strip()):
-        text += prefill
-    return text
+def job_for(problem: Problem, indices: list[int], config: PromptSettings) -> Job:
+    """The sampling layer's job for `indices` of this problem."""
+    return Job(problem.problem_id, messages_for(problem, config), indices, prefill=config.think_prefill, problem=problem)
 
 
-def stitch(message: dict[str, Any], prefill: str) -> str:
-    """One R1-form completion from an OpenAI-style message or completion choice.
-
-    Servers with a reasoning parser (vLLM's `reasoning`, DeepSeek's `reasoning_content`)
-    return the thinking apart from the answer; it goes back between the think tags. Servers
-    without one return the raw text, which lacks the opening tag when the template prefilled it.
-    """
-    content = message.get("content") or message.get("text") or ""
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if reasoning and not content.strip():
-        # No answer after the reasoning (cut off at max_tokens, or the model never closed its
-        # thinking): the tag stays open, as in the raw output, so filters see it unfinished.
-        return compose_unfinished(reasoning)
-    if reasoning:
-        return compose(reasoning, content)
-    return restore_prefill(content, prefill)
+def render(problem: Problem, config: PromptSettings, tokenizer: Any) -> str:
+    """The full prompt text of a problem, ending with the think prefill (see teacher.sampler.render)."""
+    return render_job(job_for(problem, [], config), tokenizer)

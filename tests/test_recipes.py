@@ -38,17 +38,19 @@ def test_r1_recipe_prints_its_resolved_config(name, tmp_path):
     assert list(doc) == ["generate", "filter", "train", "publish", "eval"]
     generate, train, evaluation = doc["generate"], doc["train"], doc["eval"]
     # R1 through an endpoint with the paper's sampling; the student preset of the recipe's name.
-    assert generate["backend"] == "openai" and generate["teacher"] == "deepseek-ai/DeepSeek-R1"
-    assert (generate["temperature"], generate["top_p"], generate["max_tokens"]) == (0.6, 0.95, 32768)
+    # --print-config shows the sampling settings nested, as they are validated (issue 25); the recipe keeps the old keys.
+    sampling = generate["sampling"]
+    assert sampling["backend"] == "openai" and sampling["model"] == "deepseek-ai/DeepSeek-R1"
+    assert (sampling["temperature"], sampling["top_p"], sampling["max_tokens"]) == (0.6, 0.95, 32768)
     assert train["student"] == R1[name]
     assert evaluation["benchmarks"] == ["aime24", "math500"]
-    assert (evaluation["temperature"], evaluation["top_p"]) == (0.6, 0.95)
+    assert (evaluation["sampling"]["temperature"], evaluation["sampling"]["top_p"], evaluation["sampling"]["n"]) == (0.6, 0.95, 16)
     # The stages are chained inside the run directory.
     run_dir = str((tmp_path / "run").resolve())
     assert doc["filter"]["input"] == f"{run_dir}/generate/traces.jsonl"
     assert train["data"] == f"{run_dir}/filter/kept.jsonl"
     assert doc["publish"]["run_dir"] == f"{run_dir}/train"
-    assert evaluation["model"] == f"{run_dir}/publish/model"
+    assert evaluation["sampling"]["model"] == f"{run_dir}/publish/model"
     assert not (tmp_path / "run").exists()
 
 

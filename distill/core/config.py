@@ -125,9 +125,11 @@ def validate(model: type[C], values: dict[str, Any], where: str = "config", yaml
         return model.model_validate(values)
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = tuple(str(part) for part in error["loc"])
+        loc = _old_key(model, tuple(str(part) for part in error["loc"]))
         key = ".".join(prefix + loc)
         line = _yaml_line(yaml_path, prefix + loc) if yaml_path else None
+        if yaml_path and line is None and len(loc) > 1:  # a key the model nests under a section ("sampling") where the recipe has it flat
+            line = next(filter(None, (_yaml_line(yaml_path, prefix + loc[:i] + loc[i + 1:]) for i in range(len(loc) - 1))), None)
         place = f"{where}:{line}" if line else where
         if error["type"] == "extra_forbidden":
             hint = _did_you_mean(model, loc)
@@ -151,6 +153,16 @@ def blamed(overrides: dict[str, str]):
             if field == key or field.startswith(key + ".") or key.startswith(field + "."):
                 raise InputError(exc.message, where=f"--set {item}", field=field) from None
         raise
+
+
+def _old_key(model: type[BaseModel], loc: tuple[str, ...]) -> tuple[str, ...]:
+    """An error's key path as the recipe writes it: a setting a config nests under `sampling` keeps
+    its old top-level key there (`generate.n`, not `generate.sampling.n`; teacher.sampling.Layout)."""
+    layout = getattr(model, "sampling_layout", None)
+    if layout is None or len(loc) < 2 or loc[0] != "sampling":
+        return loc
+    old = {new: old for old, new in layout.old_names().items()}.get(loc[1])
+    return (old, *loc[2:]) if old else loc
 
 
 def resolve(model: type[C], recipe: str | os.PathLike | None, section: str, overrides: dict[str, Any] | None = None,
@@ -189,8 +201,9 @@ def read_old_names(cls: type[BaseModel], data: Any) -> Any:
 def fingerprint_view(config: BaseModel) -> dict[str, Any]:
     """The resolved config as a stage's fingerprint hashes it: as dumped before settings were renamed
     (`renamed`) and defaults filled in by a validator (`_filled`), so that the stages of an unchanged
-    recipe that finished stay finished (a new fingerprint would train them again)."""
-    data = config.model_dump(mode="json")
+    recipe that finished stay finished (a new fingerprint would train them again), with nested sections
+    folded back into the keys they had before the nesting (`folded_dump`)."""
+    data = folded_dump(config)
     for name in getattr(config, "_filled", ()):
         data[name] = None
     for old, new in getattr(type(config), "renamed", {}).items():
@@ -247,6 +260,22 @@ def _kind(value: Any) -> str:
     return {list: "a list", str: "text", bool: "true/false", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
+def folded_dump(config: BaseModel) -> dict[str, Any]:
+    """The config's JSON dump in the shape of its recipe keys from before any section was nested: a
+    model (or a nested one) with a `fold(data)` method reshapes its part (teacher.sampling.NestsSampling).
+    What fingerprints hash, so that nesting a section does not rerun finished stages."""
+    return _fold(config, config.model_dump(mode="json"))
+
+
+def _fold(model: BaseModel, data: dict[str, Any]) -> dict[str, Any]:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel) and isinstance(data.get(name), dict):
+            data[name] = _fold(value, data[name])
+    fold = getattr(model, "fold", None)
+    return fold(data) if callable(fold) else data
+
+
 def dump(config: BaseModel) -> str:
     """The resolved configuration as YAML (what --print-config shows)."""
     return yaml.safe_dump(settings(config), sort_keys=False, allow_unicode=True)
@@ -281,8 +310,11 @@ def _did_you_mean(model: type[BaseModel], loc: tuple[str, ...]) -> str:
         current = _model_in(annotation)
         if current is None:
             return ""
-    fields = getattr(current, "model_fields", {})
-    close = difflib.get_close_matches(loc[-1], list(fields), n=1, cutoff=0.6)
+    fields = list(getattr(current, "model_fields", {}))
+    layout = getattr(current, "sampling_layout", None)
+    if layout is not None:  # the keys it still reads at its top level (teacher.sampling.Layout)
+        fields += [key for key in layout.old_names() if key not in fields]
+    close = difflib.get_close_matches(loc[-1], fields, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(fields)})"
 
 

@@ -103,24 +103,40 @@ def _help(info: Any, kind: str) -> str:
     return text
 
 
-def flags_for(model: type[BaseModel], arguments: Iterable[str] = (), prefix: tuple[str, ...] = (), panel: str | None = None) -> list[Flag]:
-    """One flag per setting of `model` (recursively), in field order."""
+def flags_for(model: type[BaseModel], arguments: Iterable[str] = (), prefix: tuple[str, ...] = (), panel: str | None = None,
+              named: tuple[str, ...] | None = None, outer: dict[str, Any] | None = None) -> list[Flag]:
+    """One flag per setting of `model` (recursively), in field order.
+
+    A nested model is a panel of flags named after its path (`--judge-price-in`), unless its field says
+    `{"flatten": True}`: then its flags keep the parent's names (`--temperature` for `sampling.temperature`,
+    the spelling from before the nesting), an inner field may be named otherwise (`"names": {"model": "teacher"}`)
+    and get more spellings (`"flags": {"model": ["-m"]}`); `"only": [...]` keeps flags for those inner fields alone. `named`: the part of the path that names the
+    flags (default: all of it); `outer`: the flattening field's metadata.
+    """
     panels = {name: title for title, names in getattr(model, "panels", {}).items() for name in names}
+    named = prefix if named is None else named
     flags: list[Flag] = []
     for name, info in model.model_fields.items():
+        if outer and "only" in outer and name not in outer["only"]:  # the parent flattens only the settings it uses
+            continue
         path = (*prefix, name)
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         group = panels.get(name) or panel or "Options"
         annotation = _inner(info.annotation)
         if _is_model(annotation):
-            flags += flags_for(annotation, (), path, panels.get(name) or f"{name.replace('_', ' ')} settings")
+            if extra.get("flatten"):
+                flags += flags_for(annotation, arguments, path, panel, named, extra)
+            else:
+                flags += flags_for(annotation, (), path, panels.get(name) or f"{name.replace('_', ' ')} settings")
             continue
         kind = _kind(info.annotation)
-        canonical = "--" + "-".join(path).replace("_", "-")
-        aliases = [a for a in extra.get("flags", []) if a != canonical]
+        outer = outer or {}
+        shown = outer.get("names", {}).get(name, name)  # generate calls sampling.model `teacher`
+        canonical = "--" + "-".join((*named, shown)).replace("_", "-")
+        aliases = [a for a in [*outer.get("flags", {}).get(name, []), *extra.get("flags", [])] if a != canonical]
         param = "__".join(path)
         metavar = _metavar(info.annotation, kind)
-        if name in arguments and not prefix:
+        if shown in arguments and not named:
             flags.append(Flag(path, param, (), kind, _help(info, kind), group, argument=True, metavar=name.upper()))
             continue
         if kind == "bool":  # "--x/--no-x"; an alias may name its own negation ("--all-verdicts/--first-rejection")

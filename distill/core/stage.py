@@ -19,6 +19,11 @@ run directory is declared here, as data:
   folder in a run).
 - `command`: how the stage is a `distill` command of its own (`Command`: help, positional
   arguments, what it prints at the end); `cli.py` adds one for every stage that declares it.
+- roles, for the parts of a run that drive stages by what they do, never by name: `samples`
+  (the stage samples prompts into its output, n per prompt, resumably, within a budget: the
+  rejection loop redraws with it, a pilot runs it on the first prompts, `--budget` applies to it)
+  and `selects` (the stage judges the samples of a sampling stage into kept and rejected
+  records: the loop reads its verdicts). Their summaries are typed (`SampleSummary`, `SelectSummary`).
 
 Adding a stage is one module that exports `STAGES`, plus its name in `distill.pipeline.stages`.
 """
@@ -27,9 +32,47 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel
+
+SAMPLES = "samples prompts"
+SELECTS = "selects samples"
+
+
+@dataclass(frozen=True)
+class Samples:
+    """The role of a stage that samples prompts (generate): how the orchestrator redraws and limits it."""
+
+    per_prompt: Callable[[Any], int]  # config -> samples per prompt it draws
+    # (config, n, ids file or None) -> the config that brings every prompt named in the file (all: None) to n samples
+    redraw: Callable[[Any, int, str | None], Any]
+    first: Callable[[Any, int], Any]  # (config, N) -> the config that samples only the first N prompts (a pilot)
+    prompts: Callable[[Any], int]  # config -> how many prompts the full run samples
+    budget: tuple[str, str] = ("budget", "budget_tokens")  # the settings `distill run --budget/--budget-tokens` set
+
+
+@dataclass(frozen=True)
+class Selects:
+    """The role of a stage that selects samples (filter): where its verdicts are."""
+
+    outputs: Callable[[Any], tuple[str, str | None]]  # config -> (kept records, rejected records or None)
+
+
+class SampleSummary(TypedDict, total=False):
+    """What a sampling stage's summary holds that the loop and the pilot read."""
+
+    prompts: int
+    samples_written: int
+    spent_prompt_tokens: int  # the whole output's, every run of it
+    spent_completion_tokens: int
+
+
+class SelectSummary(TypedDict, total=False):
+    """What a selecting stage's summary holds that the pilot reads."""
+
+    records_in: int
+    kept: int
 
 
 @dataclass(frozen=True)
@@ -63,3 +106,9 @@ class Stage:
     # known benchmark): a dry run does not report it missing.
     remote: Callable[[str, str, Any], bool] | None = None
     command: Command | None = None  # a `distill` command of its own (None: it runs inside `distill run` only)
+    samples: Samples | None = None  # the role SAMPLES
+    selects: Selects | None = None  # the role SELECTS
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(role for role, held in ((SAMPLES, self.samples), (SELECTS, self.selects)) if held is not None)

@@ -2,9 +2,9 @@
 
 k samples per problem at temperature 0.6 / top_p 0.95 (greedy decoding makes long-CoT models
 loop, and one sample per problem is too noisy on 30-problem sets), graded by the same checker
-as the filter (`distill.core.verify.grade`), sampled by the same code as the teacher stage
-(`teacher.generate.run`, vLLM engine or an OpenAI-compatible endpoint, so the teacher can be
-evaluated too). Estimators are in `distill.evaluate.metrics`.
+as the filter (`distill.core.verify.grade`), sampled through the sampling layer like the teacher
+(`teacher.sampler.sample`: vLLM engine, OpenAI-compatible endpoint or llama.cpp, so the teacher
+can be evaluated too). Estimators are in `distill.evaluate.metrics`.
 
 Writes into OUTPUT_DIR: NAME.samples.jsonl (every sample with its verdict), NAME.jsonl (one
 row per problem), summary.json and eval_table.md (the table `distill publish` puts in the
@@ -14,14 +14,14 @@ model card).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
+from distill.core.config import folded_dump
 from distill.core.data import atomic_path, read_records
-from distill.core.errors import InputError
+from distill.core.errors import InputError, Interrupted
 from distill.core.hub import check_model
 from distill.core.paths import Out, check_io, named_paths
-from distill.core.records import Problem, Trace, sample_id
+from distill.core.records import Trace, sample_id
 from distill.core.stage import Command, Stage
 from distill.core.verify.options import CodeOptions
 from distill.evaluate import benchmarks, paper_table
@@ -29,6 +29,9 @@ from distill.evaluate.benchmarks import KNOWN, benchmark_name, k_for
 from distill.evaluate.config import EvalConfig
 from distill.evaluate.report import markdown_table, print_summary
 from teacher import backends
+from teacher.prompts import PromptSettings, job_for
+from teacher.sampler import sample
+from teacher.sink import TraceSink
 
 # ---------------------------------------------------------------------------- scoring
 
@@ -95,9 +98,8 @@ def summarise(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
 def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
     """Sample, grade, score; writes the result files and returns the summary.
 
-    keep_engine: leave the vLLM engine loaded afterwards (see `teacher.generate.run`).
+    keep_engine: leave the vLLM engine loaded afterwards (see `teacher.sampler.sample`).
     """
-    from distill.core.data import write_records
 
     names = [benchmark_name(spec) for spec in config.benchmarks]
     if len(set(names)) < len(names):
@@ -106,35 +108,28 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
     files = [out / f"{name}{suffix}" for name in names for suffix in (".jsonl", ".samples.jsonl")]
     check_io([Out(out, "output_dir", kind="dir"), *(Out(path, "output_dir") for path in [*files, out / "summary.json", out / "eval_table.md", out / paper_table.FILE])],
              named_paths(config, skip=("output_dir",)))
-    if not backends.load(config.backend).remote:
+    if not backends.load(config.sampling.backend).remote:
         check_model(config.model, "model")
     benches = {name: benchmarks.load(spec, config) for name, spec in zip(names, config.benchmarks, strict=True)}
     out.mkdir(parents=True, exist_ok=True)
 
-    # One generation run per k (one with a single k): one engine load, large batches. The raw
-    # samples files are named after the sampling settings and kept until the end: the generate
-    # stage appends and resumes, so an interrupted eval picks up where it stopped.
-    by_k: dict[int, list[str]] = {}
-    for name in benches:
-        by_k.setdefault(k_for(config.k, name), []).append(name)
-    traces: list[Trace] = []
-    raws: list[Path] = []
-    speed: dict[str, Any] = {}
-    for index, (k, group) in enumerate(by_k.items()):
-        group_config = config.model_copy(update={"k": k})
-        prompts = out / ".prompts.jsonl"
-        rows = [p.model_copy(update={"problem_id": f"{name}/{p.problem_id}"}) for name in group for p in benches[name].problems]
-        write_records(prompts, rows, model=Problem)
-        raws.append(out / f".samples-{_settings_hash(group_config)}.jsonl")
-        try:
-            sampling = _sample(group_config, prompts, raws[-1], keep_engine or index < len(by_k) - 1)
-        finally:
-            prompts.unlink(missing_ok=True)
-        traces += read_records(raws[-1], Trace)
-        speed = {"tokens_per_s": sampling["tokens_per_s"]} if sampling.get("samples_written") else speed
+    # One sampling call over all benchmarks (each with its k): one engine load, one large batch. The samples go to a
+    # file named after the sampling settings, kept until the end: the record sink resumes from it,
+    # so an interrupted eval picks up where it stopped.
+    prompt = PromptSettings(math_instruction=config.instruction or None)
+    jobs = [job_for(p.model_copy(update={"problem_id": f"{name}/{p.problem_id}"}), list(range(k_for(config.k, name))), prompt)
+            for name, problems in benches.items() for p in problems]
+    raw = out / f".samples-{_settings_hash(config)}.jsonl"
+    sink = TraceSink(raw, config.sampling.info(prompt.think_prefill), side=bool(config.sampling.logprobs))
+    try:
+        sample(config.sampling, jobs, sink, keep_engine=keep_engine)
+    except KeyboardInterrupt:
+        raise Interrupted(f"{sink.written} samples written to {raw}; re-run the same command to resume") from None
+    traces = list(read_records(raw, Trace))
+    elapsed = sink.elapsed()
+    speed = {"tokens_per_s": sink.tokens / elapsed if elapsed > 0 else 0.0} if sink.samples else {}
     summary = score_and_write(traces, list(benches), config, speed, benches)
-    for raw in raws:
-        raw.unlink(missing_ok=True)
+    raw.unlink(missing_ok=True)
     print_summary(summary)
     return summary
 
@@ -171,12 +166,12 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig, s
 
     summary: dict[str, Any] = {
         "model": config.model,
-        "backend": config.backend,
+        "backend": config.sampling.backend,
         "k": k_for(config.k, ""),
-        "temperature": config.temperature,
-        "top_p": config.top_p,
-        "max_tokens": config.max_tokens,
-        "seed": config.seed,
+        "temperature": config.sampling.temperature,
+        "top_p": config.sampling.top_p,
+        "max_tokens": config.sampling.max_tokens,
+        "seed": config.sampling.seed,
         **(speed or {}),
         "benchmarks": {},
     }
@@ -200,43 +195,13 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig, s
     return summary
 
 
-def _sample(config: EvalConfig, prompts: Path, output: Path, keep_engine: bool = False) -> dict[str, Any]:
-    """k samples per problem with the generate stage (vLLM engine, endpoint or llama.cpp); its summary."""
-    from teacher.generate import run as generate
-
-    return generate(generate_config(config, prompts, output), keep_engine=keep_engine)
-
-
-def generate_config(config: EvalConfig, prompts: Path, output: Path):
-    """The generate stage's settings for sampling k completions per problem."""
-    from teacher.config import MEMORY_FIELDS, GenerateConfig
-
-    settings = {
-        "prompts": str(prompts),
-        "output": str(output),
-        "teacher": config.model,
-        "backend": config.backend,
-        "n": config.k,
-        "temperature": config.temperature,
-        "top_p": config.top_p,
-        "max_tokens": config.max_tokens,
-        "seed": config.seed,
-        "math_instruction": config.instruction or None,
-        "fields": {"problem": "problem", "answer": "answer", "id": "problem_id", "domain": "domain"},
-    }
-    if config.base_url:
-        settings["base_url"] = config.base_url
-    settings.update({name: getattr(config, name) for name in MEMORY_FIELDS if getattr(config, name) is not None})
-    settings.update(config.generate)
-    return GenerateConfig.model_validate(settings)
-
-
 def _settings_hash(config: EvalConfig) -> str:
     import hashlib
 
     keys = ("model", "benchmarks", "k", "temperature", "since", "until", "shuffle_seed", "top_p", "max_tokens", "backend", "base_url", "instruction", "limit", "seed",
             "max_model_len", "generate")
-    text = json.dumps(config.model_dump(mode="json", include=set(keys)), sort_keys=True)
+    data = folded_dump(config)  # the keys as they were before the sampling section: an interrupted eval resumes across the change
+    text = json.dumps({key: data[key] for key in keys if key in data}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -252,7 +217,7 @@ def _progress(items, total: int, label: str):
 
 def _named(field: str, value: str, config: EvalConfig) -> bool:
     """A served model's name, or a known benchmark's (loaded from the hub when no such file exists)."""
-    return (field == "model" and backends.load(config.backend).remote) or (field == "benchmarks" and value in KNOWN)
+    return (field == "model" and backends.load(config.sampling.backend).remote) or (field == "benchmarks" and value in KNOWN)
 
 
 def present(summary: dict[str, Any], config: EvalConfig) -> None:
@@ -264,7 +229,7 @@ STAGES = (
     Stage(
         name="eval", section="eval", default_run=True, config=EvalConfig, run=run, reads={"model": "model", "benchmarks": "heldout"},
         writes={"output_dir": ""}, produces={"eval": ""}, remote=_named,
-        operational=("workers", "gpu_memory_utilization", "kv_cache_memory_bytes", "max_num_seqs"),
+        operational=("workers", "gpu_memory_utilization", "kv_cache_memory_bytes", "max_num_seqs"),  # keys of its folded dump
         command=Command("Score a model with the R1 protocol: k samples/problem, pass@1 and cons@k, same checker as the filter.", ("model",), present),
     ),
 )

@@ -8,7 +8,7 @@ Like the majority vote, the judge runs before the judging pass (`prepare`):
    the rules passed (policy `all`), and `audit` rule-decided records (a fixed sample: the
    smallest hashes of their ids), whose verdicts are only compared with the rules' (each audited
    record carries the judge's verdict, kept or rejected; the report lists disagreements by id);
-3. prompts the cache lacks are asked through a generate backend (`teacher.backends`: the openai
+3. prompts the cache lacks are asked through the sampling layer (`teacher.sampler`: the openai
    endpoint with its retries, concurrency and key handling, or the vLLM engine), each verdict
    appended to the cache the moment it arrives, so an interrupted run resumes and a re-run asks
    nothing; the cache holds the key, the model, the verdict and the reply, redacted;
@@ -33,12 +33,12 @@ from distill.core import cost
 from distill.core.errors import InputError
 from distill.core.jsonl import read_lines, try_parse
 from distill.core.r1_format import DELIMITER_PRESETS
-from distill.core.records import Problem
 from distill.core.secrets import redact
 from distill.core.verify import check, undecidable
 from distill.core.workers import Failure, WorkerPool
 from distill.filters.registry import RULES
 from distill.filters.rules.judge import judge_prompt, parse_verdict, prompt_key
+from teacher.sampler import Job, sample
 
 REPLY_KEPT = 2000  # characters of each judge reply kept in the cache (for people auditing the judge)
 
@@ -57,33 +57,15 @@ def decides(config) -> bool:
 def check_settings(config) -> None:
     """Before anything is read: a judge policy needs a judge, the judge's backend its settings."""
     options = config.judge
-    configured = options.model or options.base_url or options.policy not in (None, "off") or options.audit
+    sampling = options.sampling
+    configured = sampling.model or sampling.base_url or options.policy not in (None, "off") or options.audit
     if configured and "judge" not in config.rules:
         raise InputError("judge settings given but 'judge' is not in the rule list", field="rules")
-    if (options.resolved_policy() != "off" or options.audit) and not options.model:
+    if (options.resolved_policy() != "off" or options.audit) and not sampling.model:
         what = f"judge policy '{options.policy}'" if options.resolved_policy() != "off" else "the judge audit"
         raise InputError(f"{what} needs a judge model (--judge-model)", field="judge.model")
-    if active(config):
-        if options.backend in ("openai",) and not options.base_url:
-            raise InputError("the openai backend needs the judge's endpoint (--judge-base-url)", field="judge.base_url")
-        generate_config(options, "check")
-
-
-def generate_config(options, cache: str):
-    """The judge's settings as a generate configuration, so the backends take it unchanged."""
-    from pydantic import ValidationError
-
-    from teacher.config import GenerateConfig
-
-    values = {"temperature": options.temperature, "max_tokens": options.max_tokens, "concurrency": options.concurrency,
-              "think_prefill": "", "n": 1, "seed": 0, **options.settings}
-    values.update(prompts="judge", output=Path(cache), teacher=options.model, backend=options.backend,
-                  base_url=options.base_url, api_key_env=options.api_key_env)
-    try:
-        return GenerateConfig(**values)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise InputError(error["msg"], field="judge.settings." + ".".join(map(str, error["loc"]))) from None
+    if active(config) and sampling.backend in ("openai",) and not sampling.base_url:
+        raise InputError("the openai backend needs the judge's endpoint (--judge-base-url)", field="judge.base_url")
 
 
 def _requests_chunk(config, items: list[tuple[str, Any]], failure: Failure | None) -> Iterator[tuple | None]:
@@ -156,8 +138,8 @@ class CacheWriter:
 
 
 class JudgeSink:
-    """What the backends hand finished samples to (the generate Sink's interface): each reply is
-    parsed and cached at once. The judge has no budget: it never stops early."""
+    """Where the sampling layer hands the judge's replies: each is parsed and cached at once, so an
+    interrupted run resumes and a re-run asks nothing. The judge has no budget: it never stops early."""
 
     stopped: str | None = None
 
@@ -174,25 +156,34 @@ class JudgeSink:
                                  TextColumn("retries {task.fields[retries]}"), TimeElapsedColumn(), transient=True)
         self.task = self.progress.add_task("judge", total=total, retries=0)
 
+    def missing(self, jobs: list[Job]) -> list[Job]:
+        return [job for job in jobs if job.key not in self.cache]
+
+    def start(self, jobs: list[Job]) -> None:
+        self.progress.start()
+
+    def stop(self) -> None:
+        self.progress.stop()
+
     def _store(self, key: str, verdict: str, why: str, reply: str, tokens: dict[str, int | None] | None = None) -> None:
         row = {"key": key, "model": self.model, "verdict": verdict, "why": why, "reply": reply[-REPLY_KEPT:], **(tokens or {})}
         self.writer.write(row)
         self.cache[key] = row
         self.progress.update(self.task, advance=1)
 
-    def emit(self, problem: Problem, index: int, completion: str, finish_reason: str | None, tokens: int | None,
+    def emit(self, job: Job, index: int, completion: str, finish_reason: str | None, tokens: int | None,
              prompt_tokens: int | None = None, **_logprobs) -> None:
         verdict, why = parse_verdict(completion, finish_reason)
         self.spend.add(prompt_tokens, tokens)
         self.without_usage += tokens is None
-        self._store(problem.problem_id, verdict, why, redact(completion), {"prompt_tokens": prompt_tokens, "completion_tokens": tokens})
+        self._store(job.key, verdict, why, redact(completion), {"prompt_tokens": prompt_tokens, "completion_tokens": tokens})
 
-    def emit_many(self, problem: Problem, samples: list[tuple], prompt_tokens: int | None = None, **_logprobs) -> None:
-        for sample in samples:
-            self.emit(problem, *sample[:4], prompt_tokens=prompt_tokens)
+    def emit_many(self, job: Job, samples: list[tuple], prompt_tokens: int | None = None, **_logprobs) -> None:
+        for one in samples:
+            self.emit(job, *one[:4], prompt_tokens=prompt_tokens)
 
-    def skip(self, problem: Problem, reason: str, count: int) -> None:
-        self._store(problem.problem_id, "undecided", f"judge could not be asked: {reason}", "")
+    def skip(self, job: Job, reason: str, count: int) -> None:
+        self._store(job.key, "undecided", f"judge could not be asked: {reason}", "")
 
     def retried(self) -> None:
         self.retries += 1
@@ -204,24 +195,15 @@ class JudgeSink:
 
 def ask(options, prompts: dict[str, str], cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Ask the judge every prompt (key -> text) the cache lacks; verdicts go into `cache` and its file."""
-    from teacher import backends
-    from teacher.progress import Job
-
     if not prompts:
         return {"asked": 0, "retries": 0, "seconds": 0.0, "spend": None, "without_usage": 0}
-    config = generate_config(options, options.cache)
-    backend = backends.load(options.backend)
-    backend.check(config)
-    jobs = [Job(Problem(problem_id=key, problem=text, domain="general"), [0]) for key, text in prompts.items()]
+    jobs = [Job(key, [{"role": "user", "content": text}], [0]) for key, text in prompts.items()]
     start = time.monotonic()
     writer = CacheWriter(options.cache)
     sink = JudgeSink(writer, options.model, cache, len(jobs))
     try:
-        backend.prepare(config)
-        with sink.progress:
-            backend.generate(config, jobs, sink)
+        sample(options.sampling, jobs, sink)
     finally:
-        backend.release()
         writer.close()
     return {"asked": len(jobs), "retries": sink.retries, "seconds": round(time.monotonic() - start, 2), "spend": sink.spend, "without_usage": sink.without_usage}
 

@@ -26,7 +26,7 @@ from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_lines
 from distill.core.paths import Out, check_io, named_paths, scratch_dir, write_text
 from distill.core.prompt_stats import PromptStats, is_correct
-from distill.core.stage import Command, Stage
+from distill.core.stage import Command, Selects, Stage
 from distill.core.trace_layout import PRESETS, trace_rows
 from distill.core.workers import WorkerPool
 from distill.filters import judge_requests, selection
@@ -298,5 +298,6 @@ STAGES = (
         operational=("workers", "judge.price_in", "judge.price_out", "judge.concurrency"),
         command=Command("Judge traces with named rules; write kept (SFT-ready) and rejected records and a report.", ("input",),
                         lambda summary, config: print_report(summary)),
+        selects=Selects(outputs=lambda config: (str(config.output), str(config.rejected) if config.rejected else None)),
     ),
 )

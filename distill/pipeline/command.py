@@ -23,9 +23,8 @@ def run_command(recipe: Path, output: Path | None, start: str | None, until: str
     if verbose:  # third-party output on the console too (stage_log reads this)
         os.environ[VERBOSE_ENV] = "1"
 
-    # --budget and --budget-tokens are generate's: the traces file's whole spend, every round of the loop included
-    sets = [*(sets or []), *([f"generate.budget={budget}"] if budget is not None else []),
-            *([f"generate.budget_tokens={budget_tokens}"] if budget_tokens is not None else [])]
+    # --budget and --budget-tokens are the sampling stages' (their samples file's whole spend, every round of the loop included)
+    sets = [*(sets or []), *budget_sets(recipe, sets, budget, budget_tokens)]
     ctx, planned = plan(recipe, output, start, until, sets)
     if print_config:
         for item in planned:
@@ -46,3 +45,23 @@ def run_command(recipe: Path, output: Path | None, start: str | None, until: str
     results = execute(ctx, planned, recipe.read_text(encoding="utf-8"), console, force=force, pilot=pilot)
     if not pilot:  # a pilot printed its forecast
         console.print(summary_table(ctx, results))
+
+
+def budget_sets(recipe: Path, sets: list[str] | None, budget: float | None, budget_tokens: int | None) -> list[str]:
+    """`--set` overrides putting the budget on every stage of the run that samples prompts (its role)."""
+    from distill.pipeline.run import load_recipe
+    from distill.pipeline.stages import registry
+
+    if budget is None and budget_tokens is None:
+        return []
+    _, settings = load_recipe(recipe, sets)
+    out = []
+    for name in settings.stages:
+        stage = registry()[name]
+        if stage.samples is not None:
+            money, tokens = stage.samples.budget
+            out += [f"{stage.section}.{money}={budget}"] if budget is not None else []
+            out += [f"{stage.section}.{tokens}={budget_tokens}"] if budget_tokens is not None else []
+    if not out:
+        raise InputError("--budget applies to a stage that samples prompts, and this run has none", field="--budget")
+    return out

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from distill.core.config import folded_dump
 from distill.core.hub import is_hub_id
 from distill.core.secrets import redact_bytes
 from distill.pipeline.stages import Context, registry
@@ -120,7 +121,7 @@ def describe(ctx, planned) -> list[dict[str, Any]]:
     rows = []
     for item in planned:
         stage = registry()[item.name]
-        data = item.config.model_dump(mode="json")
+        data = folded_dump(item.config)  # the inputs under the keys the stage reads them by (`teacher`, not `sampling.model`)
         reads, missing = [], []
         for name in stage.reads:
             value = data.get(name)

@@ -1,6 +1,7 @@
-"""`distill run --pilot N`: generate and filter the first N prompts, then forecast what the run costs.
+"""`distill run --pilot N`: sample and select the first N prompts, then forecast what the run costs.
 
-The pilot writes into the run's own `generate/` folder under the full run's fingerprint without
+The stages are the run's sampling and selecting ones (their roles, distill.core.stage). The pilot
+writes into the sampling stage's own folder under the full run's fingerprint without
 completing the stage, so the full run resumes from the pilot's samples instead of drawing them
 again. The forecast scales what the pilot spent per prompt and kept per prompt (its yield) to the
 run's prompt count: tokens and money per *kept* sample, and for the whole run.
@@ -14,19 +15,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from distill.core import cost
-from distill.core.data import count_rows
+from distill.core.stage import SampleSummary, SelectSummary
 
 
-def run_prompts(generate: BaseModel) -> int:
-    """How many prompts the full run samples (its limit and shard applied)."""
-    total = count_rows(generate.prompts, generate.split)
-    index, shards = generate.shard_index()
-    total = len(range(index, total, shards))
-    return min(total, generate.limit) if generate.limit else total
-
-
-def forecast(generate: BaseModel, generated: dict[str, Any], filtered: dict[str, Any], total_prompts: int) -> dict[str, Any]:
-    """Per kept sample and whole-run figures from the pilot's summaries."""
+def forecast(sampling: BaseModel, generated: SampleSummary, filtered: SelectSummary, total_prompts: int) -> dict[str, Any]:
+    """Per kept sample and whole-run figures from the pilot's summaries: the sampling stage's (its
+    config holds the prices and the budget, distill.core.cost) and the selecting stage's."""
     loop = filtered.get("rejection")
     prompts = loop["prompts"] if loop else generated.get("prompts", 0)
     kept = loop["kept"] if loop else filtered.get("kept", 0)
@@ -42,13 +36,13 @@ def forecast(generate: BaseModel, generated: dict[str, Any], filtered: dict[str,
         "run": {"prompt_tokens": spent.prompt_tokens * scale, "completion_tokens": spent.completion_tokens * scale,
                 "samples": samples * scale, "kept": kept * scale},
     }
-    money = cost.money(spent, generate)
+    money = cost.money(spent, sampling)
     if money is not None:
         out["run"]["cost"] = money * scale
         if kept:
             out["per_kept"]["cost"] = money / kept
-    if generate.budget is not None and money:
-        out["budget_covers"] = min(1.0, generate.budget / (money * scale))
+    if sampling.budget is not None and money:
+        out["budget_covers"] = min(1.0, sampling.budget / (money * scale))
     return out
 
 
@@ -74,12 +68,12 @@ def table(figures: dict[str, Any]):
     return result
 
 
-def verdict(figures: dict[str, Any], generate: BaseModel) -> str:
+def verdict(figures: dict[str, Any], sampling: BaseModel) -> str:
     """The line under the table, written from the figures."""
     if not figures["pilot_kept"]:
         return "the pilot kept no sample: no forecast per kept sample; check the filter's report before the full run"
     covers = figures.get("budget_covers")
     if covers is not None and covers < 1:
-        return (f"the budget {generate.budget:g} covers about {100 * covers:.0f}% of the run "
+        return (f"the budget {sampling.budget:g} covers about {100 * covers:.0f}% of the run "
                 f"(about {figures['run']['kept'] * covers:,.0f} kept samples); the run would stop there, resumably")
     return "the pilot's samples are kept: run without --pilot to continue from them"

@@ -1,18 +1,20 @@
-"""The rejection loop of `distill run`: sample, filter, and resample only the prompts still short.
+"""The rejection loop of `distill run`: sample, select, and resample only the prompts still short.
 
-A recipe's `rejection: {min_kept: 2, max_samples: 16}` section turns a run's `generate` and
-`filter` stages into rounds: round 1 draws `generate.n` samples per prompt and filters them; each
-later round draws `step` more (default: `generate.n`) for the prompts with fewer than `min_kept`
+A recipe's `rejection: {min_kept: 2, max_samples: 16}` section turns a run's stage that samples
+prompts (the role `SAMPLES`, e.g. generate) and the stage after it that selects samples (`SELECTS`,
+e.g. filter) into rounds: round 1 draws the sampling stage's n samples per prompt and selects them;
+each later round draws `step` more (default: that n) for the prompts with fewer than `min_kept`
 kept samples, until none is short or they have `max_samples`. Sampling a fixed n wastes teacher
 tokens on easy prompts and gives up early on hard ones; this spends them where they are missing.
+The loop knows the stages only by their roles (distill.core.stage).
 
-Round r samples the indices [target(r-1), target(r)) of its prompts into the one traces file
-(`generate` skips what is there, so a killed round resumes), and the filter judges the whole file
-again. Which prompts a round samples follows from the samples and verdicts of the indices before it,
+Round r samples the indices [target(r-1), target(r)) of its prompts into the one samples file
+(the sampling stage skips what is there, so a killed round resumes), and the selecting stage judges
+the whole file again. Which prompts a round samples follows from the samples and verdicts of the indices before it,
 so a re-run replays finished rounds without sampling (and without filtering when nothing was
 added) and continues where it stopped.
 
-After the last round, `filter/prompts.jsonl` holds per-prompt statistics (samples drawn, kept,
+After the last round, `prompts.jsonl` beside the kept records holds per-prompt statistics (samples drawn, kept,
 pass rate, correct samples, the shortest correct sample, tokens), the difficulty signal public
 pipelines compute in a separate run; `pass_rate_min` / `pass_rate_max` keep only the prompts whose pass
 rate over all rounds lies in the band, as `filter --pass-rate-min/--pass-rate-max` do over one file
@@ -31,9 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from distill.core.data import iter_rows
 from distill.core.paths import atomic_path, write_text
 from distill.core.prompt_stats import PromptStats, band, in_band, is_correct
+from distill.core.stage import SAMPLES, SELECTS, Stage
 
 SECTION = "rejection"
-GENERATE, FILTER = STAGES = ("generate", "filter")  # the two stages the loop drives
 
 
 class RejectionConfig(BaseModel):
@@ -43,7 +45,7 @@ class RejectionConfig(BaseModel):
 
     min_kept: int = Field(default=2, ge=1, description="Kept samples wanted per prompt; prompts with fewer are resampled.")
     max_samples: int = Field(default=16, ge=1, description="Most samples drawn per prompt, all rounds together.")
-    step: int | None = Field(default=None, ge=1, description="Samples added per round to each short prompt (default: generate.n).")
+    step: int | None = Field(default=None, ge=1, description="Samples added per round to each short prompt (default: the sampling stage's n).")
     pass_rate_min: float = Field(default=0.0, ge=0, le=1, description="Drop the kept samples of prompts whose pass rate (correct / drawn) is below this.")
     pass_rate_max: float = Field(default=1.0, ge=0, le=1, description="Drop the kept samples of prompts whose pass rate (correct / drawn) is above this.")
     drop_always_solved: bool = Field(default=False, description="Old spelling of pass_rate_max: 0.999999 (too easy).")
@@ -55,7 +57,16 @@ class RejectionConfig(BaseModel):
         return self
 
 
-def settings(doc: dict[str, Any], stages: list[str], where: str) -> RejectionConfig | None:
+def pair(stages: list[str], registry: dict[str, Stage]) -> tuple[str, str] | None:
+    """The run's first stage that samples prompts and the first after it that selects samples, by role."""
+    sampler = next((name for name in stages if registry[name].samples is not None), None)
+    if sampler is None:
+        return None
+    selector = next((name for name in stages[stages.index(sampler) + 1:] if registry[name].selects is not None), None)
+    return (sampler, selector) if selector is not None else None
+
+
+def settings(doc: dict[str, Any], stages: list[str], registry: dict[str, Stage], where: str) -> RejectionConfig | None:
     """The validated section, or None when the recipe has none."""
     from distill.core.config import validate
     from distill.core.errors import InputError
@@ -63,8 +74,9 @@ def settings(doc: dict[str, Any], stages: list[str], where: str) -> RejectionCon
     section = doc.get(SECTION)
     if section is None:
         return None
-    if not all(name in stages for name in STAGES) or stages.index(GENERATE) > stages.index(FILTER):
-        raise InputError("the rejection loop needs generate and then filter in run.stages", where=where, field=SECTION)
+    if pair(stages, registry) is None:
+        raise InputError(f"the rejection loop needs, in run.stages, a stage that {SAMPLES} and after it one that {SELECTS}",
+                         where=where, field=SECTION)
     return validate(RejectionConfig, section, where=where, yaml_path=Path(where), prefix=(SECTION,))
 
 
@@ -120,25 +132,26 @@ def round_row(number: int, outcomes: dict[str, list[dict[str, Any]]], sampled: l
             "yield": round(kept / drawn, 4) if drawn else 0.0, "completion_tokens": tokens, "still_short": short}
 
 
-def run_loop(config: RejectionConfig, generate: BaseModel, filter_: BaseModel, call: Callable[[str, BaseModel], dict[str, Any]],
-             work_dir: Path, say: Callable[[Any], None]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the rounds; `call(stage, config)` runs one stage once. Returns (generate summary, filter summary)."""
-    plan = targets(generate.n, config.step or generate.n, config.max_samples)
+def run_loop(config: RejectionConfig, sampler: Stage, sampling: BaseModel, selector: Stage, selecting: BaseModel,
+             call: Callable[[str, BaseModel], dict[str, Any]], work_dir: Path, say: Callable[[Any], None]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the rounds; `call(role, config)` runs the stage with that role once. Returns (sampling summary, selecting summary)."""
+    role, kept_file, rejected_file = sampler.samples, *selector.selects.outputs(selecting)
+    first = role.per_prompt(sampling)
+    plan = targets(first, config.step or first, config.max_samples)
     sampled: list[str] | None = None  # None: every prompt (round 1)
     rows: list[dict[str, Any]] = []
     generated = filtered = None
     outcomes: dict[str, list[dict[str, Any]]] = {}
     for number, high in enumerate(plan, start=1):
         low = plan[number - 2] if number > 1 else 0
-        update: dict[str, Any] = {"n": high}
+        ids = None
         if sampled is not None:
             ids = work_dir / f"round-{number}.ids"
             write_text(ids, "".join(f"{p}\n" for p in sampled))
-            update["problem_ids"] = str(ids)
-        generated = call(GENERATE, generate.model_copy(update=update))
+        generated = call(SAMPLES, role.redraw(sampling, high, str(ids) if ids else None))
         if filtered is None or generated.get("samples_written"):  # nothing new: the last verdicts stand
-            filtered = call(FILTER, filter_)
-            outcomes = read_outcomes(filter_.output, filter_.rejected)
+            filtered = call(SELECTS, selecting)
+            outcomes = read_outcomes(kept_file, rejected_file)
         if sampled is None:
             sampled = sorted(outcomes)
         row = round_row(number, outcomes, sampled, low, high, config.min_kept)
@@ -152,7 +165,7 @@ def run_loop(config: RejectionConfig, generate: BaseModel, filter_: BaseModel, c
         if not sampled:
             break
     final = stats(outcomes)
-    dropped = _write_prompt_stats(config, final, filter_, work_dir)
+    dropped = _write_prompt_stats(config, final, kept_file)
     tokens = sum(entry.completion_tokens for entry in final.values())
     kept = sum(entry.kept for entry in final.values()) - dropped
     loop = {"rounds": rows, "prompts": len(final), "kept": kept, "dropped_by_difficulty": dropped,
@@ -163,17 +176,17 @@ def run_loop(config: RejectionConfig, generate: BaseModel, filter_: BaseModel, c
     return {**(generated or {}), **whole, "rejection": loop}, {**(filtered or {}), "kept": kept, "rejection": loop}
 
 
-def _write_prompt_stats(config: RejectionConfig, final: dict[str, PromptStats], filter_: BaseModel, work_dir: Path) -> int:
-    """filter/prompts.jsonl beside the kept data; drops the kept samples of prompts the options name."""
+def _write_prompt_stats(config: RejectionConfig, final: dict[str, PromptStats], kept_file: str) -> int:
+    """prompts.jsonl beside the kept records; drops the kept samples of prompts the options name."""
     rows = [entry.row() for entry in final.values()]
     drop = {r["problem_id"] for r in rows if not in_band(r["correct"], r["drawn"], config.pass_rate_min, config.pass_rate_max)}
     for row in rows:
         row["dropped"] = row["problem_id"] in drop
-    write_text(Path(filter_.output).with_name("prompts.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
+    write_text(Path(kept_file).with_name("prompts.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
     if not drop:
         return 0
     dropped = 0
-    with atomic_path(filter_.output) as temporary, open(temporary, "w", encoding="utf-8") as out, open(filter_.output, encoding="utf-8") as kept:
+    with atomic_path(kept_file) as temporary, open(temporary, "w", encoding="utf-8") as out, open(kept_file, encoding="utf-8") as kept:
         for line in kept:
             if json.loads(line)["problem_id"] in drop:
                 dropped += 1

@@ -29,9 +29,9 @@ from distill.core.config import NAME, blamed, fingerprint_view, set_keys, valida
 from distill.core.config import load_recipe as load_recipe_doc
 from distill.core.errors import BudgetReached, InputError, Interrupted, StageError
 from distill.core.paths import Out, check_io, write_text
+from distill.core.stage import SAMPLES, SELECTS
 from distill.pipeline import rejection
 from distill.pipeline.manifest import Manifest
-from distill.pipeline.rejection import FILTER, GENERATE
 from distill.pipeline.stages import Context, default_stages, registry, sections, upstream, wire
 
 
@@ -133,7 +133,7 @@ def fingerprint(name: str, config: BaseModel, ctx: Context, upstream: dict[str, 
     stage = registry()[name]
     # The output paths stay in: they are this run's own, and leaving them out would change the fingerprint of
     # every finished stage, so that a finished generate would sample (and pay for) its teacher tokens again.
-    data = fingerprint_view(config)  # renamed settings and filled-in defaults as they were
+    data = fingerprint_view(config)  # renamed settings, filled-in defaults and nested sections as they were: finished stages stay done
     for dotted in stage.operational:  # "workers", or a nested setting such as "judge.price_in"
         *parents, leaf = dotted.split(".")
         section = data
@@ -195,7 +195,8 @@ def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, st
     ctx = Context(run_dir=out, stages=list(settings.stages), doc=doc, recipe=Path(recipe), settings=settings,
                   overrides=set_keys(overrides))
     with blamed(ctx.overrides):
-        ctx.rejection = rejection.settings(doc, ctx.stages, str(recipe))
+        ctx.rejection = rejection.settings(doc, ctx.stages, registry(), str(recipe))
+    looped = rejection.pair(ctx.stages, registry()) if ctx.rejection is not None else None
     for flag, value in (("--from", start), ("--until", until)):
         if value is not None and value not in ctx.stages:
             raise InputError(f"'{value}' is not a stage of this recipe (stages: {', '.join(ctx.stages)})", field=flag)
@@ -207,7 +208,7 @@ def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, st
         config = stage_config(stage_name, ctx)
         after = upstream(stage_name, ctx)
         inputs = {d: fingerprints[d] for d in after if d in fingerprints}
-        if ctx.rejection is not None and stage_name == FILTER:  # the loop decides what the filter keeps
+        if looped is not None and stage_name == looped[1]:  # the loop decides what the selecting stage keeps
             inputs[rejection.SECTION] = json.dumps(ctx.rejection.model_dump(), sort_keys=True)
         print_ = fingerprint(stage_name, config, ctx, inputs)
         fingerprints[stage_name] = print_
@@ -285,13 +286,15 @@ def _set_torch_threads(count: int | None) -> int | None:
 def _execute(ctx: Context, planned: list[Planned], console: Any, manifest: Manifest) -> dict[str, Any]:
     results: dict[str, Any] = {}
     by_name = {item.name: item for item in planned}
+    looped = rejection.pair(ctx.stages, registry()) if ctx.rejection is not None else None
     for item in planned:
-        if item.name in results:  # run by the rejection loop with generate
+        if item.name in results:  # run by the rejection loop with the sampling stage
             continue
-        loop = ctx.rejection is not None and item.name == GENERATE and FILTER in by_name
-        if loop and not item.state == by_name[FILTER].state == "done":  # generate's samples may stand, the loop goes on
-            results.update(_run_rejection(ctx, item, by_name[FILTER], console, manifest))
-            continue
+        if looped is not None and item.name == looped[0] and looped[1] in by_name:
+            selector = by_name[looped[1]]
+            if not item.state == selector.state == "done":  # the samples may stand, the loop goes on
+                results.update(_run_rejection(ctx, item, selector, console, manifest))
+                continue
         if item.state == "done":
             record = read_state(ctx.dir(item.name))
             results[item.name] = {"skipped": True, **(record.summary if record else {})}
@@ -310,13 +313,15 @@ def _execute(ctx: Context, planned: list[Planned], console: Any, manifest: Manif
 def _pilot(ctx: Context, planned: list[Planned], prompts: int, console: Any, manifest: Manifest) -> dict[str, Any]:
     from distill.pipeline import pilot
 
+    found = rejection.pair([item.name for item in planned], registry())
+    if found is None:
+        raise InputError(f"a pilot samples and selects: the run's stages must include a stage that {SAMPLES} and after it one that "
+                         f"{SELECTS}", field="--pilot")
     by_name = {item.name: item for item in planned}
-    if GENERATE not in by_name or FILTER not in by_name:
-        raise InputError("a pilot generates and filters: the run's stages must include generate and filter", field="--pilot")
-    generate = by_name[GENERATE]
-    earlier = _execute(ctx, planned[: planned.index(generate)], console, manifest)  # what makes the prompts and the teacher
-    config = generate.config.model_copy(update={"limit": min(prompts, generate.config.limit or prompts)})
-    items = Planned(GENERATE, config, generate.fingerprint, "new"), Planned(FILTER, by_name[FILTER].config, "", "redo")
+    sampler, selector = by_name[found[0]], by_name[found[1]]
+    role = registry()[sampler.name].samples
+    earlier = _execute(ctx, planned[: planned.index(sampler)], console, manifest)  # what makes the prompts and the teacher
+    items = Planned(sampler.name, role.first(sampler.config, prompts), sampler.fingerprint, "new"), Planned(selector.name, selector.config, "", "redo")
     if ctx.rejection is not None:
         summaries = _run_rejection(ctx, *items, console, manifest, complete=False)
     else:
@@ -327,31 +332,31 @@ def _pilot(ctx: Context, planned: list[Planned], prompts: int, console: Any, man
                 summaries[item.name] = _call(ctx, item, item.config)
             finally:
                 manifest.finished(item.name)
-    figures = pilot.forecast(generate.config, summaries[GENERATE], summaries[FILTER], pilot.run_prompts(generate.config))
+    figures = pilot.forecast(sampler.config, summaries[sampler.name], summaries[selector.name], role.prompts(sampler.config))
     _say(console, pilot.table(figures))
-    figures["verdict"] = pilot.verdict(figures, generate.config)
+    figures["verdict"] = pilot.verdict(figures, sampler.config)
     _say(console, figures["verdict"])
     return {**earlier, **summaries, "pilot": figures}
 
 
-def _run_rejection(ctx: Context, generate: Planned, filter_: Planned, console: Any, manifest: Manifest,
+def _run_rejection(ctx: Context, sampler: Planned, selector: Planned, console: Any, manifest: Manifest,
                    complete: bool = True) -> dict[str, Any]:
-    """generate and filter as the rounds of the rejection loop; both complete when it ends (unless a pilot)."""
-    if generate.state == "done":  # its samples stand: the loop only adds to them
-        generate = Planned(generate.name, generate.config, generate.fingerprint, "new")
-    for item in (generate, filter_):
+    """The sampling and selecting stages as the rounds of the rejection loop; both complete when it ends (unless a pilot)."""
+    if sampler.state == "done":  # its samples stand: the loop only adds to them
+        sampler = Planned(sampler.name, sampler.config, sampler.fingerprint, "new")
+    for item in (sampler, selector):
         _start(ctx, item, console, manifest)
     started = time.time()
-    items = {GENERATE: generate, FILTER: filter_}
+    items = {SAMPLES: sampler, SELECTS: selector}
     try:
-        summaries = rejection.run_loop(ctx.rejection, generate.config, filter_.config,
-                                       lambda name, config: _call(ctx, items[name], config),
-                                       ctx.dir(GENERATE), lambda table: _say(console, table))
+        summaries = rejection.run_loop(ctx.rejection, registry()[sampler.name], sampler.config, registry()[selector.name], selector.config,
+                                       lambda role, config: _call(ctx, items[role], config),
+                                       ctx.dir(sampler.name), lambda table: _say(console, table))
     finally:
         for item in items.values():
             manifest.finished(item.name)
     if not complete:
-        return dict(zip(items, summaries, strict=True))
+        return {item.name: summary for item, summary in zip(items.values(), summaries, strict=True)}
     return {item.name: _complete(ctx, item, summary, started) for item, summary in zip(items.values(), summaries, strict=True)}
 
 

@@ -120,5 +120,7 @@ def _named(item: Any, artifact: str, path: str) -> Any:
 
 
 def _is_list(model: Any, field: str) -> bool:
+    if field not in model.model_fields:  # a key the config moves into a nested section (generate's teacher): one value
+        return False
     annotation = model.model_fields[field].annotation
     return any(typing.get_origin(a) is list for a in (annotation, *typing.get_args(annotation)))

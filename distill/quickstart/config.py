@@ -12,6 +12,7 @@ from distill.evaluate.config import EvalSettings
 from distill.filters.rules.language import LanguageOptions
 from distill.quickstart.teacher import TeacherSettings
 from students.config import TrainConfig
+from teacher.sampling import with_defaults
 
 
 class StudentShape(BaseModel):
@@ -71,10 +72,18 @@ class CompareConfig(EvalSettings):
                 "student, filtered traces": self.filtered, "student, unfiltered traces": self.unfiltered}
 
 
+GgufSampling = with_defaults("GgufSampling", {"backend": "Each file is served by llama.cpp's OpenAI-compatible server."},
+                             model=None, backend="llamacpp")
+
+
 class QuantizedConfig(EvalSettings):
     """The deploy recipe's comparison: the published student's GGUF files, each served by llama.cpp."""
 
-    backend: str = Field(default="llamacpp", description="Each file is served by llama.cpp's OpenAI-compatible server.")
+    # `model` is the folder of GGUF files here, not a sampling setting; each file is served by llama.cpp.
+    sampling: GgufSampling = Field(default_factory=GgufSampling, description=EvalSettings.model_fields["sampling"].description,
+                                   json_schema_extra={**EvalSettings.model_fields["sampling"].json_schema_extra,
+                                                      "only": [key for key in EvalSettings.model_fields["sampling"].json_schema_extra["only"]
+                                                               if key != "model"]})  # `model` is the folder of GGUF files
     model: str = Field(description="Published model folder holding the GGUF files (publish with --gguf).")
     types: list[str] = Field(default_factory=lambda: ["bf16", "q8_0", "q4_k_m"], description="GGUF types to compare, in table order.")
     benchmarks: list[str] = Field(min_length=1, description="Held-out problem files.")

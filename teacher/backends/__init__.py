@@ -2,8 +2,9 @@
 
 One module per backend in this package; the module's name is the backend's name (`--backend
 vllm`), and the module itself implements `Backend`. Adding a backend is adding one module:
-`names()` discovers it, configs validate against it, and generate, eval and the judge use it
-through `load()`.
+`names()` discovers it, `SamplingConfig` validates against it, and the sampling layer
+(`teacher.sampler.sample`) uses it through `load()`. A backend reads the `SamplingConfig` and the
+jobs (`teacher.sampler.Job`), and hands samples to the sink; it knows no stage.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Backend(Protocol):
         """Load what the run needs before anything is shown or written (bad names fail here)."""
 
     def generate(self, config: Any, jobs: list, sink: Any) -> None:
-        """Sample every job's missing indices; hand each finished sample to `sink.emit`/`emit_many`."""
+        """Sample every job's indices; hand each finished sample to `sink.emit`/`emit_many` (with the job)."""
 
     def release(self) -> None:
         """Give back what `prepare` took (engine processes, GPU memory); safe to call twice."""

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.errors import InputError, StageError
-from teacher.config import GenerateConfig
-from teacher.progress import Job, Sink
+from teacher.sampler import Job
+from teacher.sampling import SamplingConfig
 
 remote = False  # the teacher is a local .gguf file
 PROMPT_ROOM = 2048  # context left for the prompt when max_model_len is not set
@@ -36,34 +36,34 @@ NEUTRAL_SAMPLING = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
 _SERVER: dict[str, Any] = {}
 
 
-def check(config: GenerateConfig) -> None:
+def check(config: SamplingConfig) -> None:
     from importlib.util import find_spec
 
-    path = Path(config.teacher)
+    path = Path(config.model)
     if path.suffix.lower() != ".gguf":
-        raise InputError("the llamacpp backend serves a .gguf file", where=config.teacher, field="teacher")
+        raise InputError("the llamacpp backend serves a .gguf file", where=config.model, field="model")
     if find_spec("llama_cpp") is None or find_spec("uvicorn") is None:
         raise InputError("serving GGUF needs llama.cpp's server: pip install 'distill[gguf]'", field="backend")
 
 
-def prepare(config: GenerateConfig) -> None:
+def prepare(config: SamplingConfig) -> None:
     """Start the server for this file and wait until it answers (bad files fail here)."""
-    if not Path(config.teacher).is_file():
-        raise InputError("no such file", where=config.teacher, field="teacher")
-    key = (config.teacher, _flags(config))
+    if not Path(config.model).is_file():
+        raise InputError("no such file", where=config.model, field="model")
+    key = (config.model, _flags(config))
     if _SERVER.get("key") == key and _SERVER["process"].poll() is None:
         return
     release()
     _SERVER.update(_start(config), key=key)
 
 
-def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
+def generate(config: SamplingConfig, jobs: list[Job], sink: Any) -> None:
     from teacher.backends import openai
 
     openai.generate(served(config, _SERVER["url"]), jobs, sink)
 
 
-def served(config: GenerateConfig, url: str) -> GenerateConfig:
+def served(config: SamplingConfig, url: str) -> SamplingConfig:
     """The settings the openai backend samples the server with."""
     # Seeded per request (seed + sample index): the samples do not depend on the order requests reach the server.
     return config.model_copy(update={"base_url": url, "concurrency": min(config.concurrency, IN_FLIGHT), "api": "chat",
@@ -82,7 +82,7 @@ def release() -> None:
         log.close()
 
 
-def _flags(config: GenerateConfig) -> tuple[str, ...]:
+def _flags(config: SamplingConfig) -> tuple[str, ...]:
     options: dict[str, Any] = {"n_ctx": config.max_model_len or config.max_tokens + PROMPT_ROOM, "verbose": False}
     if config.seed is not None:
         options["seed"] = config.seed
@@ -90,7 +90,7 @@ def _flags(config: GenerateConfig) -> tuple[str, ...]:
     return tuple(part for name, value in options.items() for part in (f"--{name}", str(value)))
 
 
-def _start(config: GenerateConfig) -> dict[str, Any]:
+def _start(config: SamplingConfig) -> dict[str, Any]:
     import httpx
 
     from distill.core import processes
@@ -99,7 +99,7 @@ def _start(config: GenerateConfig) -> dict[str, Any]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = tempfile.TemporaryFile(mode="w+", prefix="llama-server-")  # its request log would flood ours
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", config.teacher, "--model_alias", config.teacher,
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", config.model, "--model_alias", config.model,
                "--host", "127.0.0.1", "--port", str(port), *_flags(config)]
     process = processes.start(command, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}/v1"
@@ -109,7 +109,7 @@ def _start(config: GenerateConfig) -> dict[str, Any]:
             log.seek(0)
             tail = " | ".join(line.strip() for line in log.read().strip().splitlines()[-3:])
             log.close()
-            raise StageError(f"llama.cpp's server stopped while loading {config.teacher}: {tail or 'no output'}")
+            raise StageError(f"llama.cpp's server stopped while loading {config.model}: {tail or 'no output'}")
         try:
             if httpx.get(f"{url}/models", timeout=2.0).status_code == 200:
                 return {"process": process, "log": log, "url": url}

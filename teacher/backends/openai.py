@@ -27,9 +27,8 @@ from urllib.parse import urlsplit
 from distill.core.errors import InputError, StageError
 from distill.core.logprobs import TokenLogprobs
 from distill.core.secrets import redact, register_env
-from teacher.config import GenerateConfig
-from teacher.progress import Job, Sink
-from teacher.prompts import messages_for, render, stitch
+from teacher.sampler import Job, render, stitch
+from teacher.sampling import SamplingConfig
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 RETRY_AFTER_CEILING = 300.0  # a server asking for longer is treated as down
@@ -47,7 +46,7 @@ def endpoint_root(base_url: str) -> str:
     return url + "/v1" if urlsplit(url).path in ("", "/") else url
 
 
-def backoff(attempt: int, config: GenerateConfig, retry_after: float | None) -> float:
+def backoff(attempt: int, config: SamplingConfig, retry_after: float | None) -> float:
     """Exponential backoff with jitter; a server's Retry-After is a floor."""
     delay = min(config.retry_max_delay, config.retry_base_delay * 2**attempt) * random.uniform(0.5, 1.0)
     if retry_after is not None:
@@ -75,13 +74,13 @@ _TOKEN_ID = "token_id:"  # how vLLM writes a token when asked for ids (return_to
 _TOKENIZERS: dict[str, Any] = {}
 
 
-def prepare(config: GenerateConfig) -> None:
+def prepare(config: SamplingConfig) -> None:
     """Load what the run needs before anything is shown or written (bad names fail here)."""
     if config.api == "completions":
         _local_tokenizer(config)
 
 
-def check(config: GenerateConfig) -> None:
+def check(config: SamplingConfig) -> None:
     if not config.base_url:
         raise InputError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1)", field="base_url")
     if config.logprobs and "api.deepseek.com" in config.base_url:
@@ -96,11 +95,11 @@ def release() -> None:
     """Nothing is held between runs (connections close with each run)."""
 
 
-def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
+def generate(config: SamplingConfig, jobs: list[Job], sink: Any) -> None:
     asyncio.run(_generate(config, jobs, sink))
 
 
-async def _generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
+async def _generate(config: SamplingConfig, jobs: list[Job], sink: Any) -> None:
     import aiohttp
 
     key = os.environ.get(config.api_key_env)
@@ -131,7 +130,7 @@ async def _generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None
             await asyncio.gather(*workers, return_exceptions=True)
 
 
-async def _worker(client, queue: asyncio.Queue, config: GenerateConfig, sink: Sink, tokenizer: Any) -> None:
+async def _worker(client, queue: asyncio.Queue, config: SamplingConfig, sink: Any, tokenizer: Any) -> None:
     while not sink.stopped:  # at the budget no request starts; those in flight finish and are written
         try:
             job, index = queue.get_nowait()
@@ -141,28 +140,32 @@ async def _worker(client, queue: asyncio.Queue, config: GenerateConfig, sink: Si
             data = await _request(client, _body(job, index, config, tokenizer), config, sink)
         except _Rejected as exc:
             sink.failed()
-            sink.skip(job.problem, str(exc), 1)
+            sink.skip(job, str(exc), 1)
             continue
         choice = (data.get("choices") or [{}])[0]
         finish = choice.get("finish_reason")
         message = choice.get("message") if config.api == "chat" else choice
-        completion = stitch(message or {}, config.think_prefill)
+        completion = stitch(message or {}, job.prefill)
         usage = data.get("usage") or {}
-        sink.emit(job.problem, index, completion, finish, usage.get("completion_tokens"), prompt_tokens=usage.get("prompt_tokens"),
+        sink.emit(job, index, completion, finish, usage.get("completion_tokens"), prompt_tokens=usage.get("prompt_tokens"),
                   token_logprobs=token_logprobs(choice, config))
 
 
-def _body(job: Job, index: int, config: GenerateConfig, tokenizer: Any) -> dict[str, Any]:
+def _body(job: Job, index: int, config: SamplingConfig, tokenizer: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "model": config.teacher,
+        "model": config.model,
         "temperature": config.temperature,
         "top_p": config.top_p,
         "max_tokens": config.max_tokens,
     }
     if config.api == "chat":
-        body["messages"] = messages_for(job.problem, config)
+        if job.continuation:
+            raise StageError("a chat endpoint cannot continue a given completion; use --api completions (or the vllm backend)")
+        body["messages"] = job.messages
     else:
-        body["prompt"] = render(job.problem, config, tokenizer)
+        body["prompt"] = render(job, tokenizer)
+    if config.stop:
+        body["stop"] = config.stop
     if config.request_seed and config.seed is not None:
         body["seed"] = config.seed + index
     if config.logprobs:  # token ids, not their text: KD trains on the teacher's own tokens
@@ -172,7 +175,7 @@ def _body(job: Job, index: int, config: GenerateConfig, tokenizer: Any) -> dict[
     return body
 
 
-def token_logprobs(choice: dict[str, Any], config: GenerateConfig) -> TokenLogprobs | None:
+def token_logprobs(choice: dict[str, Any], config: SamplingConfig) -> TokenLogprobs | None:
     """A choice's log-probabilities as arrays (chat: logprobs.content; completions: tokens and top_logprobs)."""
     if not config.logprobs:
         return None
@@ -198,7 +201,7 @@ def _token_id(token: str) -> int:
     return int(token[len(_TOKEN_ID):])
 
 
-async def _request(client, body: dict[str, Any], config: GenerateConfig, sink: Sink) -> dict[str, Any]:
+async def _request(client, body: dict[str, Any], config: SamplingConfig, sink: Any) -> dict[str, Any]:
     import aiohttp
 
     path = "/chat/completions" if config.api == "chat" else "/completions"
@@ -290,7 +293,7 @@ def _raise_for(response) -> None:
     if code in (401, 403):
         raise StageError(f"the endpoint refused the API key (HTTP {code}); is it set in the environment variable named by api_key_env?")
     if code == 404:
-        raise StageError(f"not found (HTTP 404: {detail}); check --base-url and the model name --teacher")
+        raise StageError(f"not found (HTTP 404: {detail}); check --base-url and the served model's name")
     if code in (400, 413, 422) and any(hint in detail.lower() for hint in _CONTEXT_HINTS):
         raise _Rejected("prompt longer than the context (endpoint)")
     if code in (400, 422):
@@ -298,7 +301,7 @@ def _raise_for(response) -> None:
     raise _Rejected(f"endpoint answered HTTP {code}")
 
 
-async def _preflight(client, config: GenerateConfig, sink: Sink) -> None:
+async def _preflight(client, config: SamplingConfig, sink: Any) -> None:
     """Fail fast, with a clear message, when the server cannot be reached at all."""
     import aiohttp
 
@@ -320,7 +323,7 @@ async def _preflight(client, config: GenerateConfig, sink: Sink) -> None:
     raise StageError(f"cannot reach {endpoint_root(config.base_url)} after {config.max_retries} retries ({problem})")
 
 
-def _raise_if_refused(exc: BaseException, config: GenerateConfig) -> None:
+def _raise_if_refused(exc: BaseException, config: SamplingConfig) -> None:
     """A refused connection is no transient fault (nothing listens at that address): stop at once,
     where timeouts, dropped connections, 429 and 5xx are retried."""
     import aiohttp
@@ -330,10 +333,10 @@ def _raise_if_refused(exc: BaseException, config: GenerateConfig) -> None:
                          "at that address? check --base-url)") from None
 
 
-def _local_tokenizer(config: GenerateConfig):
+def _local_tokenizer(config: SamplingConfig):
     from transformers import AutoTokenizer
 
-    name = config.tokenizer or config.teacher
+    name = config.tokenizer or config.model
     if name in _TOKENIZERS:
         return _TOKENIZERS[name]
     try:

@@ -3,7 +3,7 @@
 Requests go straight to the engine (`LLM.llm_engine.add_request` / `step`), a few thousand
 prompts ahead of the results, so the scheduler always has a full batch, and each prompt's
 samples are written the moment they finish instead of when a whole `generate` call returns.
-`run(config, keep_engine=True)` keeps the engine for the next run with the same engine options
+`sample(config, jobs, sink, keep_engine=True)` keeps the engine for the next run with the same engine options
 (the evaluator samples several benchmarks in a row; it calls `release()` when done).
 By default it is shut down after the run, so a training stage in the same process gets the GPU.
 """
@@ -22,9 +22,8 @@ from distill.core.errors import StageError
 from distill.core.logprobs import TokenLogprobs
 from distill.core.r1_format import restore_prefill
 from teacher.backends import _vllm_memory
-from teacher.config import GenerateConfig
-from teacher.progress import Job, Sink
-from teacher.prompts import render
+from teacher.sampler import Job, render
+from teacher.sampling import SamplingConfig
 
 remote = False  # the teacher is a local path or a hub id the engine loads
 _ENGINES: dict[str, Any] = {}
@@ -40,7 +39,7 @@ ENGINE_FIELDS = (
 )
 
 
-def engine_options(config: GenerateConfig) -> dict[str, Any]:
+def engine_options(config: SamplingConfig) -> dict[str, Any]:
     """vllm.LLM keyword arguments: the options that were set, then engine_kwargs on top."""
     options = {name: getattr(config, name) for name in ENGINE_FIELDS if getattr(config, name) is not None}
     options["seed"] = config.seed if config.seed is not None else 0
@@ -50,25 +49,25 @@ def engine_options(config: GenerateConfig) -> dict[str, Any]:
     return options
 
 
-def load_engine(config: GenerateConfig):
+def load_engine(config: SamplingConfig):
     """The vllm.LLM for this teacher and these engine options (cached for the process).
 
     Its engine core and workers die with this process, SIGKILL included (`processes.guard`);
     on CPU its KV cache is sized to the run (`_vllm_memory`); a start-up failure is one line.
     """
     options = engine_options(config)
-    key = json.dumps([config.teacher, options, config.reproducible], sort_keys=True, default=str)
+    key = json.dumps([config.model, options, config.reproducible], sort_keys=True, default=str)
     if key not in _ENGINES:
         import vllm
 
         release()  # one engine at a time: two would compete for the same GPU memory
         processes.guard()
-        options, chosen = _vllm_memory.plan(config.teacher, options)
+        options, chosen = _vllm_memory.plan(config.model, options)
         if chosen:
             print(chosen, file=sys.stderr, flush=True)
         try:
             with _engine_core_in_process(config.reproducible):
-                _ENGINES[key] = vllm.LLM(config.teacher, **options)
+                _ENGINES[key] = vllm.LLM(config.model, **options)
         except Exception as exc:  # vLLM's start-up errors: a traceback here, the cause in its engine process's log
             raise StageError(_vllm_memory.startup_failure(exc)) from None
     return _ENGINES[key]
@@ -105,11 +104,11 @@ def release() -> None:
     gc.collect()
 
 
-def check(config: GenerateConfig) -> None:
+def check(config: SamplingConfig) -> None:
     """Nothing to check before loading: vLLM validates its own options when the engine starts."""
 
 
-def prepare(config: GenerateConfig) -> None:
+def prepare(config: SamplingConfig) -> None:
     load_engine(config)
 
 
@@ -126,7 +125,7 @@ def token_logprobs(choice, k: int) -> TokenLogprobs | None:
     )
 
 
-def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
+def generate(config: SamplingConfig, jobs: list[Job], sink: Any) -> None:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
     from vllm.sampling_params import RequestOutputKind
@@ -147,24 +146,24 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
                 n=n, temperature=config.temperature, top_p=config.top_p, max_tokens=max_tokens,
                 output_kind=RequestOutputKind.FINAL_ONLY,  # one output per request, when all its samples are done
                 # the teacher's own distribution (vLLM's default logprobs_mode: raw, before temperature and top_p)
-                logprobs=config.logprobs or None, flat_logprobs=True,
+                logprobs=config.logprobs or None, flat_logprobs=True, stop=config.stop,
             )
         return params_cache[key]
 
     def top_up(limit: int) -> None:
         added = 0
         for job in queue:
-            prompt_ids = tokenizer.encode(render(job.problem, config, tokenizer), add_special_tokens=False)
+            prompt_ids = tokenizer.encode(render(job, tokenizer), add_special_tokens=False)
             room = context - len(prompt_ids)
             if room <= 0:
-                sink.skip(job.problem, f"prompt longer than the context ({context} tokens)", len(job.indices))
+                sink.skip(job, f"prompt longer than the context ({context} tokens)", len(job.indices))
                 continue
             request_id = str(next(ids))
             try:
                 # Past the context, vLLM would refuse the request: cap max_tokens at the room left.
                 engine.add_request(request_id, TokensPrompt(prompt_token_ids=prompt_ids), params_for(len(job.indices), min(config.max_tokens, room)))
             except ValueError as exc:  # vLLM's validation errors: this prompt only
-                sink.skip(job.problem, f"rejected by vLLM: {str(exc).splitlines()[0][:120]}", len(job.indices))
+                sink.skip(job, f"rejected by vLLM: {str(exc).splitlines()[0][:120]}", len(job.indices))
                 continue
             pending[request_id] = job
             added += 1
@@ -179,9 +178,9 @@ def generate(config: GenerateConfig, jobs: list[Job], sink: Sink) -> None:
                 if job is None:
                     continue
                 sink.emit_many(
-                    job.problem,
+                    job,
                     [
-                        (job.indices[choice.index], restore_prefill(choice.text, config.think_prefill), choice.finish_reason,
+                        (job.indices[choice.index], restore_prefill(choice.text, job.prefill), choice.finish_reason,
                          len(choice.token_ids), token_logprobs(choice, config.logprobs))
                         for choice in output.outputs
                     ],

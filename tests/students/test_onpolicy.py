@@ -248,7 +248,7 @@ def test_recipe_chains_sft_then_onpolicy_in_one_run_directory(tmp_path):
     run_dir = str((tmp_path / "run").resolve())
     assert list(doc) == ["teacher", "generate", "filter", "train", "train-kd", "onpolicy", "compare-onpolicy"]
     # KD: the same kept traces, base and settings as SFT, on the teacher's recorded top-K
-    assert doc["generate"]["logprobs"] == 20 and doc["train-kd"]["objective"] == "kd" and doc["train"]["objective"] == "sft"
+    assert doc["generate"]["sampling"]["logprobs"] == 20 and doc["train-kd"]["objective"] == "kd" and doc["train"]["objective"] == "sft"
     assert doc["train-kd"]["data"] == doc["train"]["data"] and doc["train-kd"]["base_model"] == doc["train"]["base_model"]
     assert doc["compare-onpolicy"]["kd"] == f"{run_dir}/train-kd/final"
     assert doc["onpolicy"]["student_model"] == f"{run_dir}/train"  # the SFT run's final/

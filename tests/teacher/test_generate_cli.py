@@ -107,9 +107,10 @@ def test_recipe_then_flags_and_print_config(prompts, tmp_path):
                    "--field-answer", "gt", "--print-config")
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load(done.stdout)
-    assert config["teacher"] == "deepseek-ai/DeepSeek-R1" and config["n"] == 2  # the flag wins over the recipe
+    sampling = config["sampling"]  # the recipe's old keys (teacher, n) land in the nested sampling section
+    assert sampling["model"] == "deepseek-ai/DeepSeek-R1" and sampling["n"] == 2  # the flag wins over the recipe
     assert config["fields"]["id"] == "uid" and config["fields"]["answer"] == "gt"  # field flags refine the recipe's map
-    assert (config["temperature"], config["top_p"], config["max_tokens"], config["think_prefill"]) == (0.6, 0.95, 32768, "<think>\n")
+    assert (sampling["temperature"], sampling["top_p"], sampling["max_tokens"], config["think_prefill"]) == (0.6, 0.95, 32768, "<think>\n")
     assert not (tmp_path / "o.jsonl").exists()
 
     recipe.write_text("generate:\n  teacher: t\n  temprature: 0.7\n")

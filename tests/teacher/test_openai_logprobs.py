@@ -9,11 +9,11 @@ import pytest
 
 from distill.core.errors import StageError
 from teacher.backends.openai import token_logprobs
-from teacher.config import GenerateConfig
+from teacher.sampling import SamplingConfig
 
 
-def config(api: str, k: int = 2) -> GenerateConfig:
-    return GenerateConfig(prompts="p.jsonl", output="o.jsonl", teacher="t", backend="openai", base_url="http://x/v1", api=api, logprobs=k)
+def config(api: str, k: int = 2) -> SamplingConfig:
+    return SamplingConfig(model="t", backend="openai", base_url="http://x/v1", api=api, logprobs=k)
 
 
 def test_chat_content_with_token_ids():

@@ -68,7 +68,7 @@ def test_completions_come_back_in_r1_form():
 
 
 def test_retry_timing():
-    cfg = config(retry_base_delay=1.0, retry_max_delay=8.0)
+    cfg = config(retry_base_delay=1.0, retry_max_delay=8.0).sampling  # the backends read the sampling layer's settings
     assert parse_retry_after("3") == 3.0 and parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 1  # a date in the past: now
     assert all(0.5 <= backoff(0, cfg, None) <= 1.0 for _ in range(50))

@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from distill.core.r1_format import Parts
 from distill.core.records import Trace, Verdict
 from distill.filters.registry import RuleOptions, rule
+from teacher.sampling import Layout, NestsSampling, with_defaults
 
 PROMPT = """You are grading an answer to a problem against a reference answer.
 
@@ -51,11 +52,26 @@ def _cache_default() -> str:
     return str(root / "distill" / "judge-verdicts.jsonl")
 
 
-class JudgeOptions(RuleOptions):
-    model: str | None = Field(default=None, description="The judge: a served model's name (openai backend) or a model path (vllm).")
-    backend: str = Field(default="openai", description="Backend the judge is asked through (a module of teacher/backends: openai, vllm, llamacpp).")
-    base_url: str | None = Field(default=None, description="Endpoint root of the judge (openai backend), e.g. http://127.0.0.1:8000/v1.")
-    api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the judge's API key (never printed or written).")
+JudgeSampling = with_defaults(
+    "JudgeSampling",
+    {"model": "The judge: a served model's name (openai backend) or a model path (vllm).",
+     "backend": "Backend the judge is asked through (a module of teacher/backends: openai, vllm, llamacpp).",
+     "base_url": "Endpoint root of the judge (openai backend), e.g. http://127.0.0.1:8000/v1.",
+     "api_key_env": "Environment variable holding the judge's API key (never printed or written).",
+     "temperature": "Judge sampling temperature.", "max_tokens": "Most tokens of one judge reply (a reasoning judge needs thousands).",
+     "concurrency": "Judge requests in flight (openai backend).", "n": "Replies per prompt (the verdict is the first's)."},
+    model=None, backend="openai", n=1, temperature=0.0, max_tokens=4096, concurrency=16,
+)
+
+
+class JudgeOptions(NestsSampling, RuleOptions):
+    # The judge's recipe keys from before the sampling section (judge.model, judge.settings: {...}) still load.
+    sampling_layout: ClassVar[Layout] = Layout(keys=("model", "backend", "base_url", "api_key_env", "temperature", "max_tokens", "concurrency"),
+                                               merged="settings")
+
+    # The flags the judge had; its other sampling settings through --judge-settings or the recipe's judge.sampling.
+    sampling: JudgeSampling = Field(default_factory=JudgeSampling, description="How the judge is sampled (the sampling layer).",
+                                    json_schema_extra={"flatten": True, "only": list(sampling_layout.keys)})
     policy: Literal["off", "undecided", "all"] | None = Field(
         default=None, json_schema_extra={"flags": ["--judge"]},
         description="off; undecided: records the rules cannot decide; all: also confirm what the rules passed "
@@ -66,14 +82,11 @@ class JudgeOptions(RuleOptions):
                                                     "agreement; their verdicts stay the rules'.")
     cache: str = Field(default_factory=_cache_default, description="Verdict cache (JSONL, appended): a verdict is asked once per judge "
                                                                    "model and prompt, so re-runs cost nothing.")
-    temperature: float = Field(default=0.0, ge=0, description="Judge sampling temperature.")
-    max_tokens: int = Field(default=4096, ge=1, description="Most tokens of one judge reply (a reasoning judge needs thousands).")
-    concurrency: int = Field(default=16, ge=1, description="Judge requests in flight (openai backend).")
     price_in: float | None = Field(default=None, ge=0, description="Money per million prompt tokens of the judge (the report's judge cost).")
     price_out: float | None = Field(default=None, ge=0, description="Money per million completion tokens of the judge (the report's judge cost).")
     prompt: str = Field(default=PROMPT, description="The judge prompt: {problem}, {reference} and {answer} are filled in.")
-    settings: dict[str, Any] = Field(default_factory=dict, description="Further generate settings for the judge's backend "
-                                                                       "(max_retries, request_timeout, kv_cache_memory_bytes, enforce_eager...).")
+    settings: dict[str, Any] = Field(default_factory=dict, exclude=True, description="Further sampling settings for the judge's backend "
+                                     "(max_retries, request_timeout, kv_cache_memory_bytes, enforce_eager...), merged into its sampling section.")
 
     @field_validator("prompt")
     @classmethod
@@ -83,12 +96,9 @@ class JudgeOptions(RuleOptions):
             raise ValueError(f"the judge prompt must contain {', '.join(missing)}")
         return value
 
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, value: str) -> str:
-        from teacher import backends
-
-        return backends.check_name(value)
+    @property
+    def model(self) -> str | None:
+        return self.sampling.model
 
     def resolved_policy(self) -> str:
         return self.policy or ("undecided" if self.model else "off")

@@ -64,10 +64,10 @@ def test_requests_sample_as_the_protocol_says(tmp_path):
     """llama-cpp-python's server would add top_k 40, min_p 0.05 and repeat_penalty 1.1 to every request."""
     from distill.evaluate.config import EvalConfig
     from teacher.backends.llamacpp import served
-    from teacher.config import GenerateConfig
+    from teacher.sampling import SamplingConfig
 
-    assert EvalConfig(model="m-Q4_K_M.gguf", benchmarks=["b.jsonl"]).backend == "llamacpp"
-    config = GenerateConfig(prompts="p.jsonl", output=tmp_path / "o.jsonl", teacher="m.gguf", backend="llamacpp", extra_body={"top_k": 20})
+    assert EvalConfig(model="m-Q4_K_M.gguf", benchmarks=["b.jsonl"]).sampling.backend == "llamacpp"
+    config = SamplingConfig(model="m.gguf", backend="llamacpp", extra_body={"top_k": 20})
     body = served(config, "http://127.0.0.1:1/v1")
     assert body.extra_body == {"top_k": 20, "min_p": 0.0, "repeat_penalty": 1.0}  # what the user sets still wins
     assert body.request_seed and body.api == "chat" and body.concurrency == 2 and body.base_url == "http://127.0.0.1:1/v1"

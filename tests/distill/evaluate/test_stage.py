@@ -137,16 +137,14 @@ def test_benchmark_files_and_names(tmp_path, shared_data, tiny_qwen):
 
 
 def test_eval_has_the_engine_memory_settings_of_generate(tmp_path):
-    from distill.evaluate.stage import generate_config
-
+    # They are the sampling layer's (eval.sampling), read from the keys eval always had (issue 25).
     base = dict(model="m", benchmarks=["b.jsonl"])
-    config = EvalConfig(**base, max_model_len=512, max_num_seqs=8, gpu_memory_utilization=0.5, kv_cache_memory_bytes=2**28)
-    settings = generate_config(config, tmp_path / "p.jsonl", tmp_path / "o.jsonl")
+    settings = EvalConfig(**base, max_model_len=512, max_num_seqs=8, gpu_memory_utilization=0.5, kv_cache_memory_bytes=2**28).sampling
     assert (settings.max_model_len, settings.max_num_seqs, settings.gpu_memory_utilization, settings.kv_cache_memory_bytes) == (
         512, 8, 0.5, 2**28)
-    settings = generate_config(EvalConfig(**base, max_num_seqs=8, generate={"max_num_seqs": 4}), tmp_path / "p", tmp_path / "o")
+    settings = EvalConfig(**base, max_num_seqs=8, generate={"max_num_seqs": 4}).sampling
     assert settings.max_num_seqs == 4  # the free-form `generate` section has the last word
-    settings = generate_config(EvalConfig(**base), tmp_path / "p.jsonl", tmp_path / "o.jsonl")
+    settings = EvalConfig(**base).sampling
     assert settings.kv_cache_memory_bytes is None and settings.gpu_memory_utilization is None  # on CPU: sized to the run
     shown = subprocess.run([sys.executable, "-m", "cli", "eval", "--help"], capture_output=True, text=True, cwd=ROOT).stdout
     assert all(flag in shown for flag in ("--max-model-len", "--max-num-seqs", "--gpu-memory-utilization", "--kv-cache-memory-bytes"))

@@ -38,7 +38,8 @@ def test_rejection_needs_generate_then_filter(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"run": {"stages": ["filter"]}, "rejection": {"min_kept": 1},
                                       "filter": {"input": str(recipe)}}))
-    with pytest.raises(InputError, match="needs generate and then filter"):
+    # The loop finds its stages by role (distill.core.stage): generate samples prompts, filter selects samples.
+    with pytest.raises(InputError, match="a stage that samples prompts and after it one that selects samples"):
         plan(recipe, tmp_path / "run")
 
 

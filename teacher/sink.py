@@ -1,7 +1,8 @@
-"""Where the backends hand their results: the record writer, the counters and the progress bar.
+"""The record sink: where the sampling layer hands samples that become trace records in a JSONL file.
 
-Backends only call `emit`, `skip`, `retried` and `failed`; what a record looks like and how
-progress is shown stays here, the same for every backend.
+Backends only call `emit`, `skip`, `retried` and `failed`; what a record looks like, how the file is
+resumed (a re-run samples only the ids it lacks, see teacher.store) and how progress is shown stays
+here, the same for every backend. (`teacher.sampler.MemorySink` is the in-memory sink.)
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -25,25 +27,23 @@ from rich.table import Table
 
 from distill.core import logprobs
 from distill.core.cost import money_text
-from distill.core.records import Problem, Trace, sample_id
-from teacher.store import AppendWriter
+from distill.core.records import Trace, sample_id
+from teacher.sampler import Job
+from teacher.store import AppendWriter, OutputState, mend, scan_output
 
 
 @dataclass
-class Job:
-    """One prompt and the sample indices it still needs."""
+class TraceSink:
+    """Samples as trace records appended to `path` (and, with `side`, their log-probabilities to its side file)."""
 
-    problem: Problem
-    indices: list[int]
-
-
-@dataclass
-class Sink:
-    writer: AppendWriter
-    teacher: dict[str, Any]
-    total_prompts: int
-    total_samples: int
+    path: Path
+    teacher: dict[str, Any]  # every record's `teacher` field
+    side: bool = False
     console: Console = field(default_factory=lambda: Console(stderr=True))
+    state: OutputState = field(init=False)  # what the file holds already (read when the sink is made; nothing written)
+    writer: AppendWriter | None = None
+    total_prompts: int = 0
+    total_samples: int = 0
     samples: int = 0
     prompts_done: int = 0
     tokens: int = 0  # completion tokens written by this run
@@ -64,6 +64,8 @@ class Sink:
     _end: float | None = None
 
     def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.state = scan_output(self.path)  # not ours: InputError, and the file is left alone
         self.progress = Progress(
             TextColumn("[bold]generate"),
             BarColumn(bar_width=20),
@@ -76,12 +78,27 @@ class Sink:
             transient=False,
             refresh_per_second=2,  # enough for people; the redraw thread competes with the engine loop for the GIL
         )
-        self._task = self.progress.add_task(
-            "generate", total=self.total_samples, prompts=0, total_prompts=self.total_prompts, rate="0", retries=0, errors=0
-        )
+        self._task = self.progress.add_task("generate", total=0, prompts=0, total_prompts=0, rate="0", retries=0, errors=0)
+
+    def missing(self, jobs: list[Job]) -> list[Job]:
+        """The jobs with the samples the file holds already left out (a re-run resumes)."""
+        out = []
+        for job in jobs:
+            indices = [i for i in job.indices if sample_id(job.key, i) not in self.state.done]
+            if indices:
+                out.append(replace(job, indices=indices))
+        return out
 
     def start(self, jobs: list[Job]) -> None:
-        self._left = {job.problem.problem_id: len(job.indices) for job in jobs}
+        """Mend the file (a torn last line cut, a missing newline added: only now, so a run refused
+        earlier leaves it as it was), open it for appending, show progress."""
+        mend(self.path, self.state)
+        if self.side:
+            logprobs.mend(logprobs.side_path(self.path), self.state.done)
+        self.writer = AppendWriter(self.path, side=self.side)
+        self.total_prompts, self.total_samples = len(jobs), sum(len(job.indices) for job in jobs)
+        self.progress.update(self._task, total=self.total_samples, total_prompts=self.total_prompts)
+        self._left = {job.key: len(job.indices) for job in jobs}
         self._start = time.monotonic()
         self.progress.start()
 
@@ -89,15 +106,22 @@ class Sink:
         self._end = time.monotonic()  # engine shutdown after this is not part of the run's speed
         self._refresh()
         self.progress.stop()
+        if self.writer is not None:
+            self.writer.close()
 
-    def emit(self, problem: Problem, index: int, completion: str, finish_reason: str | None, tokens: int | None,
+    @property
+    def written(self) -> int:
+        return self.writer.count if self.writer is not None else 0
+
+    def emit(self, job: Job, index: int, completion: str, finish_reason: str | None, tokens: int | None,
              prompt_tokens: int | None = None, token_logprobs: logprobs.TokenLogprobs | None = None) -> None:
         """One finished sample: written at once, so a crash after this line cannot lose it."""
-        self.emit_many(problem, [(index, completion, finish_reason, tokens, token_logprobs)], prompt_tokens=prompt_tokens)
+        self.emit_many(job, [(index, completion, finish_reason, tokens, token_logprobs)], prompt_tokens=prompt_tokens)
 
-    def emit_many(self, problem: Problem, samples: list[tuple], prompt_tokens: int | None = None) -> None:
+    def emit_many(self, job: Job, samples: list[tuple], prompt_tokens: int | None = None) -> None:
         """Samples of one prompt: (index, completion, finish_reason, tokens[, TokenLogprobs]) each; `prompt_tokens`
         is the prompt's size, counted once per sample."""
+        problem = job.problem
         records, frames = [], []
         for index, completion, finish_reason, tokens, *extra in samples:
             if extra and extra[0] is not None:
@@ -123,15 +147,15 @@ class Sink:
         self.samples += len(records)
         if self.limit is not None and self.stopped is None:
             self.stopped = self.limit(self.prompt_tokens, self.tokens)
-        self._count_down(problem, len(records))
+        self._count_down(job, len(records))
 
-    def skip(self, problem: Problem, reason: str, samples: int) -> None:
+    def skip(self, job: Job, reason: str, samples: int) -> None:
         """Samples that will not be produced (prompt too long for the context...), with a reason."""
-        if problem.problem_id not in self._skipped_ids:  # counted once per prompt, not per sample
-            self._skipped_ids.add(problem.problem_id)
+        if job.key not in self._skipped_ids:  # counted once per prompt, not per sample
+            self._skipped_ids.add(job.key)
             self.skipped[reason] += 1
         self.skipped_samples += samples
-        self._count_down(problem, samples)
+        self._count_down(job, samples)
 
     def retried(self) -> None:
         self.retries += 1
@@ -141,9 +165,9 @@ class Sink:
         self.errors += 1
         self._refresh()
 
-    def _count_down(self, problem: Problem, samples: int) -> None:
-        left = self._left.get(problem.problem_id, samples) - samples
-        self._left[problem.problem_id] = left
+    def _count_down(self, job: Job, samples: int) -> None:
+        left = self._left.get(job.key, samples) - samples
+        self._left[job.key] = left
         if left <= 0:
             self.prompts_done += 1
         self._refresh()
