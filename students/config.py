@@ -64,6 +64,7 @@ class TrainConfig(TraceLayout, Schedule, Checkpoints, LoraShape):
         "Memory planner (--plan)": ("gpus", "gpu_memory_gib", "sharding"),
     }
     renamed: ClassVar[dict[str, str]] = {"max_length": "max_seq_length"}  # old recipe key -> its name now
+    added: ClassVar[tuple[str, ...]] = ("order", "subset", "hard_pass_rate_max", "doctor")  # fingerprints see them once given
     _read_old_names = model_validator(mode="before")(read_old_names)
     _filled: set[str] = PrivateAttr(default_factory=set)  # settings the preset gave (fingerprints see them unset)
 
@@ -215,6 +216,10 @@ class TrainConfig(TraceLayout, Schedule, Checkpoints, LoraShape):
         if name is not None and name not in TEMPLATES:
             raise ValueError(f"unknown template '{name}' (known: {', '.join(TEMPLATES)})")
         return name
+
+    def unread(self) -> tuple[str, ...]:
+        """Settings this run does not read: a run wires the filter's pass rates to every train stage."""
+        return () if self.order == "difficulty" or self.subset == "hard" else ("pass_rates",)
 
     @property
     def student_preset(self) -> StudentPreset:

@@ -44,7 +44,7 @@ def test_r1_recipe_prints_its_resolved_config(name, tmp_path):
     assert (sampling["temperature"], sampling["top_p"], sampling["max_tokens"]) == (0.6, 0.95, 32768)
     assert train["student"] == R1[name]
     assert evaluation["benchmarks"] == ["aime24", "math500"]
-    assert (evaluation["sampling"]["temperature"], evaluation["sampling"]["top_p"], evaluation["sampling"]["n"]) == (0.6, 0.95, 16)
+    assert (evaluation["sampling"]["temperature"], evaluation["sampling"]["top_p"], evaluation["k"]) == (0.6, 0.95, 16)
     # The stages are chained inside the run directory.
     run_dir = str((tmp_path / "run").resolve())
     assert doc["filter"]["input"] == f"{run_dir}/generate/traces.jsonl"

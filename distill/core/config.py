@@ -204,6 +204,14 @@ def fingerprint_view(config: BaseModel) -> dict[str, Any]:
     recipe that finished stay finished (a new fingerprint would train them again), with nested sections
     folded back into the keys they had before the nesting (`folded_dump`)."""
     data = folded_dump(config)
+    # settings added after run folders existed (a config's `added`) count only once they are given, and
+    # settings this run does not read (its `unread()`) not at all: upgrading distill reruns no finished stage
+    for name in getattr(type(config), "added", ()):
+        field = type(config).model_fields[name]
+        if getattr(config, name) == field.get_default(call_default_factory=True):
+            data.pop(name, None)
+    for name in config.unread() if hasattr(config, "unread") else ():
+        data.pop(name, None)
     for name in getattr(config, "_filled", ()):
         data[name] = None
     for old, new in getattr(type(config), "renamed", {}).items():

@@ -63,6 +63,7 @@ class EvalConfig(EvalSettings):
     """One `distill eval` run (the `eval` section of a recipe)."""
 
     sampling_layout: ClassVar[Layout] = Layout(renames=LAYOUT.renames, merged=LAYOUT.merged, keys=("model", *LAYOUT.keys))
+    added: ClassVar[tuple[str, ...]] = ("since", "until", "shuffle_seed", "student")  # fingerprints see them once given
 
     benchmarks: list[str] = Field(min_length=1, description=f"Benchmark names: {names_help()}; or files: problem/answer, or GPQA's or LiveCodeBench's public layout.", json_schema_extra={"flags": ["--benchmark", "-b"]})
     since: str | None = Field(default="2024-08", description="LiveCodeBench: first contest month or day kept (YYYY-MM[-DD]; the R1 paper's window starts 2024-08).")

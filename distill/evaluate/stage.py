@@ -118,7 +118,7 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
     # so an interrupted eval picks up where it stopped.
     prompt = PromptSettings(math_instruction=config.instruction or None)
     jobs = [job_for(p.model_copy(update={"problem_id": f"{name}/{p.problem_id}"}), list(range(k_for(config.k, name))), prompt)
-            for name, problems in benches.items() for p in problems]
+            for name, bench in benches.items() for p in bench.problems]
     raw = out / f".samples-{_settings_hash(config)}.jsonl"
     sink = TraceSink(raw, config.sampling.info(prompt.think_prefill), side=bool(config.sampling.logprobs))
     try:

@@ -3,7 +3,7 @@ per rule (the rules declare their own options: see `distill.filters.registry`)."
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field, create_model, field_validator, model_validator
 
@@ -29,6 +29,7 @@ class FilterSettings(TraceLayout):
                                json_schema_extra={"flags": ["--all-verdicts/--first-rejection"]})
 
     # After every rule (distill.filters.selection): a pass-rate band per prompt, then K samples of each.
+    added: ClassVar[tuple[str, ...]] = ("pass_rate_min", "pass_rate_max", "per_prompt", "select", "select_by", "select_seed")  # fingerprints see them once given
     pass_rate_min: float = Field(default=0.0, ge=0, le=1, description="Keep only prompts whose pass rate (correct / drawn) is at least this.")
     pass_rate_max: float = Field(default=1.0, ge=0, le=1, description="Keep only prompts whose pass rate (correct / drawn) is at most this.")
     per_prompt: int | None = Field(default=None, ge=1, description="Keep at most K of each prompt's kept samples, chosen by --select (default with --select: 1).")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -32,6 +32,7 @@ from distill.core.stage import Command, Stage
 
 class PublishDataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    added: ClassVar[tuple[str, ...]] = ("allow_token_shapes",)  # fingerprints see it once given
 
     input: str = Field(description="Kept traces (the filter's output: JSONL, JSON, Parquet or a saved dataset).")
     output: Path = Field(description="Folder to write the dataset into.", json_schema_extra={"flags": ["-o"]})

@@ -50,7 +50,7 @@ def test_old_keys_land_in_the_nested_section():
                           "temperature": 0.6, "max_tokens": 32768, "concurrency": 128}
     assert GenerateConfig.model_validate(nested) == generate  # the new spelling is the same configuration
     evaluation = EvalConfig.model_validate(OLD_KEYS["eval"])
-    assert (evaluation.sampling.n, evaluation.k, evaluation.sampling.max_model_len, evaluation.sampling.tensor_parallel_size) == (16, 16, 34816, 1)
+    assert (evaluation.k, evaluation.sampling.max_model_len, evaluation.sampling.tensor_parallel_size) == (16, 34816, 1)  # k stays eval's (per benchmark)
     judge = FilterConfig.model_validate(OLD_KEYS["filter"]).judge
     assert (judge.sampling.model, judge.sampling.max_tokens, judge.sampling.max_retries, judge.sampling.n) == ("j", 2048, 3, 1)
     assert judge.sampling.backend == "openai" and judge.sampling.temperature == 0.0  # the judge's own defaults

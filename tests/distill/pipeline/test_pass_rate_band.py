@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -27,7 +26,7 @@ def test_the_band_drops_the_kept_samples_of_prompts_outside_it(tmp_path, section
     kept = tmp_path / "filter" / "kept.jsonl"
     kept.parent.mkdir()
     kept.write_text("".join(json.dumps({"id": s["id"], "problem_id": p}) + "\n" for p, samples in found.items() for s in samples if s["kept"]))
-    count = _write_prompt_stats(RejectionConfig(**section), stats(found), SimpleNamespace(output=str(kept)), tmp_path)
+    count = _write_prompt_stats(RejectionConfig(**section), stats(found), str(kept))
     rows = {r["problem_id"]: r for r in map(json.loads, (kept.parent / "prompts.jsonl").read_text().splitlines())}
     assert {p for p, r in rows.items() if r["dropped"]} == dropped
     assert {json.loads(line)["problem_id"] for line in kept.read_text().splitlines()} == {"easy", "mid", "hard"} - dropped
