@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -46,6 +46,7 @@ class RejectionConfig(BaseModel):
     min_kept: int = Field(default=2, ge=1, description="Kept samples wanted per prompt; prompts with fewer are resampled.")
     max_samples: int = Field(default=16, ge=1, description="Most samples drawn per prompt, all rounds together.")
     step: int | None = Field(default=None, ge=1, description="Samples added per round to each short prompt (default: the sampling stage's n).")
+    added: ClassVar[tuple[str, ...]] = ("pass_rate_min", "pass_rate_max")  # fingerprints see them once given
     pass_rate_min: float = Field(default=0.0, ge=0, le=1, description="Drop the kept samples of prompts whose pass rate (correct / drawn) is below this.")
     pass_rate_max: float = Field(default=1.0, ge=0, le=1, description="Drop the kept samples of prompts whose pass rate (correct / drawn) is above this.")
     drop_always_solved: bool = Field(default=False, description="Old spelling of pass_rate_max: 0.999999 (too easy).")

@@ -209,7 +209,7 @@ def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, st
         after = upstream(stage_name, ctx)
         inputs = {d: fingerprints[d] for d in after if d in fingerprints}
         if looped is not None and stage_name == looped[1]:  # the loop decides what the selecting stage keeps
-            inputs[rejection.SECTION] = json.dumps(ctx.rejection.model_dump(), sort_keys=True)
+            inputs[rejection.SECTION] = json.dumps(fingerprint_view(ctx.rejection), sort_keys=True)
         print_ = fingerprint(stage_name, config, ctx, inputs)
         fingerprints[stage_name] = print_
         redo = redo or stage_name == start
