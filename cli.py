@@ -21,6 +21,7 @@ from distill.filters.inspect import InspectConfig
 from distill.pipeline.stages import sections
 from distill.publish_data.stage import PublishDataConfig
 from students.config import TrainConfig
+from students.grpo_config import GrpoConfig
 from students.onpolicy_config import OnPolicyConfig
 from students.publish import PublishConfig
 from teacher.config import GenerateConfig
@@ -147,6 +148,15 @@ def onpolicy(config: OnPolicyConfig) -> None:
     from students.report import onpolicy_table
 
     _console().print(onpolicy_table(run(config)))
+
+
+@stage_command(app, "grpo", GrpoConfig, section="grpo", sections=sections)
+def grpo(config: GrpoConfig) -> None:
+    """After SFT: GRPO with R1's rewards (accuracy by the verifier, format, language consistency, length)."""
+    from students.grpo import run
+    from students.report import grpo_table
+
+    _console().print(grpo_table(run(config)))
 
 
 @stage_command(app, "publish", PublishConfig, section="publish", arguments=["run_dir"], sections=sections)
