@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.core.data import FieldMap, input_kind, read_problems
-from distill.core.errors import InputError
+from distill.core.errors import InputError, Interrupted
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.stage import Stage
 from students.grpo_config import GrpoConfig
@@ -124,13 +124,19 @@ def run(config: GrpoConfig, callbacks: list | None = None) -> dict[str, Any]:
         trainer.remove_callback(PrinterCallback)
         try:
             result = trainer.train(resume_from_checkpoint=resume_from)
-        except KeyboardInterrupt:
-            _checkpoint_now(trainer)
-            raise
+        except KeyboardInterrupt as exc:
+            step = _checkpoint_now(trainer)
+            if not step:
+                raise
+            raise Interrupted(f"stopped at step {step}; checkpoint-{step} kept in {run_dir / 'checkpoints'}: "
+                              "re-run with --resume to continue") from exc
     elapsed = time.perf_counter() - started
     rows_logged = steps.rows()
     plotted = plot_rewards(rows_logged, run_dir / "rewards.png")
     manifest = _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer, result, prompt_stats, rows_logged, elapsed)
+    grading = {"graded": rewards.graded, "grading_s": round(rewards.seconds, 2),
+               "graded_per_s": round(rewards.graded / rewards.seconds, 1) if rewards.seconds else None}
+    manifest.grpo.update(grading)
     manifest = manifest.model_copy(update={"method": method, **trained_on})
     _save_final(trainer, tokenizer, run_dir, manifest)
     summary = manifest.model_dump(mode="json")
@@ -138,11 +144,12 @@ def run(config: GrpoConfig, callbacks: list | None = None) -> dict[str, Any]:
     return summary
 
 
-def _checkpoint_now(trainer) -> None:
-    """Ctrl-C: keep the last finished step as a checkpoint a re-run resumes from (--resume)."""
+def _checkpoint_now(trainer) -> int:
+    """Ctrl-C: keep the last finished step as a checkpoint a re-run resumes from (--resume); its number (0: none)."""
     step = trainer.state.global_step
     if step > 0 and not (Path(trainer.args.output_dir) / f"checkpoint-{step}").exists():
         trainer._save_checkpoint(trainer.model, trial=None)
+    return step
 
 
 def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer, result, prompt_stats, steps, elapsed) -> TrainManifest:

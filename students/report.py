@@ -130,6 +130,7 @@ def grpo_table(summary: dict[str, Any]) -> Table:
         ("completion length (first -> last step)", change("completion_length")),
         ("KL to the start (last step)", f"{last['kl']:.4f}" if last.get("kl") is not None else "- (beta 0)"),
         ("rollouts cut at max length / all", f"{grpo['truncated']} / {grpo['completions']} ({grpo['rollouts']})"),
+        ("completions graded (in worker processes)", f"{grpo['graded']} in {grpo['grading_s']:.1f} s"),
         ("runtime", f"{metrics['train_runtime_s']:.0f} s"),
         ("output", "final/, train.json, steps.jsonl" + (", rewards.png" if grpo.get("plot") else "")),
     ])

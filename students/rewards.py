@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -59,6 +60,7 @@ class Rewards:
         self.max_length, self.buffer = max_completion_length, max(1, round(length_buffer * max_completion_length))
         self._key: tuple | None = None
         self._grades: list[dict[str, Any]] = []
+        self.graded, self.seconds = 0, 0.0  # completions graded and the wall time it took (reward throughput)
 
     def functions(self) -> list:
         return [self.accuracy, self.format, self.language, self.length]
@@ -73,9 +75,11 @@ class Rewards:
                         finish_reason="length" if len(completion_ids[i]) >= self.max_length else "stop")
                   for i, completion in enumerate(completions)]
         task = functools.partial(grade, options=self.options)
+        started = time.perf_counter()
         self._grades = [_failed(result, self.options) if isinstance(result, Failure) else result
                         for result in self.pool.imap(task, traces)]
         self._key = key
+        self.graded, self.seconds = self.graded + len(traces), self.seconds + time.perf_counter() - started
         if log_metric is not None:  # the share of completions the language filter would reject
             mixed = [g["mixed"] for g in self._grades if g["mixed"] is not None]
             log_metric("mixing", sum(mixed) / len(mixed) if mixed else 0.0)

@@ -98,6 +98,34 @@ def test_two_steps_write_a_loadable_model_and_one_row_per_step(distill_cli, sft_
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(out / "final")
+    code, _, err = distill_cli("publish", out, "-o", tmp_path / "published")
+    assert code == 0, err
+    card = (tmp_path / "published" / "README.md").read_text()
+    assert "then GRPO" in card and "accuracy 1, format 0.5, language 0.5, length 0.1" in card
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_a_checkpoint_a_rerun_resumes_from(sft_run, tmp_path):
+    from transformers import TrainerCallback
+
+    from distill.core.errors import Interrupted
+    from students.grpo import run
+    from students.grpo_config import GrpoConfig
+
+    class CtrlCAfterStep1(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "grpo"
+    config = GrpoConfig(student_model=str(sft_run), prompts=str(write_problems(tmp_path / "p.jsonl", count=4)), output_dir=str(out),
+                        max_steps=2, num_generations=2, max_completion_length=16, batch_size=2, save_steps=100)
+    with pytest.raises(Interrupted, match="checkpoint-1"):
+        run(config, callbacks=[CtrlCAfterStep1()])
+    assert (out / "checkpoints" / "checkpoint-1").is_dir() and not (out / "train.json").exists()
+    summary = run(config.model_copy(update={"resume": True}))
+    assert summary["metrics"]["steps"] == 2
+    assert [json.loads(line)["step"] for line in (out / "steps.jsonl").read_text().splitlines()] == [1, 2]
 
 
 def test_a_recipe_chains_grpo_after_train_without_a_section_of_its_own(tmp_path):
