@@ -113,7 +113,7 @@ def test_ctrl_c_keeps_a_checkpoint_a_rerun_resumes_from(sft_run, tmp_path):
     from students.grpo_config import GrpoConfig
 
     class CtrlCAfterStep1(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_log(self, args, state, control, **kwargs):
             if state.global_step == 1:
                 raise KeyboardInterrupt
 
