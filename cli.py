@@ -153,10 +153,9 @@ def onpolicy(config: OnPolicyConfig) -> None:
 @stage_command(app, "grpo", GrpoConfig, section="grpo", sections=sections)
 def grpo(config: GrpoConfig) -> None:
     """After SFT: GRPO with R1's rewards (accuracy by the verifier, format, language consistency, length)."""
-    from students.grpo import run
-    from students.report import grpo_table
+    from students import grpo, report
 
-    _console().print(grpo_table(run(config)))
+    _console().print(report.grpo_table(grpo.run(config)))
 
 
 @stage_command(app, "publish", PublishConfig, section="publish", arguments=["run_dir"], sections=sections)

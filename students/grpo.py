@@ -25,6 +25,7 @@ from students.grpo_config import GrpoConfig
 from students.manifest import TrainManifest
 from students.onpolicy import _checkpoint, _render, load_student, student_folder
 
+
 def _check(config: GrpoConfig) -> None:
     for name, flag in (("student_model", "--student-model"), ("prompts", "--prompts"), ("output_dir", "--output")):
         if getattr(config, name) is None:

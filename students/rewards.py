@@ -25,7 +25,13 @@ from distill.core.records import Trace
 from distill.core.verify import VerifyOptions, check, failure_verdict
 from distill.core.workers import Failure, WorkerPool
 from distill.filters.rules.format import FormatOptions, check_format, parts_of
-from distill.filters.rules.language import LanguageOptions, check_language, score_text, target_language, words_of
+from distill.filters.rules.language import (
+    LanguageOptions,
+    check_language,
+    score_text,
+    target_language,
+    words_of,
+)
 
 # The rules read their options off a filter configuration; these are the filter's defaults.
 RULES = SimpleNamespace(delimiters="r1", format=FormatOptions(), language=LanguageOptions())

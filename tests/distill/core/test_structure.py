@@ -102,4 +102,4 @@ def test_flags_follow_recipe_keys_and_keep_old_spellings():
 
 
 def test_cli_is_wiring_only():
-    assert len((ROOT / "cli.py").read_text().splitlines()) <= 270  # 250 + publish-data's command (issue 16) + onpolicy's (issue 22)
+    assert len((ROOT / "cli.py").read_text().splitlines()) <= 278  # 250 + publish-data's command (issue 16) + onpolicy's (issue 22) + grpo's (issue 29)
