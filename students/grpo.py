@@ -54,7 +54,7 @@ def load_problems(config: GrpoConfig, tokenizer, max_length: int) -> tuple[list[
     """One dataset row per distinct problem: its chat prompt and what the rewards need. Without a
     reference (answer or tests) the accuracy reward cannot grade it: an error while that reward is on."""
     fields = FieldMap(problem=config.field_problem, answer=config.field_answer)
-    rows, seen, stats = [], set(), {"rows": 0, "distinct": 0, "too_long": 0}
+    rows, seen, stats = [], set(), {"rows": 0, "distinct": 0, "too_long": 0, "longest": 0}
     for problem in read_problems(config.prompts, fields):
         stats["rows"] += 1
         if problem.problem_id in seen:
@@ -64,9 +64,11 @@ def load_problems(config: GrpoConfig, tokenizer, max_length: int) -> tuple[list[
             raise InputError("no reference answer or tests: the accuracy reward needs them (or --accuracy-weight 0)",
                              where=f"{config.prompts}:{problem.source['row']}", field=config.field_answer)
         messages = [{"role": "user", "content": problem.problem}]
-        if len(_render(tokenizer, messages)) > max_length:
+        length = len(_render(tokenizer, messages))
+        if length > max_length:
             stats["too_long"] += 1
             continue
+        stats["longest"] = max(stats["longest"], length)
         rows.append({"prompt": messages, "problem": problem.problem, "answer": problem.answer, "domain": problem.domain,
                      "tests": json.dumps(problem.tests) if problem.tests else "", "language": problem.language})
     stats["distinct"] = len(seen)
@@ -135,7 +137,7 @@ def run(config: GrpoConfig, callbacks: list | None = None) -> dict[str, Any]:
     rows_logged = steps.rows()
     plotted = plot_rewards(rows_logged, run_dir / "rewards.png")
     manifest = _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer, result, prompt_stats, rows_logged, elapsed)
-    grading = {"graded": rewards.graded, "grading_s": round(rewards.seconds, 2),
+    grading = {"planned_peak_gib": _planned(config, model, method, prompt_stats["longest"]), "graded": rewards.graded, "grading_s": round(rewards.seconds, 2),
                "graded_per_s": round(rewards.graded / rewards.seconds, 1) if rewards.seconds else None}
     manifest.grpo.update(grading)
     manifest = manifest.model_copy(update={"method": method, **trained_on})
@@ -143,6 +145,15 @@ def run(config: GrpoConfig, callbacks: list | None = None) -> dict[str, Any]:
     summary = manifest.model_dump(mode="json")
     summary["grpo"]["plot"] = str(run_dir / "rewards.png") if plotted else None
     return summary
+
+
+def _planned(config: GrpoConfig, model, method: str, prompt_tokens: int) -> float:
+    """The memory planner's peak for this run's shape on one GPU, in GiB (to compare with a measured peak)."""
+    from students.planner import GIB, arch_from_config, grpo_estimate
+
+    found = grpo_estimate(arch_from_config(model.config.to_dict()), method, prompt_tokens, config.batch_size * config.num_generations,
+                          config.max_completion_length, config.beta, config.gradient_checkpointing, config.lora_r)
+    return round(found.total / GIB, 3)
 
 
 def _checkpoint_now(trainer) -> int:

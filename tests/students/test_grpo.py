@@ -145,3 +145,17 @@ def test_a_recipe_chains_grpo_after_train_without_a_section_of_its_own(tmp_path)
     assert printed["grpo"]["student"] == "llama-8b" and printed["grpo"]["prompts"] == str(prompts)
     assert printed["grpo"]["student_model"] == f"{out.resolve()}/train"
     assert not out.exists()
+
+
+def test_the_planner_counts_a_reference_model_only_for_a_full_student_with_beta():
+    from students.planner import arch_from_config, grpo_estimate
+    from students.presets import STUDENTS
+
+    arch = arch_from_config(STUDENTS["qwen-1.5b"].arch)
+    without = grpo_estimate(arch, "full", 256, 8, 1024, beta=0.0)
+    with_kl = grpo_estimate(arch, "full", 256, 8, 1024, beta=0.04)
+    assert with_kl.total - without.total == arch.params * 2  # a bf16 copy of the policy
+    assert grpo_estimate(arch, "lora", 256, 8, 1024, beta=0.04).total == grpo_estimate(arch, "lora", 256, 8, 1024, beta=0.0).total
+    # more or longer rollouts need more memory
+    assert grpo_estimate(arch, "full", 256, 16, 1024, beta=0.0).total > without.total
+    assert grpo_estimate(arch, "full", 256, 8, 4096, beta=0.0).total > without.total
