@@ -30,6 +30,7 @@ STAGE_MODULES = (
     "distill.evaluate.stage",
     "distill.quickstart.stages",
     "distill.quickstart.onpolicy",
+    "distill.quickstart.grpo",
 )
 # Sections a recipe may hold besides the stages' own.
 META_SECTIONS = ("name", "description", "run", "rejection")
