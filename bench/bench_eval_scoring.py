@@ -21,7 +21,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from distill.core.layouts import TraceLayout, read_traces
+    from distill.core.trace_layout import TraceLayout, read_traces
     from distill.evaluate.stage import EvalConfig, score_and_write
 
     workers = int(sys.argv[1]) if len(sys.argv) > 1 else 2

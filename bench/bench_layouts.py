@@ -44,8 +44,8 @@ def main() -> None:
 
     from distill.core.data import write_records
     from distill.core.jsonl import read_lines
-    from distill.core.layouts import TraceLayout, read_traces, trace_rows
     from distill.core.records import Trace
+    from distill.core.trace_layout import TraceLayout, read_traces, trace_rows
 
     layout = TraceLayout(**dict(LAYOUT, fields={**LAYOUT["fields"], "id": "idx"}))
     ours = TraceLayout(delimiters="sky-t1")

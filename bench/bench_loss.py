@@ -29,7 +29,7 @@ LOSS_STEP = r"""
 import json, resource, sys, time, torch
 from students.config import TrainConfig
 from students.dataset import collate_packed
-from students.loop import load_model, prepare_loss
+from students.trainer import load_model, prepare_loss
 base, kernel, tokens, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 config = TrainConfig(student="qwen-1.5b", base_model=base, loss_kernel=kernel)
 def rss():
@@ -61,7 +61,7 @@ from students.config import TrainConfig
 from students.train import run
 base, data, out, max_length = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-config = TrainConfig(student="qwen-1.5b", data=data, output_dir=out, base_model=base, max_length=max_length, epochs=1,
+config = TrainConfig(student="qwen-1.5b", data=data, output_dir=out, base_model=base, max_seq_length=max_length, epochs=1,
                      batch_size=1, grad_accum=1, learning_rate=1e-4, eval_fraction=0.0, gradient_checkpointing=False,
                      save_steps=10**6, logging_steps=1)
 summary = run(config)

@@ -81,7 +81,7 @@ def bench_packing(model: Path, data: Path, max_length: int, padded_batch: int, m
 
     packing = mode == "packed"
     config = TrainConfig(
-        student="qwen-1.5b", data=str(data), output_dir=tempfile.mkdtemp(), base_model=str(model), max_length=max_length,
+        student="qwen-1.5b", data=str(data), output_dir=tempfile.mkdtemp(), base_model=str(model), max_seq_length=max_length,
         epochs=1, batch_size=1 if packing else padded_batch, grad_accum=1, learning_rate=1e-4, packing=packing,
         eval_fraction=0.0, gradient_checkpointing=False, save_steps=10**6, logging_steps=10**6,
     )
@@ -104,7 +104,7 @@ MEASURE = r"""
 import json, resource, sys, torch
 from students.dataset import collate_packed
 from students.config import TrainConfig
-from students.loop import load_model
+from students.trainer import load_model
 base, method, tokens, checkpointing = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 cuda = torch.cuda.is_available()
 config = TrainConfig(student="qwen-1.5b", data="-", output_dir="-", base_model=base, method=method, lora_r=16,

@@ -1,6 +1,6 @@
 """The answer checker on the 772 real Sky-T1 traces: agreement with the third-party grader, before
 (the checker of another git revision, `main` by default) and after (this checkout), every verdict
-that changed, the hand readings of the disagreements, and the filter table of the README.
+that changed, the hand readings of the disagreements, and the filter table of docs/filter.md.
 
 Input: ../shared/data/traces (500 MATH-500 + 272 Minerva traces, one each, with the verdicts of
 Qwen2.5-Math's grader; reference: MATH-500's original `answer`, else the grader's `gt`), read as
@@ -15,7 +15,7 @@ they are through the openr1 preset (bench/sky_t1.py: `--field-answer answer` for
 - Disagreements: bench/verify_readings.json holds our hand reading of each disagreement of this
   checkout with the grader (trace id -> "grader wrong" | "grader right" | "judgement call");
   the counts are printed, and any disagreement not read yet is listed.
-- The filter table: the default rules run through the real stage, as the README shows it.
+- The filter table: the default rules run through the real stage, as docs/filter.md shows it.
 
     python bench/bench_verify.py [--base main] [--data ../shared/data] [--workers 2]
 """
@@ -63,8 +63,8 @@ def load_traces(data: Path, path: Path) -> dict[str, bool]:
     as this project's records to `path` (the checker of `--base` may predate the presets); returns
     the grader's verdict per id."""
     from distill.core.data import write_records
-    from distill.core.layouts import TraceLayout, read_traces
     from distill.core.records import Trace
+    from distill.core.trace_layout import TraceLayout, read_traces
 
     traces, grader = [], {}
     for name, answer in (("math500", "answer"), ("minerva", "gt")):  # MATH-500's original answer, else the grader's
@@ -97,7 +97,7 @@ def agreement(verdicts: dict[str, dict], grader: dict[str, bool], ids: list[str]
 
 
 def filter_table(source: Path, tmp: Path, workers: int) -> str:
-    """The default rules through the real stage, printed as the README shows them."""
+    """The default rules through the real stage, printed as docs/filter.md shows them."""
     from distill.filters.config import FilterConfig
     from distill.filters.stage import run
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The README example of logit distillation: quickstart teacher -> generate --logprobs 20 -> filter -> train --objective kd
+# The example of logit distillation in docs/kd.md: quickstart teacher -> generate --logprobs 20 -> filter -> train --objective kd
 set -e
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

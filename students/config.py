@@ -1,18 +1,28 @@
 """`TrainConfig`: everything `distill train` needs, as one validated model.
 
-Unset hyperparameters (None) fall back to the student preset (students/presets.py), so a
-recipe only names what it changes. `resolved()` gives the values actually used.
+Unset hyperparameters fall back to the student preset (students/presets.py), so a recipe only
+names what it changes; validation fills them in, so that --print-config shows what runs.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from distill.core.layouts import TraceLayout
+from distill.core.config import read_old_names
+from distill.core.trace_layout import TraceLayout
 from students.presets import STUDENTS, StudentPreset
 from students.templates import TEMPLATES
+from students.training_settings import Checkpoints, LoraShape, Schedule
 
 
 class DataSource(BaseModel):
@@ -24,19 +34,25 @@ class DataSource(BaseModel):
     weight: float | None = Field(default=None, gt=0, description="Share of the training set (normalised over the sources).")
 
 
-def all_linear(value: list[str] | str) -> list[str] | str:
-    """A validator's check: `--lora-targets all-linear` arrives as a one-item list; PEFT wants the string."""
-    return "all-linear" if value == ["all-linear"] else value
+def known_student(name: str) -> str:
+    """A validator's check: the name of a student preset."""
+    if name not in STUDENTS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(STUDENTS), n=1)
+        raise ValueError(f"unknown student '{name}'" + (f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(STUDENTS)})"))
+    return name
 
 
-class TrainConfig(TraceLayout):
-    """One `distill train` run (the `train` section of a recipe); `data` is read in the --preset layout."""
+class TrainConfig(TraceLayout, Schedule, Checkpoints, LoraShape):
+    """One `distill train` run (the `train` section of a recipe); `data` is read in the --preset layout.
+    The schedule, checkpoints and LoRA shape are the models `onpolicy` shares (students.training_settings)."""
 
     model_config = ConfigDict(extra="forbid")
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
-        "Student, data and output": ("student", "data", "mix", "mix_size", "output_dir", "method", "base_model", "template"),
         **TraceLayout.panels,
-        "Schedule": ("max_length", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "warmup_ratio",
+        "Student, data and output": ("student", "data", "mix", "mix_size", "order", "pass_rates", "subset", "hard_pass_rate_max", "output_dir", "method", "base_model", "template"),
+        "Schedule": ("max_seq_length", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "warmup_ratio",
                      "lr_scheduler", "weight_decay", "max_grad_norm", "seed"),
         "Memory and speed": ("packing", "gradient_checkpointing", "bf16", "attn_implementation", "loss_kernel",
                              "loss_chunk_size", "sequence_parallel"),
@@ -44,9 +60,12 @@ class TrainConfig(TraceLayout):
         "LoRA / QLoRA": ("lora_r", "lora_alpha", "lora_dropout", "lora_targets"),
         "Context window": ("extend_context", "rope_theta"),
         "Evaluation, checkpoints, logging": ("eval_fraction", "eval_data", "eval_steps", "save_steps", "save_total_limit",
-                                             "logging_steps", "report_to", "resume", "overwrite"),
+                                             "logging_steps", "report_to", "resume", "overwrite", "doctor"),
         "Memory planner (--plan)": ("gpus", "gpu_memory_gib", "sharding"),
     }
+    renamed: ClassVar[dict[str, str]] = {"max_length": "max_seq_length"}  # old recipe key -> its name now
+    _read_old_names = model_validator(mode="before")(read_old_names)
+    _filled: set[str] = PrivateAttr(default_factory=set)  # settings the preset gave (fingerprints see them unset)
 
     student: str = Field(description=f"Student preset: {', '.join(STUDENTS)}.", json_schema_extra={"flags": ["-s"]})
     # Optional here so that `distill train --student NAME --plan` works without data; run()
@@ -64,19 +83,11 @@ class TrainConfig(TraceLayout):
     base_model: str | None = Field(default=None, description="Path or hub id overriding the student preset's base model.")
     template: str | None = Field(default=None, description=f"Training chat template ({', '.join(TEMPLATES)}); default: the family's.")
 
-    max_length: int | None = Field(default=None, ge=16, description="Longest sequence in tokens; longer samples are dropped and counted.")
-    learning_rate: float | None = Field(default=None, gt=0, description="Peak learning rate (default: the student preset's).", json_schema_extra={"flags": ["--lr"]})
+    max_seq_length: int | None = Field(default=None, ge=16, json_schema_extra={"old_flags": ["--max-length"]},
+                                       description="Longest sequence in tokens; longer samples are dropped and counted (default: the student preset's).")
     epochs: float | None = Field(default=None, gt=0, description="Training epochs (default: the student preset's).")
-    max_steps: int | None = Field(default=None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
-    batch_size: int = Field(default=1, ge=1, description="Packed sequences (or padded samples) per GPU per micro-step.")
-    grad_accum: int | None = Field(default=None, ge=1, description="Gradient accumulation steps (default: reach the student preset's global batch).")
-    warmup_ratio: float = Field(default=0.03, ge=0, lt=1, description="Fraction of steps with linear warmup.")
-    lr_scheduler: str = Field(default="cosine", description="transformers scheduler name (cosine, linear, constant_with_warmup, ...).")
     weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
-    max_grad_norm: float = Field(default=1.0, gt=0, description="Gradient clipping norm.")
     packing: bool = Field(default=True, description="Padding-free best-fit packing; off = padded batches.")
-    gradient_checkpointing: bool = Field(default=True, description="Recompute activations in backward to save memory.")
-    bf16: bool | None = Field(default=None, description="bf16 mixed precision (default: on where the GPU supports it).")
     attn_implementation: str | None = Field(
         default=None,
         description="flash_attention_2, sdpa_varlen (causal sdpa per packed sample, no dense mask), sdpa or eager "
@@ -106,24 +117,22 @@ class TrainConfig(TraceLayout):
         default=None, description="The teacher's tokenizer, to check it against the student's (kd; default: the teacher recorded in the data)."
     )
 
-    lora_r: int = Field(default=64, ge=1, description="LoRA rank.")
-    lora_alpha: int = Field(default=128, ge=1, description="LoRA alpha (scale = alpha / r).")
-    lora_dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout.")
-    lora_targets: list[str] | str = Field(default="all-linear", description="Modules LoRA wraps ('all-linear' or a list of names).")
-
-    extend_context: bool = Field(default=True, description="Raise rope_theta when max_length exceeds the base's native window (presets.py).")
+    extend_context: bool = Field(default=True, description="Raise rope_theta when max_seq_length exceeds the base's native window (presets.py).")
     rope_theta: float | None = Field(default=None, gt=0, description="Explicit rope_theta (overrides extend_context).")
+
+    order: Literal["shuffle", "length", "difficulty"] = Field(
+        default="shuffle", description="Training order: shuffled, shortest first, or easy prompts first and hard ones last (--pass-rates).")
+    pass_rates: str | None = Field(default=None, description="Per-prompt pass rates (the JSONL `filter --prompt-stats` writes) for --order difficulty and --subset hard.")
+    subset: Literal["all", "hard"] = Field(default="all", description="Train on every prompt, or on the hard ones only (pass rate <= --hard-pass-rate-max; "
+                                           "the `train-hard` stage of a run sets it).")
+    hard_pass_rate_max: float = Field(default=0.5, ge=0, le=1, description="The hard prompts' largest pass rate (--subset hard, the `train-hard` stage).")
 
     eval_fraction: float = Field(default=0.02, ge=0, lt=1, description="Share of problems held out for the eval loss (0: none).")
     eval_data: str | None = Field(default=None, description="Separate eval file (instead of eval_fraction).")
     eval_steps: int | None = Field(default=None, ge=1, description="Evaluate every N steps (default: at each save and at the end).")
-    save_steps: int = Field(default=200, ge=1, description="Checkpoint every N optimizer steps.")
-    save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept.")
-    logging_steps: int = Field(default=5, ge=1, description="Log the loss every N steps.")
     report_to: Literal["none", "tensorboard", "wandb"] = Field(default="none", description="Experiment tracker.")
-    seed: int = Field(default=42, description="Seed for initialisation, data order and dropout.")
-    resume: bool = Field(default=False, description="Continue from the newest checkpoint in output_dir/checkpoints.")
-    overwrite: bool = Field(default=False, description="Replace a finished run in output_dir.")
+    doctor: bool = Field(default=True, description="Run `distill doctor`'s fast checks of the run before loading the model "
+                         "(a failure stops training; --no-doctor skips them).")
 
     gpus: int | None = Field(default=None, ge=1, description="GPUs for the planner (default: visible GPUs or the student preset's).")
     gpu_memory_gib: float | None = Field(default=None, gt=0, description="Memory per GPU for the planner (default: detected, else 80).", json_schema_extra={"flags": ["--gpu-memory"]})
@@ -134,12 +143,7 @@ class TrainConfig(TraceLayout):
     @field_validator("student")
     @classmethod
     def _known_student(cls, name: str) -> str:
-        if name not in STUDENTS:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(STUDENTS), n=1)
-            raise ValueError(f"unknown student '{name}'" + (f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(STUDENTS)})"))
-        return name
+        return known_student(name)
 
     @field_validator("data", mode="before")
     @classmethod
@@ -187,6 +191,15 @@ class TrainConfig(TraceLayout):
             raise ValueError("--mix-size needs several --data sources with shares (--mix)")
         return value
 
+    @model_validator(mode="after")
+    def _order(self) -> TrainConfig:
+        for needs, flag in ((self.order == "difficulty", "--order difficulty"), (self.subset == "hard", "--subset hard")):
+            if needs and not self.pass_rates:
+                raise ValueError(f"{flag} needs --pass-rates FILE (per-prompt statistics: `distill filter --prompt-stats`)")
+        if (self.order != "shuffle" or self.subset != "all") and self.objective == "kd":
+            raise ValueError("--order and --subset choose SFT data; --objective kd trains on every record, shuffled")
+        return self
+
     def sources(self) -> list[tuple[str, float | None]]:
         """(path, share) of every training source; shares sum to 1, or are all None (no mixture)."""
         if not isinstance(self.data, list):
@@ -195,8 +208,6 @@ class TrainConfig(TraceLayout):
         if any(w is None for w in weights):
             return [(source.path, None) for source in self.data]
         return [(source.path, w / sum(weights)) for source, w in zip(self.data, weights, strict=True)]
-
-    _all_linear = field_validator("lora_targets")(all_linear)
 
     @field_validator("template")
     @classmethod
@@ -209,7 +220,17 @@ class TrainConfig(TraceLayout):
     def student_preset(self) -> StudentPreset:
         return STUDENTS[self.student]
 
-    def value(self, name: str):
-        """A hyperparameter with the preset's default filled in."""
-        own = getattr(self, name)
-        return own if own is not None else getattr(self.student_preset, name)
+    @model_validator(mode="after")
+    def _preset_defaults(self) -> TrainConfig:
+        """The student preset's sequence length, learning rate and epochs where the config names none."""
+        preset = self.student_preset
+        for name, default in (("max_seq_length", preset.max_length), ("learning_rate", preset.learning_rate), ("epochs", preset.epochs)):
+            if getattr(self, name) is None:
+                self.__dict__[name] = default  # not an assignment: the field stays unset (model_fields_set)
+                self._filled.add(name)
+        return self
+
+    @property
+    def sequence_parallel_degree(self) -> int:
+        """--sp, else the preset's degree (the field stays None: a preset's degree may give way to one GPU)."""
+        return self.sequence_parallel or self.student_preset.sequence_parallel

@@ -3,7 +3,7 @@
 - Each record becomes a conversation: its `messages`, or (problem, completion) when a record
   has none. R1 completions often lack the opening `<think>` (the server prefills it); it is
   put back so the student learns to open its reasoning itself. Public trace sets are read
-  through their layout (distill.core.layouts); their completions are rewritten in R1 form.
+  through their layout (distill.core.trace_layout); their completions are rewritten in R1 form.
   A `general` record without any reasoning block gets an empty one (R1's form for simple
   queries: `assistant_turn`).
 - Token ids and the loss mask come from one `apply_chat_template` call (templates.py): the
@@ -29,9 +29,9 @@ from typing import Any
 from distill.core.data import iter_rows, validate_record
 from distill.core.errors import InputError
 from distill.core.ids import UniqueIds
-from distill.core.layouts import PRESETS, TraceLayout, map_row
 from distill.core.r1_format import DELIMITER_PRESETS, compose, in_r1_form
 from distill.core.records import Trace
+from distill.core.trace_layout import PRESETS, TraceLayout, map_row
 
 ROLES = ("system", "user", "assistant")
 
@@ -205,9 +205,9 @@ def _with_teacher(item: dict[str, Any], examples: list[tuple]) -> dict[str, Any]
 class PackedDataset:
     """Each item is one bin: concatenated ids and labels with per-sample position ids."""
 
-    def __init__(self, examples: list[tuple], capacity: int):
-        self.examples = examples
-        self.packs = best_fit_packs([len(example[0]) for example in examples], capacity)
+    def __init__(self, examples: list[tuple], capacity: int, packs: list[list[int]] | None = None):
+        self.examples = examples  # `packs`: given when the order matters (students/order.py)
+        self.packs = packs if packs is not None else best_fit_packs([len(example[0]) for example in examples], capacity)
 
     def __len__(self) -> int:
         return len(self.packs)
@@ -279,14 +279,14 @@ def split_eval(conversations: list, fraction: float, seed: int) -> tuple[list, l
 
     if fraction <= 0 or len(conversations) < 2:
         return conversations, []
-    prompts = sorted({_prompt_key(c) for c in conversations})
+    prompts = sorted({prompt_key(c) for c in conversations})
     rng = random.Random(seed)
     rng.shuffle(prompts)
     held = set(prompts[: max(1, round(len(prompts) * fraction))]) if len(prompts) > 1 else set()
-    train = [c for c in conversations if _prompt_key(c) not in held]
-    held_out = [c for c in conversations if _prompt_key(c) in held]
+    train = [c for c in conversations if prompt_key(c) not in held]
+    held_out = [c for c in conversations if prompt_key(c) in held]
     return train, held_out
 
 
-def _prompt_key(messages: list[dict[str, str]]) -> str:
+def prompt_key(messages: list[dict[str, str]]) -> str:
     return "\x00".join(m["content"] for m in messages if m["role"] != "assistant")

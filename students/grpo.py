@@ -20,10 +20,11 @@ from typing import Any
 from distill.core.data import FieldMap, input_kind, read_problems
 from distill.core.errors import InputError, Interrupted
 from distill.core.paths import Out, check_io, named_paths
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
+from students import resume
 from students.grpo_config import GrpoConfig
 from students.manifest import TrainManifest
-from students.onpolicy import _checkpoint, _render, load_student, student_folder
+from students.onpolicy import _render, load_student, student_folder
 
 
 def _check(config: GrpoConfig) -> None:
@@ -87,10 +88,10 @@ def run(config: GrpoConfig, callbacks: list | None = None) -> dict[str, Any]:
 
     from distill.core.workers import WorkerPool
     from students.grpo_log import StepLog, plot_rewards
-    from students.loop import RichProgress
     from students.rewards import Rewards
     from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
     from students.train import _save_final
+    from students.trainer import RichProgress
 
     run_dir = Path(config.output_dir)
     folder, sft = student_folder(config.student_model)
@@ -98,7 +99,7 @@ def run(config: GrpoConfig, callbacks: list | None = None) -> dict[str, Any]:
     template = TEMPLATES[config.template or (sft.template if sft and sft.template else config.student_preset.template)]
     pad = sft.pad_token if sft and sft.pad_token else config.student_preset.pad_token
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder), template, pad, where=str(folder))
-    rows, prompt_stats = load_problems(config, tokenizer, config.max_length or config.student_preset.max_length)
+    rows, prompt_stats = load_problems(config, tokenizer, config.max_prompt_length or config.student_preset.max_length)
 
     use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     model, method, trained_on = load_student(config, folder, sft, torch.bfloat16 if use_bf16 else torch.float32)
@@ -109,14 +110,15 @@ def run(config: GrpoConfig, callbacks: list | None = None) -> dict[str, Any]:
         max_completion_length=config.max_completion_length, beta=config.beta, epsilon=config.epsilon, loss_type=config.loss_type,
         temperature=config.temperature, reward_weights=list(config.weights.values()), learning_rate=config.learning_rate,
         max_steps=config.max_steps, lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,
-        max_grad_norm=config.max_grad_norm, logging_steps=1, save_strategy="steps", save_steps=config.save_steps,
+        max_grad_norm=config.max_grad_norm, logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=config.save_total_limit, bf16=use_bf16, gradient_checkpointing=config.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False}, report_to=[], seed=config.seed, data_seed=config.seed,
         disable_tqdm=True, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, log_completions=False,
         use_vllm=config.use_vllm, vllm_mode=config.vllm_mode,
         generation_kwargs=None if config.use_vllm else {"eos_token_id": stops},
     )
-    resume_from = _checkpoint(run_dir) if config.resume else None
+    resume_from = resume.resume_point(config, run_dir)  # the same command resumes its own unfinished run
+    resume.record(config, run_dir, fresh=resume_from is None)
     steps = StepLog(run_dir / "steps.jsonl", completions_per_step=config.batch_size * config.num_generations * config.grad_accum,
                     keep_until=int(Path(resume_from).name.split("-")[-1]) if resume_from else 0)
     started = time.perf_counter()
@@ -127,12 +129,9 @@ def run(config: GrpoConfig, callbacks: list | None = None) -> dict[str, Any]:
         trainer.remove_callback(PrinterCallback)
         try:
             result = trainer.train(resume_from_checkpoint=resume_from)
-        except KeyboardInterrupt as exc:
-            step = _checkpoint_now(trainer)
-            if not step:
-                raise
-            raise Interrupted(f"stopped at step {step}; checkpoint-{step} kept in {run_dir / 'checkpoints'}: "
-                              "re-run with --resume to continue") from exc
+        except KeyboardInterrupt:  # Ctrl-C, a scheduler's SIGTERM: keep the last finished step, say how to continue
+            _checkpoint_now(trainer)
+            raise Interrupted(resume.interrupted(run_dir)) from None
     elapsed = time.perf_counter() - started
     rows_logged = steps.rows()
     plotted = plot_rewards(rows_logged, run_dir / "rewards.png")
@@ -156,12 +155,12 @@ def _planned(config: GrpoConfig, model, method: str, prompt_tokens: int) -> floa
     return round(found.total / GIB, 3)
 
 
-def _checkpoint_now(trainer) -> int:
-    """Ctrl-C: keep the last finished step as a checkpoint a re-run resumes from (--resume); its number (0: none)."""
+def _checkpoint_now(trainer) -> None:
+    """Ctrl-C: the last finished step as a checkpoint, so that the same command resumes from it (a GRPO step is
+    slow: losing the steps since the last scheduled checkpoint would cost minutes to hours)."""
     step = trainer.state.global_step
     if step > 0 and not (Path(trainer.args.output_dir) / f"checkpoint-{step}").exists():
         trainer._save_checkpoint(trainer.model, trial=None)
-    return step
 
 
 def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer, result, prompt_stats, steps, elapsed) -> TrainManifest:
@@ -179,7 +178,7 @@ def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer
     }
     return TrainManifest(**{
         **base, "method": "full", "template": template.name, "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token,
-        "stop_token_ids": stops, "lr": config.learning_rate, "epochs": None, "max_steps": config.max_steps,
+        "stop_token_ids": stops, "learning_rate": config.learning_rate, "epochs": None, "max_steps": config.max_steps,
         "batch_size": config.batch_size, "grad_accum": config.grad_accum, "bf16": use_bf16, "packing": False,
         "data": str(config.prompts), "objective": "grpo", "grpo": grpo,
         "sft": {"base_model": sft.base_model, "data": sft.data, "metrics": sft.metrics} if sft else None,
@@ -189,11 +188,21 @@ def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer
     })
 
 
+def present(summary: dict[str, Any], config: GrpoConfig) -> None:
+    from rich.console import Console
+
+    from students.report import grpo_table
+
+    Console(stderr=True).print(grpo_table(summary))
+
+
 STAGES = (
     Stage(
         name="grpo", section="grpo", config=GrpoConfig, run=run,
         reads={"student_model": "student_run", "prompts": "prompts"},
         writes={"output_dir": ""}, produces={"student_run": "", "grpo_run": ""},
-        defaults={"student": "train.student", "prompts": "generate.prompts"}, operational=("workers",),
+        defaults={"student": "train.student", "prompts": "generate.prompts"}, operational=("workers",), resumable=True,
+        command=Command("After SFT: GRPO with R1's rewards (accuracy by the verifier, format, language consistency, length).",
+                        present=present),
     ),
 )

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from students.config import TrainConfig, all_linear
 from students.onpolicy_config import OnPolicyConfig
 from students.presets import STUDENTS, StudentPreset
 from students.templates import known_template
+from students.training_settings import Checkpoints, LoraShape, Schedule, changed
 
 REWARDS = ("accuracy", "format", "language", "length")
 
 
-class GrpoConfig(BaseModel):
-    """One GRPO run."""
+class GrpoConfig(Schedule, Checkpoints, LoraShape):
+    """One GRPO run; its schedule, checkpoints and LoRA shape are train's models."""
 
     model_config = ConfigDict(extra="forbid")
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -29,10 +29,10 @@ class GrpoConfig(BaseModel):
                                         "field_answer"),
         "Rewards": ("accuracy_weight", "format_weight", "language_weight", "length_weight", "length_buffer", "workers"),
         "Group, KL and sampling": ("num_generations", "max_completion_length", "beta", "epsilon", "loss_type",
-                                   "temperature", "max_length", "use_vllm", "vllm_mode"),
+                                   "temperature", "max_prompt_length", "use_vllm", "vllm_mode"),
         "Schedule": ("learning_rate", "max_steps", "batch_size", "grad_accum", "warmup_ratio", "lr_scheduler",
                      "max_grad_norm", "seed", "gradient_checkpointing", "bf16"),
-        "Checkpoints and logging": ("save_steps", "save_total_limit", "resume", "overwrite"),
+        "Checkpoints and logging": ("save_steps", "save_total_limit", "logging_steps", "resume", "overwrite"),
         "LoRA / QLoRA": ("method", "lora_r", "lora_alpha", "lora_dropout", "lora_targets"),
     }
 
@@ -67,31 +67,23 @@ class GrpoConfig(BaseModel):
     epsilon: float = Field(default=0.2, gt=0, description="Clipping range of the policy ratio.")
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(default="dapo", description="TRL's loss aggregation (dapo: per active token).")
     temperature: float = Field(default=1.0, gt=0, description="Rollout sampling temperature.")
-    max_length: int | None = Field(default=None, ge=16, description="Longest prompt in tokens (longer are skipped); default: the preset's.")
+    max_prompt_length: int | None = Field(default=None, ge=16, description="Longest prompt in tokens (longer are skipped); default: the preset's sequence length.")
     use_vllm: bool = Field(default=False, description="Roll out with vLLM (GPU; TRL's use_vllm). Default: TRL's own generation (transformers).")
     vllm_mode: Literal["colocate", "server"] = Field(default="colocate", description="vLLM in this process (colocate) or a `trl vllm-serve` server.")
 
-    learning_rate: float = Field(default=1e-6, gt=0, description="Peak learning rate.", json_schema_extra={"flags": ["--lr"]})
-    max_steps: int = Field(default=100, gt=0, description="Optimizer steps.")
-    batch_size: int = Field(default=4, ge=1, description="Prompts per micro-step (each with num_generations completions).")
-    grad_accum: int = OnPolicyConfig.model_fields["grad_accum"]
-    warmup_ratio: float = OnPolicyConfig.model_fields["warmup_ratio"]
-    lr_scheduler: str = OnPolicyConfig.model_fields["lr_scheduler"]
-    max_grad_norm: float = OnPolicyConfig.model_fields["max_grad_norm"]
-    seed: int = Field(default=42, description="Seed for prompt order and sampling.")
-    gradient_checkpointing: bool = OnPolicyConfig.model_fields["gradient_checkpointing"]
-    bf16: bool | None = OnPolicyConfig.model_fields["bf16"]
-
-    save_steps: int = OnPolicyConfig.model_fields["save_steps"]
-    save_total_limit: int = OnPolicyConfig.model_fields["save_total_limit"]
-    resume: bool = OnPolicyConfig.model_fields["resume"]
-    overwrite: bool = OnPolicyConfig.model_fields["overwrite"]
+    # the schedule, checkpoints and LoRA shape are train's (students.training_settings); these defaults differ
+    learning_rate: float = changed(Schedule, "learning_rate", default=1e-6, description="Peak learning rate.")
+    max_steps: int = changed(Schedule, "max_steps", default=100, description="Optimizer steps.")
+    batch_size: int = changed(Schedule, "batch_size", default=4, description="Prompts per micro-step (each with num_generations completions).")
+    grad_accum: int = changed(Schedule, "grad_accum", default=1, description="Micro-steps per optimizer step.")
+    warmup_ratio: float = changed(Schedule, "warmup_ratio", default=0.0)
+    lr_scheduler: str = changed(Schedule, "lr_scheduler", default="constant", description="transformers scheduler name (constant, cosine, linear, ...).")
+    seed: int = changed(Schedule, "seed", description="Seed for prompt order and sampling.")
+    gradient_checkpointing: bool = changed(Schedule, "gradient_checkpointing", default=False)
+    save_steps: int = changed(Checkpoints, "save_steps", default=50)
+    logging_steps: int = changed(Checkpoints, "logging_steps", default=1, description="Log, and write a steps.jsonl row, every N steps.")
 
     method: Literal["full", "lora", "qlora"] | None = OnPolicyConfig.model_fields["method"]
-    lora_r: int = TrainConfig.model_fields["lora_r"]
-    lora_alpha: int = TrainConfig.model_fields["lora_alpha"]
-    lora_dropout: float = TrainConfig.model_fields["lora_dropout"]
-    lora_targets: list[str] | str = TrainConfig.model_fields["lora_targets"]
 
     @field_validator("student")
     @classmethod
@@ -101,8 +93,6 @@ class GrpoConfig(BaseModel):
         return name
 
     _known_template = field_validator("template")(known_template)
-
-    _all_linear = field_validator("lora_targets")(all_linear)
 
     @model_validator(mode="after")
     def _some_reward(self) -> GrpoConfig:

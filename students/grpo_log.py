@@ -1,6 +1,6 @@
 """`distill grpo`'s per-step record (DIR/steps.jsonl) and its reward curves (DIR/rewards.png).
 
-One row per optimizer step, from what TRL logs at that step (logging_steps = 1): each reward's
+One row per logged optimizer step (every step by default), from what TRL logs there: each reward's
 mean (`reward/accuracy`, ...), the weighted total (`reward`), `accuracy` (the share of
 completions the verifier passes), `mixing` (the share the language filter would reject), the
 mean completion length, the KL to the reference (with beta > 0), and the rollouts cut at

@@ -2,23 +2,27 @@
 model. Written by `students.train`, validated wherever it is read (`TrainManifest.read`).
 
 Run folders written by earlier versions still read: every field has a default, unknown keys
-are kept, and the quantization record is brought to one spelling (`distill.core.models`).
+are kept, keys read under their old names (`lr`, `max_length`), and the quantization record is
+brought to one spelling (`distill.core.models`).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from distill.core.config import read_old_names
 from distill.core.errors import InputError
 from distill.core.models import quantization_record
 
 
 class TrainManifest(BaseModel):
     model_config = ConfigDict(extra="allow")
+    renamed: ClassVar[dict[str, str]] = {"lr": "learning_rate", "max_length": "max_seq_length"}  # names before issue 25
+    _read_old_names = model_validator(mode="before")(read_old_names)
 
     student: str | None = Field(default=None, description="Student preset name.")
     base_model: str | None = Field(default=None, description="Folder or hub id the student started from.")
@@ -32,8 +36,8 @@ class TrainManifest(BaseModel):
     quantization: dict[str, Any] | None = Field(default=None, description="QLoRA's 4-bit settings (None otherwise).")
     lora: dict[str, Any] | None = None
     config_overrides: dict[str, Any] = Field(default_factory=dict, description="Config changes publish must apply to the base (rope).")
-    max_length: int | None = None
-    lr: float | None = None
+    max_seq_length: int | None = Field(default=None, description="Longest training sequence in tokens.")
+    learning_rate: float | None = None
     epochs: float | None = None
     max_steps: int | None = None
     batch_size: int | None = None

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from distill.core.data import is_hub_id
+from distill.core.hub import is_hub_id
 
 # Licenses of the student presets' bases (students/presets.py), for the card's metadata.
 LICENSES = {"qwen": "apache-2.0", "llama-8b": "llama3.1", "llama-70b": "llama3.3"}
@@ -89,7 +89,9 @@ def render_card(
         "license": config.license or default_license(info),
         "library_name": "peft" if kind == "adapter" else "transformers",
         "pipeline_tag": "text-generation",
-        "tags": ["distill", "reasoning", "chain-of-thought", "sft", *(["grpo"] if info.get("grpo") else []), method],
+        # how it was trained: on the teacher's traces (sft), or on its own samples scored by the teacher; then RL
+        "tags": ["distill", "reasoning", "chain-of-thought", "on-policy-distillation" if info.get("onpolicy") else "sft",
+                 *(["grpo"] if info.get("grpo") else []), method],
     }
     if config.datasets:
         meta["datasets"] = list(config.datasets)
@@ -110,7 +112,7 @@ def render_card(
                      f"weighted {weights}.\n")
     parts.append(_usage(name, kind, base))
     if kind != "adapter":
-        parts.append(_run_locally(name, gguf or {}, info.get("max_length")))
+        parts.append(_run_locally(name, gguf or {}, info.get("max_seq_length")))
     if kind == "merged" and method == "qlora":
         merge = config.qlora_merge
         parts.append(
@@ -195,13 +197,13 @@ def _run_locally(name: str, gguf: dict[str, str], max_length: int | None) -> str
 
 def _training_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
-    for key in ("student", "base_model", "method", "template", "max_length", "data"):
+    for key in ("student", "base_model", "method", "template", "max_seq_length", "data"):
         if info.get(key) is not None:
             rows.append((key, _figure(info[key])))
     for key, value in _flat_figures({"quantization": info.get("quantization") or {}, "metrics": info.get("metrics") or {}}):
         rows.append((key, value))
     # "config" is the whole TrainConfig: shown as YAML in the recipe section instead.
-    known = {"student", "base_model", "method", "template", "max_length", "data", "quantization", "metrics", "config", "stop_token_ids",
+    known = {"student", "base_model", "method", "template", "max_seq_length", "data", "quantization", "metrics", "config", "stop_token_ids",
              "mixture"}
     rows += [(k, v) for k, v in _flat_figures({k: v for k, v in info.items() if k not in known})]
     return rows

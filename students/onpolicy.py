@@ -24,10 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from distill.core.config import settings
 from distill.core.data import input_kind, iter_rows
-from distill.core.errors import InputError
+from distill.core.errors import InputError, Interrupted
 from distill.core.paths import Out, check_io, named_paths
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
+from students import resume
 from students.manifest import TrainManifest
 from students.onpolicy_config import OnPolicyConfig
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
@@ -54,7 +56,7 @@ def load_student(config: OnPolicyConfig, folder: Path, sft: TrainManifest | None
     or is merged first for `full` (into the dequantized base for QLoRA, as publish merges); a full
     student gets a new adapter for lora/qlora."""
     from distill.core.models import NF4, load_causal_lm
-    from students.loop import add_adapter
+    from students.trainer import add_adapter
 
     adapter = (folder / "adapter_config.json").is_file()
     method = config.method or (sft.method if adapter else "full")
@@ -149,7 +151,7 @@ def _check(config: OnPolicyConfig) -> None:
     for name, flag in (("student_model", "--student-model"), ("prompts", "--prompts"), ("output_dir", "--output"), ("teacher", "--teacher")):
         if getattr(config, name) is None:
             raise InputError(f"required ({flag})", field=name)
-    from students.layout import world_size
+    from students.device_layout import world_size
 
     if world_size() > 1:  # the step calls the decoder directly, past a DDP/FSDP wrapper's forward and its gradient sync
         raise InputError("distill onpolicy runs in one process for now (not under accelerate launch or torchrun)")
@@ -172,17 +174,16 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
     import torch
     from transformers import AutoTokenizer, PrinterCallback, TrainingArguments
 
-    from students.loop import RichProgress
     from students.onpolicy_teacher import LocalTeacher, ServerTeacher, check_same_vocabulary, end_of_turn
     from students.onpolicy_trainer import OnPolicyTrainer
     from students.train import _save_final
+    from students.trainer import RichProgress
 
     run_dir = Path(config.output_dir)
     folder, sft = student_folder(config.student_model)
     template = TEMPLATES[config.template or (sft.template if sft and sft.template else config.student_preset.template)]
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder), template, _pad_token(config, sft), where=str(folder))
-    max_length = config.max_length or config.student_preset.max_length
-    prompts, prompt_stats = load_prompts(config, tokenizer, max_length)
+    prompts, prompt_stats = load_prompts(config, tokenizer, config.max_prompt_length)
 
     use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     dtype = torch.bfloat16 if use_bf16 else torch.float32
@@ -216,12 +217,15 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
                               callbacks=[RichProgress(), *(callbacks or [])], teacher=teacher, settings=config,
                               stop_ids=stops, teacher_stop=teacher_stop)
     trainer.remove_callback(PrinterCallback)
-    resume_from = _checkpoint(run_dir) if config.resume else None
+    resume_from = resume.resume_point(config, run_dir)  # the same command resumes its own unfinished run
+    resume.record(config, run_dir, fresh=resume_from is None)
     if resume_from:
         trainer.restore_totals(resume_from)
     started = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=resume_from)
+    except KeyboardInterrupt:  # Ctrl-C, a scheduler's SIGTERM: say what is kept and how to continue
+        raise Interrupted(resume.interrupted(run_dir)) from None
     finally:
         if config.base_url:
             teacher.close()
@@ -244,16 +248,6 @@ def _pad_token(config: OnPolicyConfig, sft: TrainManifest | None) -> str:
     return sft.pad_token if sft and sft.pad_token else config.student_preset.pad_token
 
 
-def _checkpoint(run_dir: Path) -> str:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    checkpoints = run_dir / "checkpoints"
-    found = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if found is None:
-        raise InputError("nothing to resume (no checkpoint-N under checkpoints/)", where=str(run_dir), field="resume")
-    return found
-
-
 def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer, result, prompt_stats, elapsed) -> TrainManifest:
     totals = trainer.totals
     history = trainer.state.log_history
@@ -273,14 +267,14 @@ def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer
     }
     return TrainManifest(**{
         **base, "method": "full", "template": template.name, "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token,
-        "stop_token_ids": stops, "lr": config.learning_rate, "epochs": None, "max_steps": config.max_steps,
+        "stop_token_ids": stops, "learning_rate": config.learning_rate, "epochs": None, "max_steps": config.max_steps,
         "batch_size": config.batch_size, "grad_accum": config.grad_accum, "bf16": use_bf16, "packing": False,
         "data": str(config.prompts), "objective": "on-policy", "onpolicy": onpolicy,
         "sft": {"base_model": sft.base_model, "data": sft.data, "metrics": sft.metrics} if sft else None,
         "metrics": {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 6),
                     "train_loss_curve": [[e["step"], round(e["loss"], 6)] for e in history if "loss" in e],
                     "train_runtime_s": round(elapsed, 2)},
-        "config": config.model_dump(mode="json"),
+        "config": settings(config),
     })
 
 
@@ -288,10 +282,20 @@ def _served(field: str, value: str, config: OnPolicyConfig) -> bool:
     return field == "teacher" and config.base_url is not None
 
 
+def present(summary: dict[str, Any], config: OnPolicyConfig) -> None:
+    from rich.console import Console
+
+    from students.report import onpolicy_table
+
+    Console(stderr=True).print(onpolicy_table(summary))
+
+
 STAGES = (
     Stage(
-        name="onpolicy", section="onpolicy", config=OnPolicyConfig, run=run,
+        name="onpolicy", section="onpolicy", config=OnPolicyConfig, run=run, resumable=True,
         reads={"student_model": "student_run", "prompts": "kept", "teacher": "teacher_model"},
         writes={"output_dir": ""}, produces={"student_run": "", "onpolicy_run": ""}, remote=_served,
+        command=Command("After SFT: the student samples, the teacher scores each of its tokens, the student moves toward it (reverse KL / JSD).",
+                        present=present),
     ),
 )

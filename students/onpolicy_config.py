@@ -10,26 +10,30 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from students.config import TrainConfig, all_linear
+from distill.core.config import read_old_names
 from students.presets import STUDENTS, StudentPreset
 from students.templates import TEMPLATES, known_template
+from students.training_settings import Checkpoints, LoraShape, Schedule, changed
 
 
-class OnPolicyConfig(BaseModel):
-    """One on-policy distillation run."""
+class OnPolicyConfig(Schedule, Checkpoints, LoraShape):
+    """One on-policy distillation run; its schedule, checkpoints and LoRA shape are train's models."""
 
     model_config = ConfigDict(extra="forbid")
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
-        "Student, prompts and output": ("student", "student_model", "prompts", "output_dir", "template", "field_problem"),
+        "Student, prompts and output": ("student", "student_model", "prompts", "field_problem", "output_dir", "template"),
         "Teacher": ("teacher", "base_url", "teacher_stop_token", "api_key_env", "request_timeout", "max_retries"),
-        "Loss and sampling": ("beta", "temperature", "max_new_tokens", "max_length"),
+        "Loss and sampling": ("beta", "temperature", "max_new_tokens", "max_prompt_length"),
         "Schedule": ("learning_rate", "max_steps", "batch_size", "grad_accum", "warmup_ratio", "lr_scheduler",
                      "max_grad_norm", "seed", "gradient_checkpointing", "bf16"),
         "Checkpoints and logging": ("save_steps", "save_total_limit", "logging_steps", "resume", "overwrite"),
         "LoRA / QLoRA": ("method", "lora_r", "lora_alpha", "lora_dropout", "lora_targets"),
     }
+    renamed: ClassVar[dict[str, str]] = {"max_length": "max_prompt_length"}  # old recipe key -> its name now
+    _read_old_names = model_validator(mode="before")(read_old_names)
+    _filled: set[str] = PrivateAttr(default_factory=set)  # settings the preset gave (fingerprints see them unset)
 
     student: str = Field(description=f"Student preset (its chat template and pad token): {', '.join(STUDENTS)}.",
                          json_schema_extra={"flags": ["-s"]})
@@ -39,7 +43,7 @@ class OnPolicyConfig(BaseModel):
         default=None, description="Prompts (JSONL/Parquet/dataset): `messages` (the turns before the last assistant one) "
         "or a problem field; repeated prompts are used once.", json_schema_extra={"flags": ["--prompts", "-p"]})
     field_problem: str = Field(default="problem", description="Column holding the problem when a row has no `messages`.")
-    output_dir: str | None = Field(default=None, description="Run directory: final/, train.json, onpolicy.json, checkpoints/.",
+    output_dir: str | None = Field(default=None, description="Run directory: final/, train.json (with an `onpolicy` section), checkpoints/.",
                                    json_schema_extra={"flags": ["--output", "-o"]})
     template: str | None = Field(default=None, description=f"Chat template ({', '.join(TEMPLATES)}); default: the family's.")
 
@@ -62,36 +66,26 @@ class OnPolicyConfig(BaseModel):
         "server supports 1 only.")
     temperature: float = Field(default=1.0, gt=0, description="Student sampling temperature (the loss uses both models at 1).")
     max_new_tokens: int = Field(default=2048, ge=1, description="Longest completion the student samples.")
-    max_length: int | None = Field(default=None, ge=16, description="Longest prompt in tokens (longer are skipped); default: the preset's.")
+    max_prompt_length: int | None = Field(default=None, ge=16, json_schema_extra={"old_flags": ["--max-length"]},
+                                          description="Longest prompt in tokens (longer are skipped); default: the preset's sequence length.")
 
-    learning_rate: float = Field(default=1e-6, gt=0, description="Peak learning rate.", json_schema_extra={"flags": ["--lr"]})
-    max_steps: int = Field(default=100, gt=0, description="Optimizer steps.")
-    batch_size: int = Field(default=4, ge=1, description="Prompts sampled per micro-step.")
-    grad_accum: int = Field(default=1, ge=1, description="Micro-steps per optimizer step.")
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Fraction of steps with linear warmup.")
-    lr_scheduler: str = Field(default="constant", description="transformers scheduler name (constant, cosine, linear, ...).")
-    max_grad_norm: float = Field(default=1.0, gt=0, description="Gradient clipping norm.")
-    seed: int = Field(default=42, description="Seed for prompt order and sampling (each step's samples are seeded by the step).")
-    gradient_checkpointing: bool = Field(default=False, description="Recompute activations in backward to save memory.")
-    bf16: bool | None = Field(default=None, description="bf16 mixed precision (default: on where the GPU supports it).")
-
-    save_steps: int = Field(default=50, ge=1, description="Checkpoint every N optimizer steps.")
-    save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept.")
-    logging_steps: int = Field(default=1, ge=1, description="Log the loss and teacher tokens every N steps.")
-    resume: bool = Field(default=False, description="Continue from the newest checkpoint in output_dir/checkpoints.")
-    overwrite: bool = Field(default=False, description="Replace a finished run in output_dir.")
+    # the schedule and checkpoints are train's (students.training_settings); these defaults differ
+    learning_rate: float = changed(Schedule, "learning_rate", default=1e-6, description="Peak learning rate.")
+    max_steps: int = changed(Schedule, "max_steps", default=100, description="Optimizer steps.")
+    batch_size: int = changed(Schedule, "batch_size", default=4, description="Prompts sampled per micro-step.")
+    grad_accum: int = changed(Schedule, "grad_accum", default=1, description="Micro-steps per optimizer step.")
+    warmup_ratio: float = changed(Schedule, "warmup_ratio", default=0.0)
+    lr_scheduler: str = changed(Schedule, "lr_scheduler", default="constant", description="transformers scheduler name (constant, cosine, linear, ...).")
+    seed: int = changed(Schedule, "seed", description="Seed for prompt order and sampling (each step's samples are seeded by the step).")
+    gradient_checkpointing: bool = changed(Schedule, "gradient_checkpointing", default=False)
+    save_steps: int = changed(Checkpoints, "save_steps", default=50)
+    logging_steps: int = changed(Checkpoints, "logging_steps", default=1, description="Log the loss and teacher tokens every N steps.")
 
     method: Literal["full", "lora", "qlora"] | None = Field(
         default=None, json_schema_extra={"switches": {"--lora": "lora", "--qlora": "qlora"}},
         description="What is trained. Default: an SFT run that trained an adapter goes on training that adapter "
         "(its method); a full run or a model folder is trained in full. lora/qlora on a full student: a new adapter on it "
         "(qlora: over its 4-bit NF4 weights); full on an adapter run: the adapter merged first, then every weight.")
-    # the adapter's shape: train's fields (same flags, defaults and help)
-    lora_r: int = TrainConfig.model_fields["lora_r"]
-    lora_alpha: int = TrainConfig.model_fields["lora_alpha"]
-    lora_dropout: float = TrainConfig.model_fields["lora_dropout"]
-    lora_targets: list[str] | str = TrainConfig.model_fields["lora_targets"]
-
     @field_validator("student")
     @classmethod
     def _known_student(cls, name: str) -> str:
@@ -101,14 +95,19 @@ class OnPolicyConfig(BaseModel):
 
     _known_template = field_validator("template")(known_template)
 
-    _all_linear = field_validator("lora_targets")(all_linear)
-
     @model_validator(mode="after")
     def _server_is_reverse_kl(self) -> OnPolicyConfig:
         if self.base_url and self.beta != 1:
             # The server returns log p_teacher of the sampled token only; the forward KL and the JSD need the
             # teacher's whole distribution (TRL's server variant falls back to a top-1 support there).
             raise ValueError("a teacher on a server scores the sampled tokens only: beta must be 1 (reverse KL)")
+        return self
+
+    @model_validator(mode="after")
+    def _preset_defaults(self) -> OnPolicyConfig:
+        if self.max_prompt_length is None:
+            self.__dict__["max_prompt_length"] = self.student_preset.max_length  # the field stays unset (model_fields_set)
+            self._filled.add("max_prompt_length")
         return self
 
     @property

@@ -30,7 +30,7 @@ answers in milliseconds. The model, per GPU, for T tokens per micro-step:
   the embedding/head, and allocator slack (fragmentation, transient buffers) as a share of the
   activations + logits.
 
-Checked against measured peaks by bench/bench_train.py (figures in the README).
+Checked against measured peaks by bench/bench_train.py (figures in docs/performance.md).
 """
 
 from __future__ import annotations

@@ -110,16 +110,3 @@ STUDENTS: dict[str, StudentPreset] = {
         ),
     ]
 }
-
-
-def get_student(name: str) -> StudentPreset:
-    """The preset called `name`; an unknown name is an InputError listing the known ones."""
-    import difflib
-
-    from distill.core.errors import InputError
-
-    if name not in STUDENTS:
-        close = difflib.get_close_matches(name, list(STUDENTS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(STUDENTS)})"
-        raise InputError(f"unknown student '{name}'{hint}", field="student")
-    return STUDENTS[name]

@@ -29,10 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from distill.core.errors import InputError, StageError
 from distill.core.jsonl import read_json
 from distill.core.models import NF4, load_causal_lm
-from distill.core.paths import Out, check_io, named_paths
-from distill.core.publishing import assert_no_secrets, push, staged
+from distill.core.paths import Out, check_io, inside, named_paths
+from distill.core.publishing import MARK, assert_no_secrets, published_by, push, staged
 from distill.core.secrets import redact
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 from students.gguf import converter, export, file_name
 from students.inference import CHAT_FORMATS, INFERENCE_TEMPLATES, generation_config, template_format
 from students.manifest import TrainManifest
@@ -150,6 +150,8 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
     console = Console(stderr=True)
     output = config.output
     check_io([Out(output, "output", kind="dir", replace=not config.card_only)], named_paths(config, skip=("output",)))
+    if inside(Path(os.path.realpath(output)), Path(os.path.realpath(config.run_dir))):  # RUN/final, a checkpoint: the run itself
+        raise InputError(f"is inside the run it publishes ({config.run_dir}); write outside it", where=str(output), field="output")
     info, final, is_adapter = read_run(config.run_dir)
     if info.base_model and is_adapter:  # merging reads the base: it must not be inside what is replaced
         check_io([Out(output, "output", kind="dir", replace=not config.card_only)], named_paths([str(info.base_model)]))
@@ -159,16 +161,16 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         if not config.overwrite:
             raise InputError("output exists and is not empty (use --overwrite to replace it)", where=str(output))
-        if not _is_published(output):  # --overwrite replaces a model folder, never anything else
-            raise InputError("holds files that are not a published model (no config.json or adapter_config.json); "
-                             "publish replaces only model folders", where=str(output), field="output")
+        if not published_by(output, "publish"):  # --overwrite replaces what publish wrote, never anything else
+            raise InputError(f"holds files that are not a published model (no {MARK}, which publish writes); "
+                             "publish replaces only the folders it wrote", where=str(output), field="output")
     card_inputs = _card_inputs(config)  # read (and validate) everything before the slow part
     if config.gguf:
         if is_adapter and not config.merge:
             raise InputError("GGUF files need the full weights: add --merge to merge the adapter", field="gguf")
         converter()  # installed and cached (fetched once) before anything is written
 
-    with staged(output) as staging:  # built beside OUTPUT, checked for secrets, then moved into place
+    with staged(output, "publish") as staging:  # built beside OUTPUT, checked for secrets, then moved into place
         kind = _write_weights(config, info, final, is_adapter, staging, console)
         fmt = _write_tokenizer_and_generation(final, info, staging, is_adapter)
         plot = "training_loss.png" if plot_loss(info.model_dump(), staging / "training_loss.png") else None
@@ -178,7 +180,7 @@ def run(config: PublishConfig, api=None) -> dict[str, Any]:
         if ggufs:  # from the finished folder: the GGUF carries its card metadata and inference template
             with console.status("writing GGUF files") as status:
                 export(staging, staging, config.gguf, _stem(config), status=status.update)
-            _write_modelfile(staging, fmt, ggufs, info.max_length)
+            _write_modelfile(staging, fmt, ggufs, info.max_seq_length)
 
     return _finish(config, kind, fmt, api)
 
@@ -198,8 +200,8 @@ def _refresh_card(config: PublishConfig, info: TrainManifest, is_adapter: bool, 
     from students.model_card import plot_loss, render_card
 
     output = config.output
-    if not (output / "config.json").exists() and not (output / "adapter_config.json").exists():
-        raise InputError("not a published model folder (no config.json or adapter_config.json); publish it first", where=str(output))
+    if not published_by(output, "publish"):  # a card is rewritten only in a folder publish wrote
+        raise InputError(f"not a folder publish wrote (no {MARK}); publish it first", where=str(output))
     kind = "adapter" if (output / "adapter_config.json").exists() else "merged" if is_adapter else "full"
     fmt = info.template if info.template in INFERENCE_TEMPLATES else template_format(AutoTokenizer.from_pretrained(output))
     staging = output / f".card.tmp-{os.getpid()}"
@@ -259,10 +261,6 @@ def _write_tokenizer_and_generation(final: Path, info: TrainManifest, out: Path,
     return fmt
 
 
-def _is_published(folder: Path) -> bool:
-    return folder.is_dir() and any((folder / name).is_file() for name in ("config.json", "adapter_config.json"))
-
-
 def _stem(config: PublishConfig) -> str:
     """GGUF file names start with the model's name (the repo's, when pushed)."""
     name = (config.model_name or config.push or config.output.name).rstrip("/").rsplit("/", 1)[-1]
@@ -284,11 +282,17 @@ def _write_modelfile(folder: Path, fmt: str, ggufs: dict[str, str], max_length: 
     (folder / "Modelfile").write_text(text, encoding="utf-8")
 
 
+def present(summary: dict[str, Any], config: PublishConfig) -> None:
+    print(f"published {summary['kind']} model to {summary['output']} ({len(summary['files'])} files)"
+          + (f"; pushed to {summary['url']}" if summary.get("url") else ""))
+
+
 STAGES = (
     Stage(
         name="publish", section="publish", default_run=True, config=PublishConfig, run=run,
         reads={"run_dir": "student_run", "filter_report": "filter_report", "recipe_file": "recipe"},
         writes={"output": "model"}, produces={"model": "model"},
         in_run={"overwrite": True},  # the pipeline owns RUN_DIR/publish: a re-run replaces it
+        command=Command("Merge adapters, add the inference template, generation config and model card; optionally push.", ("run_dir",), present),
     ),
 )

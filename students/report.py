@@ -15,7 +15,7 @@ from students.presets import STUDENTS
 
 def students_table() -> Table:
     """The presets, each with the planner's verdict for its own method, GPUs, length and SP."""
-    from students.layout import plan_inputs, predict
+    from students.device_layout import plan_inputs, predict
 
     table = Table(title="Student presets (distill train --student NAME)",
                   caption="GPUs: 80 GB each, SP = GPUs per sequence; plan: predicted peak GiB per GPU (distill train --plan)")
@@ -38,7 +38,7 @@ def students_table() -> Table:
 
 def plan_report(config: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     """Print the planner's table for this config (nothing heavy is loaded); returns the figures."""
-    from students.layout import plan_inputs
+    from students.device_layout import plan_inputs
 
     console = console or Console()
     inputs = plan_inputs(config)
@@ -77,15 +77,23 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("objective", _objective(summary["config"])),
         *_mixture(summary.get("mixture")),
         ("rows read / usable", f"{metrics['rows']} / {metrics['examples']}"),
-        ("dropped (longer than max_length)", f"{metrics['dropped_too_long']} (max_length {summary['max_length']})"),
+        ("dropped (longer than max_seq_length)", f"{metrics['dropped_too_long']} (max_seq_length {summary['max_seq_length']})"),
         ("packed sequences", str(metrics["sequences"])),
         ("optimizer steps", str(metrics["steps"])),
-        ("train loss (first -> last)", _first_last(metrics["train_loss_curve"])),
+        _train_loss(metrics),
         ("eval loss", "-" if metrics["eval_loss"] is None else f"{metrics['eval_loss']:.4f}"),
         ("tokens/s", f"{metrics['tokens_per_s']:.0f}" if metrics["tokens_per_s"] else "-"),
         ("runtime", f"{metrics['train_runtime_s']:.0f} s"),
+        ("peak memory (planner)", _peak(metrics)),
         ("output", "final/ and train.json"),
     ])
+
+
+def _peak(metrics: dict[str, Any]) -> str:
+    """The measured peak (GPU: the allocator's peak allocated; CPU: the process's RSS) next to the planner's figure."""
+    gpu, rss, predicted = (metrics.get(key) for key in ("peak_gpu_allocated_bytes", "peak_rss_bytes", "predicted_peak_bytes"))
+    measured = f"{gpu / GIB:.1f} GiB allocated on the GPU" if gpu else f"{rss / GIB:.1f} GiB resident (CPU)" if rss else "-"
+    return measured + (f" ({predicted / GIB:.1f} GiB per GPU predicted)" if predicted else "")
 
 
 def onpolicy_table(summary: dict[str, Any]) -> Table:
@@ -159,6 +167,13 @@ def _objective(config: dict[str, Any]) -> str:
     if config.get("objective") != "kd":
         return "sft (cross-entropy on the traces)"
     return f"kd: (1 - {config['kd_alpha']}) CE + {config['kd_alpha']} T^2 KL to the teacher's top-K, T = {config['kd_temperature']}"
+
+
+def _train_loss(metrics: dict[str, Any]) -> tuple[str, str]:
+    """First -> last of the logged curve; a run shorter than --logging-steps logged none: its mean loss."""
+    if metrics.get("train_loss_curve") or metrics.get("train_loss") is None:
+        return "train loss (first -> last)", _first_last(metrics.get("train_loss_curve") or [])
+    return "train loss (mean, no step logged)", f"{metrics['train_loss']:.4f} over {metrics['steps']} steps (< --logging-steps)"
 
 
 def _first_last(curve: list[list[float]]) -> str:

@@ -19,7 +19,7 @@ and tensorboard/wandb reporting.
 Run directory (contract with students/publish.py):
   RUN_DIR/final/        full weights, or the PEFT adapter; tokenizer with the training
                         template, eos = end of assistant turn, pad != eos; generation_config
-  RUN_DIR/train.json    student, base_model, method, quantization, max_length, lr, epochs,
+  RUN_DIR/train.json    student, base_model, method, quantization, max_seq_length, learning_rate, epochs,
                         config_overrides (rope changes publish must apply to the base), metrics
   RUN_DIR/checkpoints/checkpoint-N/   resumable with --resume
 """
@@ -33,12 +33,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
+from distill.core.config import settings
 from distill.core.data import input_kind
-from distill.core.errors import InputError, StageError
+from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.hub import check_model
 from distill.core.models import NF4
 from distill.core.paths import Out, check_io, named_paths
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
+from students import order, resume
 from students.config import TrainConfig
 from students.dataset import (
     LoadStats,
@@ -50,17 +54,19 @@ from students.dataset import (
     split_eval,
     tokenize_all,
 )
-from students.layout import (
+from students.device_layout import (
     check_sequence_parallel_can_run,
+    end_distributed,
+    is_main_process,
     plan_inputs,
     predict,
     sequence_parallel_from_launcher,
     world_size,
 )
-from students.loss import liger_available
 from students.manifest import TrainManifest
 from students.mixture import Drawn, describe, mix
 from students.planner import GIB
+from students.report import plan_report, summary_table
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
 
 # ---------------------------------------------------------------------------- cheap checks
@@ -144,14 +150,21 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     if config.objective == "kd" and (config.loss_kernel in ("liger", "plain") or inputs["sp"] > 1):
         raise InputError("--objective kd runs through the chunked loss on whole sequences: use --loss-kernel auto or chunked, "
                          "and no sequence parallelism", field="objective")
+    from students.loss import liger_available  # torch: imported once a run starts, never by `distill --help`
+
     if config.loss_kernel == "liger" and not liger_available(base_config.get("model_type")):
         raise InputError("liger needs a CUDA GPU, liger-kernel (the gpu extra) and a model type Liger patches",
                          field="loss_kernel")
+    doctor_warnings = []
+    if config.doctor:  # the silent failures (empty loss mask, pad == eos, a prompt unlike training's) stop the run here
+        from students.doctor.training import preflight
+
+        doctor_warnings = preflight(config)
     tokenizer, template = load_tokenizer(base, config)
-    max_length = config.value("max_length")
+    max_length = config.max_seq_length
 
     stats = LoadStats()
-    notes, drawn = [], None
+    notes, drawn, levels = [], None, None
     if config.objective == "kd":
         from students.kd import prepare
 
@@ -160,17 +173,20 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
             notes.append(note)
             _warn(note)
     else:
-        train_conversations, eval_conversations, drawn = load_data(config, stats)
-        train_examples = tokenize_all(tokenizer, train_conversations, max_length, stats)
-        eval_examples = tokenize_all(tokenizer, eval_conversations, max_length, LoadStats()) if eval_conversations else []
+        train_examples, eval_examples, drawn, levels = sft_examples(config, tokenizer, max_length, stats)
     if not train_examples:
         raise InputError(
-            f"no usable rows: all {stats.dropped_too_long} training samples are longer than max_length {max_length}",
+            f"no usable rows: all {stats.dropped_too_long} training samples are longer than max_seq_length {max_length}",
             where=", ".join(path for path, _ in config.sources()),
         )
 
     predicted = predict(config, inputs)
     warnings = notes
+    for line in doctor_warnings:
+        from rich.markup import escape
+
+        warnings.append(line)
+        _warn(escape(line))
     if predicted.total * 1.1 > inputs["gpu_memory_gib"] * GIB:
         warnings.append(
             f"predicted peak {predicted.total / GIB:.1f} GiB per GPU exceeds {inputs['gpu_memory_gib']:.0f} GiB "
@@ -185,42 +201,64 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         warnings.append("FSDP does not run on CPU: this launch trains as DDP, every process holding the whole model")
         _warn(warnings[-1])
 
-    from students.loop import build_trainer
+    from students.trainer import build_trainer
 
     overrides = context_overrides(config, base_config, max_length)
     use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if config.packing:
-        train_set, collator = PackedDataset(train_examples, max_length), collate_packed
-        eval_set = PackedDataset(eval_examples, max_length) if eval_examples else None
-    else:
-        train_set, collator = PaddedDataset(train_examples), PaddedCollator(tokenizer.pad_token_id)
-        eval_set = PaddedDataset(eval_examples) if eval_examples else None
+    train_set, eval_set, collator = datasets(train_examples, eval_examples, levels, config.packing, max_length, tokenizer)
     # under sequence parallelism `sp` GPUs share each sequence: the data-parallel degree is world / sp
     data_parallel = max(1, world_size() // config.sequence_parallel)
     grad_accum = config.grad_accum or max(1, preset.global_batch // (config.batch_size * data_parallel))
 
     trainer = build_trainer(config, base, tokenizer, train_set, eval_set, collator, overrides, use_bf16, grad_accum, callbacks or [])
-    resume_from = None
-    if config.resume:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        checkpoints = run_dir / "checkpoints"
-        resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-        if resume_from is None:
-            raise InputError("nothing to resume (no checkpoint-N under checkpoints/)", where=str(run_dir), field="resume")
+    resume_from = resume.resume_point(config, run_dir)  # the same command resumes its own unfinished run
+    if trainer.is_world_process_zero():
+        resume.record(config, run_dir, fresh=resume_from is None)
 
     started = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=resume_from)
+    except KeyboardInterrupt:  # Ctrl-C, a scheduler's SIGTERM: say what is kept and how to continue
+        raise Interrupted(resume.interrupted(run_dir)) from None
     except torch.OutOfMemoryError as exc:
         raise StageError(f"out of memory ({str(exc).splitlines()[0]}); see `distill train --plan`") from None
     elapsed = time.perf_counter() - started
     eval_loss = trainer.evaluate()["eval_loss"] if eval_set is not None else None
+    from students.trainer import memory_peaks
+
+    measured = {"steady_tokens_per_s": trainer.step_meter.steady_tokens_per_s(), **memory_peaks(),
+                "predicted_peak_bytes": int(predicted.total)}  # the planner's figure for this run, next to the peaks
 
     summary = _summary(config, base, template, tokenizer, base_config, overrides, use_bf16, grad_accum, stats,
-                       train_set, trainer, result, eval_loss, elapsed, warnings, drawn)
+                       train_set, trainer, result, eval_loss, elapsed, warnings, drawn, measured)
     _save_final(trainer, tokenizer, run_dir, summary)
     return summary.model_dump(mode="json")
+
+
+def sft_examples(config: TrainConfig, tokenizer, max_length: int, stats: LoadStats) -> tuple[list, list, list[Drawn] | None, list | None]:
+    """(train examples in training order, eval examples, what each source gave, the examples' levels
+    in the --order curriculum: None when shuffled; students/order.py)."""
+    train_conversations, eval_conversations, drawn = load_data(config, stats)
+    if config.subset == "hard":
+        train_conversations = order.hard_subset(config, train_conversations)
+    levels = order.levels(config, train_conversations)
+    train_examples = tokenize_all(tokenizer, train_conversations, max_length, stats)
+    eval_examples = tokenize_all(tokenizer, eval_conversations, max_length, LoadStats()) if eval_conversations else []
+    if config.order != "shuffle":
+        levels = [level for level, length in zip(levels, stats.lengths, strict=True) if length <= max_length]  # as tokenize_all kept
+        train_examples, levels = order.arrange(train_examples, levels)
+        return train_examples, eval_examples, drawn, levels
+    return train_examples, eval_examples, drawn, None
+
+
+def datasets(train_examples: list, eval_examples: list, levels: list | None, packing: bool, max_length: int, tokenizer):
+    """(train set, eval set, collator). `levels`: the examples are in --order (read sequentially, loop.py)
+    and packs keep it."""
+    if packing:
+        packs = order.ordered_packs([len(example[0]) for example in train_examples], max_length, levels) if levels is not None else None
+        eval_set = PackedDataset(eval_examples, max_length) if eval_examples else None
+        return PackedDataset(train_examples, max_length, packs), eval_set, collate_packed
+    return PaddedDataset(train_examples), PaddedDataset(eval_examples) if eval_examples else None, PaddedCollator(tokenizer.pad_token_id)
 
 
 def load_data(config: TrainConfig, stats: LoadStats) -> tuple[list, list, list[Drawn] | None]:
@@ -246,7 +284,7 @@ def load_data(config: TrainConfig, stats: LoadStats) -> tuple[list, list, list[D
 
 
 def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16, grad_accum, stats, train_set,
-             trainer, result, eval_loss, elapsed, warnings, drawn=None) -> TrainManifest:
+             trainer, result, eval_loss, elapsed, warnings, drawn=None, measured=None) -> TrainManifest:
     state = trainer.state
     curve = [[entry["step"], round(entry["loss"], 6)] for entry in state.log_history if "loss" in entry]
     eval_curve = [[entry["step"], round(entry["eval_loss"], 6)] for entry in state.log_history if "eval_loss" in entry]
@@ -265,9 +303,9 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
         "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout, "targets": config.lora_targets}
         if config.method != "full" else None,
         "config_overrides": overrides,
-        "max_length": config.value("max_length"),
-        "lr": config.value("learning_rate"),
-        "epochs": config.value("epochs"),
+        "max_seq_length": config.max_seq_length,
+        "learning_rate": config.learning_rate,
+        "epochs": config.epochs,
         "max_steps": config.max_steps,
         "batch_size": config.batch_size,
         "grad_accum": grad_accum,
@@ -295,8 +333,9 @@ def _summary(config, base, template, tokenizer, base_config, overrides, use_bf16
             "examples": stats.examples,
             "sequences": len(train_set),
             "label_tokens": stats.label_tokens,
+            **(measured or {}),
         },
-        "config": config.model_dump(mode="json"),
+        "config": settings(config),
     })
 
 
@@ -327,9 +366,37 @@ def _warn(message: str) -> None:
     Console(stderr=True).print(f"[yellow]warning:[/yellow] {message}")
 
 
+def run_command(config: TrainConfig, plan: bool = False) -> dict[str, Any] | None:
+    """`distill train`: --plan prints the memory plan and trains nothing; the process group ends either way."""
+    if plan:
+        plan_report(config, Console())
+        return None
+    try:
+        return run(config)
+    finally:
+        end_distributed()
+
+
+def present(summary: dict[str, Any], config: TrainConfig) -> None:
+    """The summary table, once: under a launcher every rank returns one."""
+    if is_main_process():
+        Console().print(summary_table(summary))
+
+
 STAGES = (
     Stage(
-        name="train", section="train", default_run=True, config=TrainConfig, run=run, reads={"data": "kept", "base_model": "student_base"},
-        writes={"output_dir": ""}, produces={"student_run": ""},
+        name="train", section="train", default_run=True, config=TrainConfig, run=run, resumable=True,
+        reads={"data": "kept", "base_model": "student_base", "pass_rates": "prompt_stats"},
+        writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"}, operational=("doctor",),
+        command=Command("Fine-tune a student on kept traces (full, --lora or --qlora), with packing and checkpoints.", present=present,
+                        switches={"plan": ("Print predicted memory per GPU for full/LoRA/QLoRA and exit.", "Memory planner (--plan)")},
+                        run=run_command),
+    ),
+    # Light-R1's second SFT stage: the `train` section's settings, continued from train's student on
+    # the hard prompts only (pass rate at most hard_pass_rate_max in the filter's per-prompt statistics).
+    Stage(
+        name="train-hard", section="train", config=TrainConfig, run=run, resumable=True, in_run={"subset": "hard"},
+        reads={"data": "kept", "base_model": "student_model", "pass_rates": "prompt_stats"},
+        writes={"output_dir": ""}, produces={"student_run": "", "student_model": "final"}, operational=("doctor",),
     ),
 )

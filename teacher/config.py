@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, field_validator
 from distill.core.cost import CostSettings
 from distill.core.data import FieldMap
 from distill.core.r1_format import MATH_INSTRUCTION
+from distill.core.secrets import public_url
 from teacher import backends
 
 # A non-reasoning model (R1 used DeepSeek-V3) writes a chain of thought only when asked, in the
@@ -178,7 +179,7 @@ class GenerateConfig(CostSettings):
         if self.general_cot:
             info["general_cot_instruction"] = self.general_cot_instruction
         if self.backend == "openai":
-            info["base_url"] = self.base_url
+            info["base_url"] = public_url(self.base_url)  # never a key written into the URL
         if self.logprobs:
             info["logprobs"] = self.logprobs
         return info

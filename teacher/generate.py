@@ -10,17 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distill.core import cost, logprobs
+from distill.core import cost, lock, logprobs
 from distill.core.data import read_problems
 from distill.core.errors import BudgetReached, InputError, Interrupted
 from distill.core.hub import check_model
 from distill.core.ids import UniqueIds
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.records import Problem, sample_id
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 from teacher import backends
 from teacher.config import GenerateConfig
-from teacher.progress import Job, Sink
+from teacher.progress import Job, Sink, summary_table
 from teacher.store import AppendWriter, check_side, mend, scan_output
 
 
@@ -90,6 +90,11 @@ def run(config: GenerateConfig, console: Any = None, keep_engine: bool = False) 
     (call `teacher.backends.vllm.release()` when done); by default it is shut down.
     """
     check(config)
+    with lock.hold(config.output, field="output"):  # one writer: a second would sample everything again
+        return _sample(config, console, keep_engine)
+
+
+def _sample(config: GenerateConfig, console: Any, keep_engine: bool) -> dict[str, Any]:
     problems, duplicates = load_problems(config)  # bad input fails here, before OUT is touched
     existing = scan_output(config.output)
     done = existing.done
@@ -171,11 +176,20 @@ def _served_name(field: str, value: str, config: GenerateConfig) -> bool:
     return field == "teacher" and backends.load(config.backend).remote
 
 
+def present(summary: dict[str, Any], config: GenerateConfig) -> None:
+    """The summary table on stderr; a budget that stopped the run before it sampled has none."""
+    from rich.console import Console
+
+    if "samples_written" in summary:
+        Console(stderr=True).print(summary_table(summary))
+
+
 STAGES = (
     Stage(
         name="generate", section="generate", default_run=True, config=GenerateConfig, run=run, check=check, resumable=True,
         reads={"prompts": "prompts", "teacher": "teacher_model"}, writes={"output": "traces.jsonl"},
         produces={"traces": "traces.jsonl"}, remote=_served_name,
+        command=Command("Sample chain-of-thought traces from the teacher (R1 defaults), resumable and sharded.", ("prompts",), present),
         # Memory settings only decide how many sequences share the machine, like max_pending: a run
         # that failed to start resumes with new ones instead of starting over. A budget or a price does
         # not change the samples either: raising it resumes.

@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from distill.core import logprobs
+from distill.core.cost import money_text
 from distill.core.records import Problem, Trace, sample_id
 from teacher.store import AppendWriter
 
@@ -175,9 +176,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("elapsed", f"{summary['elapsed_s']:.1f} s"),
     ]
     if summary.get("cost") is not None:
-        rows.append(("cost (this run)", f"{summary['cost']:,.4f}"))
+        rows.append(("cost (this run)", money_text(summary["cost"])))
     if summary.get("samples_existing") and "spent_cost" in summary:
-        rows.append(("cost (whole output)", f"{summary['spent_cost']:,.4f}"))
+        rows.append(("cost (whole output)", money_text(summary["spent_cost"])))
     if summary.get("stopped"):
         rows.append(("stopped", summary["stopped"]))
     if summary["skipped_prompts"]:

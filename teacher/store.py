@@ -150,8 +150,11 @@ class AppendWriter:
         self.close()
 
 
-def merge_shards(inputs: list[Path], output: Path) -> dict[str, Any]:
+def merge_shards(inputs: list[Path], output: Path, drop_duplicates: bool = False) -> dict[str, Any]:
     """One file from shard outputs: every sample once (first seen wins), torn tails ignored.
+
+    An id twice within one input is refused, unless `drop_duplicates` (the repair of a file two
+    writers appended to at once: the first of each is kept).
 
     Writes atomically (JSONL or Parquet by suffix); inputs are left as they are. The shards'
     log-probabilities (side files) follow their records into OUTPUT's side file.
@@ -174,7 +177,8 @@ def merge_shards(inputs: list[Path], output: Path) -> dict[str, Any]:
                     torn += 1
                     continue
                 record = validate_record(Trace, row, where)
-                own.see(record.id, where)
+                if not drop_duplicates:
+                    own.see(record.id, where)
                 if record.id in seen:
                     duplicates += 1
                     continue

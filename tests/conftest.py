@@ -217,8 +217,12 @@ class RecordingApi:
         self.calls.append(("create_repo", repo_id, kwargs))
 
     def upload_folder(self, folder_path, repo_id, **kwargs):
+        import fnmatch
+
         root = Path(folder_path)
-        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        ignored = kwargs.get("ignore_patterns") or []  # as huggingface_hub filters them: these are never sent
+        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+                 if p.is_file() and not any(fnmatch.fnmatch(p.relative_to(root).as_posix(), pattern) for pattern in ignored)}
         self.calls.append(("upload_folder", repo_id, {**kwargs, "files": files}))
 
 

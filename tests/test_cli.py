@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-COMMANDS = ["generate", "merge", "filter", "inspect", "train", "students", "publish", "eval", "run"]
+COMMANDS = ["generate", "merge", "filter", "inspect", "train", "doctor", "students", "publish", "eval", "eval-table", "run"]
 
 
 def distill(*args: str, cwd=None) -> subprocess.CompletedProcess:

@@ -86,3 +86,15 @@ def test_r1_recipe_run_without_prompts_fails_before_any_stage(tmp_path):
     with pytest.raises(InputError, match="stage 'generate' reads prompts.jsonl, which does not exist"):
         invoke("run", str(RECIPES / "r1-distill-qwen-1.5b.yaml"), "-o", str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", sorted(R1))
+def test_r1_recipes_carry_the_papers_data_recipe(name):
+    text = (RECIPES / f"{name}.yaml").read_text()
+    recipe = yaml.safe_load(text)
+    # a judge for what the rules cannot check, off until the user names one; general data kept as not checkable
+    assert "judge" in recipe["filter"]["rules"] and recipe["filter"]["judge"]["model"] is None
+    assert recipe["filter"]["correctness"] == {"no_reference": "reject"}
+    # the non-reasoning share of train's mixture, the user's general data named in a commented line
+    assert "# data: [{path: kept, weight: 0.75}, {path: data/general.jsonl, weight: 0.25}]" in text
+    assert "YOUR non-reasoning data" in text

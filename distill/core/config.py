@@ -9,6 +9,7 @@ to a default.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -20,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from distill.core.errors import InputError
+from distill.core.secrets import register_urls
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -116,7 +118,9 @@ def _check_node(root: yaml.Node, where: str, field: str | None) -> None:
 
 
 def validate(model: type[C], values: dict[str, Any], where: str = "config", yaml_path: str | os.PathLike | None = None, prefix: tuple[str, ...] = ()) -> C:
-    """Validate `values` against `model`; errors become one-line `InputError`s."""
+    """Validate `values` against `model`; errors become one-line `InputError`s. A key written into a
+    URL among the values is a secret from now on (never written or shown, see distill.core.secrets)."""
+    register_urls(values)
     try:
         return model.model_validate(values)
     except ValidationError as exc:
@@ -131,6 +135,24 @@ def validate(model: type[C], values: dict[str, Any], where: str = "config", yaml
         raise InputError(error["msg"].lower(), where=place, field=key) from None
 
 
+def set_keys(overrides: list[str] | None) -> dict[str, str]:
+    """"section.key" -> the `--set section.key=value` that gave it (the last one wins, as applied)."""
+    return {item.partition("=")[0].strip(): item for item in overrides or []}
+
+
+@contextlib.contextmanager
+def blamed(overrides: dict[str, str]):
+    """An `InputError` about a value a `--set` gave names that `--set`, not the recipe line it replaced."""
+    try:
+        yield
+    except InputError as exc:
+        field = exc.field or ""
+        for key, item in overrides.items():
+            if field == key or field.startswith(key + ".") or key.startswith(field + "."):
+                raise InputError(exc.message, where=f"--set {item}", field=field) from None
+        raise
+
+
 def resolve(model: type[C], recipe: str | os.PathLike | None, section: str, overrides: dict[str, Any] | None = None,
             sections: Iterable[str] | None = None) -> C:
     """A stage's configuration: the recipe's section, then every flag that was given on top.
@@ -143,8 +165,38 @@ def resolve(model: type[C], recipe: str | os.PathLike | None, section: str, over
         values = load_recipe(recipe, sections).get(section) or {}
         if not isinstance(values, dict):
             raise InputError("must be a mapping of settings", where=str(recipe), field=section)
+    renamed = getattr(model, "renamed", {})  # a recipe's old name yields to a flag's new one
+    values = {renamed[key] if key in renamed and renamed[key] not in values else key: value for key, value in values.items()}
     values = merge(values, overrides or {})
     return validate(model, values, where=str(recipe) if recipe else "command line", yaml_path=recipe, prefix=(section,) if recipe else ())
+
+
+def read_old_names(cls: type[BaseModel], data: Any) -> Any:
+    """A `model_validator(mode="before")`: settings under the names they had before a rename (the
+    model's `renamed`: old -> new) still load; both names at once is an error."""
+    renamed = getattr(cls, "renamed", {})
+    if not isinstance(data, dict) or not any(old in data for old in renamed):
+        return data
+    data = dict(data)
+    for old, new in renamed.items():
+        if old in data:
+            if new in data:
+                raise ValueError(f"'{old}' is the old name of '{new}': give one of them")
+            data[new] = data.pop(old)
+    return data
+
+
+def fingerprint_view(config: BaseModel) -> dict[str, Any]:
+    """The resolved config as a stage's fingerprint hashes it: as dumped before settings were renamed
+    (`renamed`) and defaults filled in by a validator (`_filled`), so that the stages of an unchanged
+    recipe that finished stay finished (a new fingerprint would train them again)."""
+    data = config.model_dump(mode="json")
+    for name in getattr(config, "_filled", ()):
+        data[name] = None
+    for old, new in getattr(type(config), "renamed", {}).items():
+        if new in data:
+            data[old] = data.pop(new)
+    return data
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +249,26 @@ def _kind(value: Any) -> str:
 
 def dump(config: BaseModel) -> str:
     """The resolved configuration as YAML (what --print-config shows)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(settings(config), sort_keys=False, allow_unicode=True)
+
+
+def settings(config: BaseModel) -> dict[str, Any]:
+    """The configuration as JSON-able settings, in reading order (`field_order`)."""
+    data = config.model_dump(mode="json")
+    return {name: data[name] for name in field_order(type(config)) if name in data}
+
+
+def field_order(model: type[BaseModel]) -> list[str]:
+    """A model's settings in reading order: as declared; for a model made of parts (several base models,
+    whose fields come part by part: train's schedule, checkpoints, LoRA shape) in the order of its
+    `panels`, the help's, then the others."""
+    names = list(model.model_fields)
+    models = [cls for cls in model.__mro__ if isinstance(cls, type) and issubclass(cls, BaseModel)]
+    made_of_parts = any(len([base for base in cls.__bases__ if base in models and base.model_fields]) > 1 for cls in models)
+    if not made_of_parts or not getattr(model, "panels", None):
+        return names
+    listed = [name for group in model.panels.values() for name in group if name in model.model_fields]
+    return list(dict.fromkeys(listed + names))
 
 
 def _did_you_mean(model: type[BaseModel], loc: tuple[str, ...]) -> str:

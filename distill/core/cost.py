@@ -9,6 +9,7 @@ earlier runs included, so re-running a stopped command does not spend the budget
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +54,20 @@ def money(spend: Spend, settings: Any) -> float | None:
     return (spend.prompt_tokens * (settings.price_in or 0.0) + spend.completion_tokens * (settings.price_out or 0.0)) / 1e6
 
 
+def money_text(value: float) -> str:
+    """Money as every table and message shows it: 4 significant digits without trailing zeros, never
+    rounded to 0 (0.0003474, 0.06), whole units with thousands separated (12,346)."""
+    if value == 0:
+        return "0"
+    text = f"{value:,.{max(0, 3 - math.floor(math.log10(abs(value))))}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def over_budget(spend: Spend, settings: Any) -> str | None:
     """Why `spend` (everything the output holds) has reached the budget, or None."""
     cost = money(spend, settings)
     if settings.budget is not None and cost is not None and cost >= settings.budget:
-        return f"budget {settings.budget:g} reached ({cost:.4g} spent)"
+        return f"budget {money_text(settings.budget)} reached ({money_text(cost)} spent)"
     if settings.budget_tokens is not None and spend.completion_tokens >= settings.budget_tokens:
         return f"budget of {settings.budget_tokens:,} completion tokens reached ({spend.completion_tokens:,})"
     return None

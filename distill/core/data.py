@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -21,23 +20,15 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from distill.core.chat import read_chat
+from distill.core.code_test_formats import read_tests
 from distill.core.errors import InputError
-from distill.core.hub import prepare_hub
+from distill.core.hub import is_hub_id, prepare_hub
 from distill.core.jsonl import parse_line, read_lines
 from distill.core.paths import atomic_path  # noqa: F401  (writers import it from here too)
 from distill.core.r1_format import last_boxed
 from distill.core.records import Problem, Trace, derive_problem_id, to_row
-from distill.core.test_formats import read_tests
 
-FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def is_hub_id(text: str) -> bool:
-    """'owner/name' that is not a local path: what the hub would be asked for."""
-    return bool(_HUB_ID.match(text)) and not text.startswith((".", "/", "~")) and not Path(text).exists()
-
-
+FILE_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _PARQUET_JSON_KEY = b"distill.json_fields"
 _PARQUET_BATCH = 1024
 _BARE_ANSWER_CHARS = 32  # a solution this short, on one line, is the answer itself
@@ -77,7 +68,7 @@ class FieldMap(BaseModel):
         json_schema_extra={"flags": ["--field-sample-index"]})
     finish_reason: str | None = Field(
         default=None, description="Column with the teacher's finish reason (stop or length).", json_schema_extra={"flags": ["--field-finish-reason"]})
-    # Code tests as public datasets ship them (distill.core.test_formats reads them into `tests`).
+    # Code tests as public datasets ship them (distill.core.code_test_formats reads them into `tests`).
     test_format: Literal["auto", "tests", "humaneval", "mbpp", "apps", "livecodebench", "codecontests"] = Field(
         default="auto", description="How code tests are stored (auto: by which of the columns below a row has).", json_schema_extra={"flags": ["--field-test-format"]})
     test_code: str | None = Field(default="test", description="HumanEval: column with the test code defining check(candidate).", json_schema_extra={"flags": ["--field-test-code"]})
@@ -109,7 +100,7 @@ def input_kind(source: str | os.PathLike) -> str:
     suffix = path.suffix.lower()
     if exists:
         if suffix not in FILE_SUFFIXES:
-            raise InputError(f"unknown format '{suffix or path.name}' (expected .jsonl, .json, .parquet, a dataset folder or a hub id)", where=text)
+            raise InputError(f"unknown format '{suffix or path.name}' (expected .jsonl, .json, .parquet, .csv, a dataset folder or a hub id)", where=text)
         return FILE_SUFFIXES[suffix]
     if suffix in FILE_SUFFIXES or not is_hub_id(text):
         raise InputError("no such file or directory", where=text)
@@ -119,7 +110,7 @@ def input_kind(source: str | os.PathLike) -> str:
 def iter_rows(source: str | os.PathLike, split: str = "train") -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (location, row) pairs; location reads 'file.jsonl:12' or 'file.parquet row 12'."""
     kind = input_kind(source)
-    reader = {"jsonl": _jsonl_rows, "json": _json_rows, "parquet": _parquet_rows}.get(kind)
+    reader = {"jsonl": _jsonl_rows, "json": _json_rows, "parquet": _parquet_rows, "csv": _csv_rows}.get(kind)
     if reader is not None:
         try:
             yield from reader(Path(source))
@@ -165,6 +156,24 @@ def _json_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield where, row
 
 
+def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    # As some public sets ship (GPQA): a header row, then one row per record; quoted cells may span lines,
+    # so a row is located by the line it starts on. Cells stay text, as the file has them.
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        start = 2
+        try:
+            for row in reader:
+                yield f"{path}:{start}", {key: value for key, value in row.items() if key is not None}
+                start = reader.line_num + 1
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise InputError(f"malformed CSV ({exc})", where=f"{path}:{start}") from None
+    if start == 2:
+        raise InputError("empty file (no records)", where=str(path))
+
+
 def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -206,10 +215,10 @@ def _dataset_rows(source: str, kind: str, split: str) -> Iterator[tuple[str, dic
                 raise InputError(f"no split '{split}' (has {', '.join(loaded)})", where=source)
             loaded = loaded[split]
     else:
-        name = source.removeprefix("hf://").removeprefix("hf:")
+        name, _, subset = source.removeprefix("hf://").removeprefix("hf:").partition(":")  # "owner/name:subset"
         prepare_hub()  # unreachable: the cache only, failing at once instead of retrying
         try:
-            loaded = datasets.load_dataset(name, split=split, streaming=True)
+            loaded = datasets.load_dataset(name, subset or None, split=split, streaming=True)
         except Exception as exc:  # the hub raises many types; all mean "cannot load"
             raise InputError(f"cannot load dataset from the hub ({type(exc).__name__}: {exc})".splitlines()[0], where=name) from None
     for index, row in enumerate(loaded):
@@ -230,7 +239,7 @@ def read_problems(source: str | os.PathLike, fields: FieldMap | None = None, spl
 
 def problem_values(row: dict[str, Any], fields: FieldMap, where: str, text: str) -> dict[str, Any]:
     """The Problem fields of one row with prompt `text`: the one mapping prompts, benchmarks and
-    traces (distill.core.layouts) share. Code tests are read in any known format (test_formats);
+    traces (distill.core.trace_layout) share. Code tests are read in any known format (code_test_formats);
     a mapping with no tests column and auto format reads none (public trace layouts)."""
     tests = read_tests(row, fields, where) if fields.tests or fields.test_format != "auto" else None
     return {

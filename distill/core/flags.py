@@ -4,7 +4,8 @@ Every field of a stage's pydantic config becomes a flag named after its recipe k
 (`learning_rate` -> `--learning-rate`; nested `length.max` -> `--length-max`), with the field's
 description as help and its default shown. A field may declare more spellings in its metadata,
 `Field(..., json_schema_extra={"flags": ["--lr"]})`, and an enum-like field may declare
-switches that set it, `{"switches": {"--lora": "lora"}}`. Models group their flags in the help
+switches that set it, `{"switches": {"--lora": "lora"}}`. A flag that was renamed keeps working,
+out of the help, as an `{"old_flags": ["--max-length"]}` spelling. Models group their flags in the help
 with a `panels` class variable (panel title -> field names); nested models get a panel each.
 
 Values stay strings until pydantic validates the whole configuration, so a bad value is the
@@ -39,6 +40,7 @@ class Flag:
     argument: bool = False
     value: Any = None  # what a switch sets
     metavar: str | None = None
+    hidden: bool = False  # an old spelling: it works, the help no longer shows it
 
 
 def _inner(annotation: Any) -> Any:
@@ -128,9 +130,17 @@ def flags_for(model: type[BaseModel], arguments: Iterable[str] = (), prefix: tup
         else:
             decls = (canonical, *aliases)
         flags.append(Flag(path, param, decls, kind, _help(info, kind), group, metavar=metavar))
+        for old in extra.get("old_flags", []):
+            flags.append(Flag(path, f"{param}__{old.strip('-').replace('-', '_')}", (old,), kind, f"Old name of {canonical}.", group,
+                              metavar=metavar, hidden=True))
         for switch, value in extra.get("switches", {}).items():
             flags.append(Flag(path, f"{param}__{switch.strip('-').replace('-', '_')}", (switch,), "switch",
                               f"Same as {canonical} {value}.", group, value=value))
+    if not prefix:  # in reading order (a model made of parts lists its fields part by part)
+        from distill.core.config import field_order
+
+        order = {name: i for i, name in enumerate(field_order(model))}
+        flags.sort(key=lambda flag: order[flag.path[0]])
     return flags
 
 
@@ -144,7 +154,8 @@ def parameters(flags: list[Flag]) -> list[inspect.Parameter]:
             default = typer.Option(None, *flag.decls, help=escape(flag.help), show_default=False, rich_help_panel=flag.panel)
             annotation = bool
         else:
-            default = typer.Option(None, *flag.decls, help=escape(flag.help), show_default=False, rich_help_panel=flag.panel, metavar=flag.metavar)
+            default = typer.Option(None, *flag.decls, help=escape(flag.help), show_default=False, rich_help_panel=flag.panel,
+                                   metavar=flag.metavar, hidden=flag.hidden)
             annotation = list[str] if flag.kind == "list" else str
         params.append(inspect.Parameter(flag.param, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation | None))
     return params
@@ -204,6 +215,8 @@ def stage_command(app: typer.Typer, name: str, model: type[BaseModel], *, sectio
             recipe = kwargs.pop("recipe", None)
             print_config = kwargs.pop("print_config", False)
             own = {key: kwargs.pop(key) for key in extras}
+            if "recipe" in inspect.signature(body).parameters:  # a body that reads other sections of the recipe
+                own["recipe"] = recipe
             config = resolve(model, recipe, section or name, overrides(flags, kwargs), sections() if sections and recipe else None)
             if print_config:
                 typer.echo(dump(config), nl=False)
@@ -226,3 +239,32 @@ def stage_command(app: typer.Typer, name: str, model: type[BaseModel], *, sectio
         return body
 
     return decorate
+
+
+def add_stage_commands(app: typer.Typer, stages: Iterable[Any], sections: Callable[[], Iterable[str]]) -> None:
+    """One command per stage that declares a `Command` (distill.core.stage), in the stages' order."""
+    for stage in stages:
+        if stage.command is not None:
+            _add_stage_command(app, stage, sections)
+
+
+def _add_stage_command(app: typer.Typer, stage: Any, sections: Callable[[], Iterable[str]]) -> None:
+    from distill.core.errors import BudgetReached
+
+    command = stage.command
+    extras = {name: (bool, typer.Option(False, "--" + name.replace("_", "-"), help=text, rich_help_panel=panel))
+              for name, (text, panel) in command.switches.items()}
+
+    def body(config: Any, **switches: Any) -> None:
+        try:
+            summary = (command.run or stage.run)(config, **switches)
+        except BudgetReached as exc:  # the table of what was done, then (cli.main) the one line saying why it stopped
+            if command.present and exc.summary:
+                command.present(exc.summary, config)
+            raise
+        if command.present and summary:
+            command.present(summary, config)
+
+    body.__doc__ = command.help
+    body.__name__ = stage.name.replace("-", "_")
+    stage_command(app, stage.name, stage.config, section=stage.section, arguments=command.arguments, extras=extras, sections=sections)(body)

@@ -11,9 +11,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import socket
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_hub_id(text: str) -> bool:
+    """'owner/name' that is not a local path: what the hub would be asked for."""
+    return bool(_HUB_ID.match(text)) and not text.startswith((".", "/", "~")) and not Path(text).exists()
+
 
 PROBE_TIMEOUT_S = 3.0
 _TRUE = {"1", "true", "yes", "on"}
@@ -76,9 +86,6 @@ def unavailable(name: str) -> str:
 def check_model(name: str, field: str) -> None:
     """A model named by path or hub id can be loaded: a local-looking path exists, a hub id is
     reachable or cached. One `InputError` otherwise, before anything is loaded or written."""
-    from pathlib import Path
-
-    from distill.core.data import is_hub_id
     from distill.core.errors import InputError
 
     if Path(name).exists():

@@ -8,7 +8,10 @@ consumed: the filter, training data, shard merging and prompts with an id column
 
 from __future__ import annotations
 
+import re
+
 from distill.core.errors import InputError
+from distill.core.paths import quote
 
 
 class UniqueIds:
@@ -23,5 +26,7 @@ class UniqueIds:
             return
         first = self._first.setdefault(record_id, where)
         if first != where:
-            raise InputError(f"duplicate id '{record_id:.80}' (also at {first}); ids must be unique in one input",
+            source = re.sub(r"(:\d+| row \d+)$", "", where)
+            raise InputError(f"duplicate id '{record_id:.80}' (also at {first}); ids must be unique in one input. "
+                             f"To keep the first of each: distill merge {quote(source)} -o NEW.jsonl --drop-duplicates",
                              where=where, field=self.field)

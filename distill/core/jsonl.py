@@ -6,17 +6,24 @@ mean the same thing everywhere.
 A torn line is what a crash leaves: the last line of a file, without its newline. Whether it
 is a record or garbage is decided by parsing it (`is_torn`): a last line that parses as a JSON
 object is a record that only lacks its newline, anything else is cut off.
+
+Reading is bounded: a line longer than `max_line_bytes()` (64 MiB, or DISTILL_MAX_LINE_BYTES) is
+one `InputError` naming the file, line and size, and is never held in memory whole.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from distill.core.errors import InputError
+
+LIMIT_ENV = "DISTILL_MAX_LINE_BYTES"
+DEFAULT_MAX_LINE = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -39,9 +46,14 @@ def read_lines(path: str | Path) -> Iterator[Line]:
         handle = open(path, "rb")  # noqa: SIM115 - closed below; a generator keeps it open between lines
     except OSError as exc:
         raise InputError(f"cannot read ({(exc.strerror or str(exc)).lower()})", where=str(path)) from None
+    limit = max_line_bytes()
     with handle:
         try:
-            for number, raw in enumerate(handle, start=1):
+            for number, raw in enumerate(iter(lambda: handle.readline(limit + 1), b""), start=1):
+                if len(raw) > limit and not raw.endswith(b"\n"):  # never held whole: measured, then refused
+                    size = len(raw) + _rest_of_line(handle)
+                    raise InputError(f"line {number} is {size:,} bytes, over the limit of {limit:,} "
+                                     f"(set {LIMIT_ENV} to read longer lines)", where=f"{path}:{number}")
                 start, offset = offset, offset + len(raw)
                 if not raw.strip():
                     continue
@@ -52,6 +64,30 @@ def read_lines(path: str | Path) -> Iterator[Line]:
             raise InputError(f"cannot read ({(exc.strerror or str(exc)).lower()})", where=str(path)) from None
     if pending is not None:
         yield Line(pending.number, pending.raw, pending.offset, last=True)
+
+
+def max_line_bytes() -> int:
+    """The longest line read (bytes): DISTILL_MAX_LINE_BYTES, else 64 MiB (a 32k-token trace is ~150 kB)."""
+    value = os.environ.get(LIMIT_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_LINE
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        raise InputError(f"must be a positive number of bytes, got {value!r}", where=LIMIT_ENV)
+    return limit
+
+
+def _rest_of_line(handle: Any, chunk: int = 1 << 20) -> int:
+    """Bytes up to the end of the current line (newline included), read in chunks and dropped."""
+    size = 0
+    while block := handle.readline(chunk):
+        size += len(block)
+        if block.endswith(b"\n"):
+            break
+    return size
 
 
 def parse_line(raw: bytes, where: str) -> dict[str, Any] | None:

@@ -26,10 +26,12 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from distill.core.errors import InputError
+
+if TYPE_CHECKING:  # numpy is imported where arrays are made: the CLI imports this module to list its commands
+    import numpy as np
 
 MAGIC = b"DLP1"
 SUFFIX = ".logprobs"
@@ -53,6 +55,8 @@ class TokenLogprobs:
     @classmethod
     def build(cls, ids, logprob, top_ids, top_logprobs, k: int) -> TokenLogprobs:
         """From per-position lists (top lists may be shorter than k: padded)."""
+        import numpy as np
+
         n = len(ids)
         tid = np.full((n, k), -1, dtype=np.int32)
         tlp = np.full((n, k), -np.inf, dtype=np.float16)
@@ -71,6 +75,8 @@ class TokenLogprobs:
 
 
 def encode(record_id: str, lp: TokenLogprobs) -> bytes:
+    import numpy as np
+
     header = json.dumps({"id": record_id, "n": len(lp), "k": lp.k}).encode()
     body = header + b"".join(np.ascontiguousarray(a).tobytes() for a in (
         lp.ids.astype("<i4"), lp.logprob.astype("<f2"), lp.top_ids.astype("<i4"), lp.top_logprobs.astype("<f2")))
@@ -82,6 +88,8 @@ def _payload_size(n: int, k: int) -> int:
 
 
 def decode(frame: bytes) -> tuple[str, TokenLogprobs]:
+    import numpy as np
+
     (size,) = _U32.unpack_from(frame, 4)
     header = json.loads(frame[8:8 + size])
     n, k = header["n"], header["k"]

@@ -5,8 +5,10 @@ and the temporaries that make writes atomic.
 user's mistake (an `InputError`: one line, exit 2, nothing written):
 - an output that is one of the stage's inputs, or two outputs that are one file; "one file"
   after resolving `..` and symlinks, and by (st_dev, st_ino) for existing files (hard links);
-- a folder the stage replaces as a whole that holds one of its inputs;
+- a folder the stage replaces as a whole that holds one of its inputs, or lies inside an input
+  folder (publishing RUN into RUN/final or RUN/checkpoints/checkpoint-N);
 - a folder where a file is wanted, a file where a folder is wanted, a parent that is a file;
+- an existing FIFO, device or socket (writing to a FIFO blocks until someone reads it);
 - a place that is not for data (/proc, /sys, /dev, the root folder);
 - a location this process cannot write (read-only file system, permissions).
 The inputs are every existing path the stage's configuration names (`named_paths`), so a new
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.core.errors import InputError
+from distill.core.errors import InputError, escape
 
 # Not places for data: writing there fails, or worse, succeeds (root may replace /dev/null).
 SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
@@ -65,6 +67,17 @@ def named_paths(values: Any, skip: Iterable[str] = ()) -> list[str]:
     return found
 
 
+def quote(path: str | os.PathLike) -> str:
+    """A path as a message shows it: one line, the whole path, pasteable into a shell
+    (quoted when it has spaces or shell characters; control characters such as a newline escaped)."""
+    import shlex
+
+    text = str(path)
+    if text.isprintable():
+        return shlex.quote(text)
+    return "$'" + "".join("\\\\" if c == "\\" else "\\'" if c == "'" else escape(c) for c in text) + "'"  # bash's $'...'
+
+
 def _exists(path: str) -> bool:
     try:
         return os.path.lexists(path)
@@ -90,7 +103,8 @@ def _resolved(path: Path) -> Path:
     return Path(os.path.realpath(os.path.abspath(path)))
 
 
-def _inside(child: Path, folder: Path) -> bool:
+def inside(child: Path, folder: Path) -> bool:
+    """`child` is `folder` or lies in it (both resolved)."""
     return child == folder or folder in child.parents
 
 
@@ -114,15 +128,22 @@ def check_io(outputs: Iterable[Out], inputs: Iterable[str | os.PathLike] = ()) -
         if out.kind == "dir" and out.replace:
             folder = _resolved(path)
             for source in inputs:
-                if _inside(_resolved(source), folder):
+                if inside(_resolved(source), folder):
                     raise InputError(f"holds an input ({source}) and would be replaced", where=where, field=out.field)
+                if source.is_dir() and inside(folder, _resolved(source)):  # RUN/final when publishing RUN
+                    raise InputError(f"is inside an input folder ({source}), whose files it would replace; write outside it",
+                                     where=where, field=out.field)
 
 
 def _check_place(path: Path, out: Out, where: str) -> None:
     resolved = _resolved(path)
-    if resolved == Path("/") or any(_inside(resolved, Path(root)) for root in SYSTEM_ROOTS):
+    if resolved == Path("/") or any(inside(resolved, Path(root)) for root in SYSTEM_ROOTS):
         raise InputError(f"not a place for outputs ({resolved if resolved != Path('/') else 'the root folder'})", where=where, field=out.field)
     if path.exists():
+        special = _special(path)
+        if special:  # a FIFO would block the writer forever; replacing it would change what it is
+            raise InputError(f"is {special}, not a regular file or folder; outputs are written to regular files",
+                             where=where, field=out.field)
         if out.kind == "file" and path.is_dir():
             raise InputError("is a directory (a file is wanted here)", where=where, field=out.field)
         if out.kind == "dir" and not path.is_dir():
@@ -137,6 +158,19 @@ def _check_place(path: Path, out: Out, where: str) -> None:
         raise InputError(f"cannot write in {parent} ({_why_unwritable(parent)})", where=where, field=out.field)
     if out.kind == "file" and path.is_file() and not os.access(path, os.W_OK):
         raise InputError(f"cannot write ({_why_unwritable(path)})", where=where, field=out.field)
+
+
+def _special(path: Path) -> str | None:
+    """What an existing path is when it is neither a regular file nor a folder (a FIFO, a device, a socket)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), None)
 
 
 def _why_unwritable(path: Path) -> str:

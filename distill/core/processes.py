@@ -14,7 +14,13 @@ thread that forked it exits, however it exits. Three ways in:
   and installs the same guard, so grandchildren die with their parents in a chain. Only the
   main thread's children: the signal would also fire when a short-lived thread ends.
   multiprocessing's resource tracker is left alone: it exits by itself once the processes that
-  use it are gone, after unlinking the shared memory they left behind.
+  use it are gone, after unlinking the shared memory they left behind. It does so silently: its
+  "leaked shared_memory" warning after an interrupt (what an engine killed mid-run leaves) would
+  follow our one-line message, and the clean-up it announces is the one intended.
+
+`interrupt_on_sigterm`: SIGTERM, what SLURM and Kubernetes send first (then SIGKILL after a
+grace period), ends a command as Ctrl-C does: outputs kept, one line saying how to continue,
+children stopped; `interrupted_exit_code` is then 143 (128 + SIGTERM), 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ _PRCTL: Any = None
 _GUARDED = False
 _FORKING_PARENT = 0  # set just before a fork: our pid when we fork from the main thread, else 0
 _SPAWN = None  # multiprocessing.util.spawnv_passfds, before guard() wrapped it
+_TRACKER = "from multiprocessing.resource_tracker import"
+_QUIET_TRACKER = "import warnings; warnings.filterwarnings('ignore', message='resource_tracker:')"
+_SIGNAL: int | None = None  # the signal that interrupted us (SIGTERM), None for Ctrl-C or none
 
 
 def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> None:
@@ -103,11 +112,33 @@ def _preceded_by(call: str, program: str) -> str:
 def _spawnv_passfds(path, args, passfds):
     """multiprocessing starts every fresh interpreter here (spawn, forkserver, resource tracker)."""
     args = list(args)
-    if "-c" in args and threading.current_thread() is threading.main_thread():
+    if "-c" in args:
         at = args.index("-c") + 1
-        if args[at].startswith(_GUARDED_PROGRAMS):
+        if args[at].startswith(_GUARDED_PROGRAMS) and threading.current_thread() is threading.main_thread():
             args[at] = _preceded_by(f"adopt({os.getpid()})", args[at])
+        elif args[at].startswith(_TRACKER):
+            args[at] = f"{_QUIET_TRACKER}; {args[at]}"
     return _SPAWN(path, args, passfds)
+
+
+def interrupt_on_sigterm() -> None:
+    """From now on SIGTERM raises KeyboardInterrupt in the main thread, as Ctrl-C does (see above)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    global _SIGNAL
+    _SIGNAL = signum
+    # Once: the clean-up that follows (stopping an engine, closing files) runs to its end; a
+    # scheduler that loses patience sends SIGKILL, which our children follow (die_with_parent).
+    signal.signal(signum, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def interrupted_exit_code() -> int:
+    """The exit code after an interrupt: 128 + the signal (143 for SIGTERM, 130 for Ctrl-C)."""
+    return 128 + (_SIGNAL or signal.SIGINT)
 
 
 def python_command(module: str, *args: str) -> list[str]:

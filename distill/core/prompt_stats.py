@@ -2,8 +2,10 @@
 separate run (samples drawn, kept, pass rate, correct samples, the shortest correct sample, tokens).
 
 `distill filter --prompt-stats FILE` writes them for any trace file; the rejection loop of
-`distill run` writes them after its last round (and can drop always- or never-solved prompts).
+`distill run` writes them after its last round. Both keep only the prompts whose pass rate lies in
+a band (`in_band`: `--pass-rate-min/--pass-rate-max`, the rejection section's keys of the same names).
 A sample counts as correct when the correctness rule passed it; without that rule, when it was kept.
+A prompt's pass rate, for the band and for `train --order difficulty`, is correct / drawn.
 """
 
 from __future__ import annotations
@@ -45,13 +47,40 @@ class PromptStats:
         shortest = self.shortest_correct or self.shortest_correct_chars  # by tokens where known, else by characters
         return {
             "problem_id": self.problem_id, "drawn": self.drawn, "kept": self.kept,
-            "pass_rate": round(self.kept / self.drawn, 4) if self.drawn else 0.0, "correct": self.correct,
+            "pass_rate": round(pass_rate(self.correct, self.drawn), 4), "correct": self.correct,
             "shortest_correct_tokens": self.shortest_correct[0] if self.shortest_correct else None,
             "shortest_correct_chars": self.shortest_correct_chars[0] if self.shortest_correct_chars else None,
             "shortest_correct_id": shortest[1] if shortest else None,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "always_solved": self.drawn > 0 and self.correct == self.drawn, "never_solved": self.correct == 0,
         }
+
+
+# The rejection section's old switches are points of the band: a prompt every sample of which was
+# correct has rate 1, so `drop_always_solved` is a maximum below 1 (exact below a million samples).
+ALWAYS_SOLVED_MAX = 0.999999
+NEVER_SOLVED_MIN = 0.000001
+
+
+def pass_rate(correct: int, drawn: int) -> float:
+    """Correct samples over samples drawn (0 for a prompt with none)."""
+    return correct / drawn if drawn else 0.0
+
+
+def in_band(correct: int, drawn: int, low: float, high: float) -> bool:
+    """Whether a prompt's pass rate lies in [low, high]."""
+    return low <= pass_rate(correct, drawn) <= high
+
+
+def band(low: float, high: float, drop_always_solved: bool = False, drop_never_solved: bool = False) -> tuple[float, float]:
+    """The band [low, high], narrowed by the old switches (`drop_always_solved`, `drop_never_solved`)."""
+    if drop_always_solved:
+        high = min(high, ALWAYS_SOLVED_MAX)
+    if drop_never_solved:
+        low = max(low, NEVER_SOLVED_MIN)
+    if low > high:
+        raise ValueError(f"pass_rate_min {low:g} > pass_rate_max {high:g}: the band is empty")
+    return low, high
 
 
 def is_correct(verdicts: dict[str, Any] | None, kept: bool) -> bool:

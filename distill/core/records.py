@@ -7,10 +7,10 @@ invent a second record shape.
 
 A trace may carry columns of its own (a public dataset's `difficulty`, prior verdicts, a
 label): they are kept as they came and written back after the record's own fields (see
-`distill.core.layouts` for the rule when one is named like a field of ours).
+`distill.core.trace_layout` for the rule when one is named like a field of ours).
 
 Code tests (`Problem.tests`) have one canonical shape, whatever format a dataset ships them in
-(`distill.core.test_formats` reads HumanEval, MBPP, APPS/TACO, LiveCodeBench and CodeContests
+(`distill.core.code_test_formats` reads HumanEval, MBPP, APPS/TACO, LiveCodeBench and CodeContests
 into it, and validates it whenever a record is read):
 
     {"type": "stdin", "cases": [{"input": "1 2\n", "output": "3\n"}, ...]}
@@ -63,7 +63,7 @@ class Problem(BaseModel):
     @field_validator("tests", mode="before")
     @classmethod
     def _canonical_tests(cls, value: Any) -> dict[str, Any] | None:
-        from distill.core.test_formats import TestsError, canonical_tests
+        from distill.core.code_test_formats import TestsError, canonical_tests
 
         try:
             return canonical_tests(value)

@@ -288,18 +288,3 @@ def _read_report(fd: int, on_line: Callable[[bytes], bool], deadline: float) -> 
 def _read(path: Path, cap: int) -> str:
     with open(path, "rb") as handle:
         return handle.read(cap).decode("utf-8", errors="replace")
-
-
-def run_tests(program: str, tests: dict[str, Any] | list[dict[str, Any]] | str, limits: Limits | None = None) -> TestOutcome:
-    """Run a program against tests in any shape `Problem.tests` accepts (see `distill.core.verify.code_tests`)."""
-    from distill.core.test_formats import TestsError, canonical_tests
-    from distill.core.verify.code_tests import run_code_tests
-
-    limits = limits or Limits()
-    try:
-        canonical = canonical_tests(tests)
-    except TestsError as exc:
-        return TestOutcome(False, f"malformed tests: {exc}", 0.0)
-    if canonical is None:
-        return TestOutcome(False, "no tests to run", 0.0)
-    return run_code_tests(program, canonical, timeout=limits.wall_s, memory_mb=limits.memory_mb)

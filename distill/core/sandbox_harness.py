@@ -178,30 +178,47 @@ def serve(requests, responses):
         pass  # an exit at the end of the program: its functions are defined, the tests decide
     except BaseException as exc:  # noqa: BLE001 - whatever the program raises is reported
         status["error"] = f"{type(exc).__name__}: {exc}"[:300]
-    status["functions"] = sorted(name for name, value in namespace.items() if callable(value) and not isinstance(value, type)
-                                 and getattr(value, "__module__", None) == "solution")
+    mine = {name: value for name, value in namespace.items() if getattr(value, "__module__", None) == "solution"}
+    status["functions"] = sorted(name for name, value in mine.items() if callable(value) and not isinstance(value, type))
+    status["classes"] = sorted(name for name, value in mine.items() if isinstance(value, type))
     solution = namespace.get("Solution")
     status["methods"] = sorted(n for n in dir(solution) if not n.startswith("__")) if isinstance(solution, type) else []
     status["variables"] = sorted(name for name, value in namespace.items() if not name.startswith("__") and not callable(value)
                                  and not isinstance(value, types.ModuleType))
     send(responses, status)
+    objects = []  # instances the tests made (`Solution()`, `MinStack()`): they live here, the tests hold their index
     while True:
         request = receive(requests)
         if request is None:
             os._exit(0)
         try:
-            if request.get("get"):  # a variable the tests read: its value as it is now
-                reply = {"value": encode(namespace[request["name"]])}
-            else:
-                target = getattr(namespace["Solution"](), request["name"]) if request["method"] else namespace[request["name"]]
-                args = [decode(arg) for arg in request["args"]]
-                kwargs = {key: decode(value) for key, value in request["kwargs"]}
-                reply = {"value": encode(target(*args, **kwargs))}
+            reply = _serve_one(request, namespace, objects)
         except NotPlain as exc:
             reply = {"not_plain": str(exc)}
         except BaseException as exc:  # noqa: BLE001 - SystemExit included: a call does not end the program
             reply = {"raised": [type(exc).__name__, str(exc)[:300]]}
         send(responses, reply)
+
+
+def _serve_one(request, namespace, objects):
+    """One request of the tests, answered in the program's own namespace."""
+    owner = objects[request["object"]] if request.get("object") is not None else None
+    if request.get("get"):  # a variable (or an object's attribute) the tests read: its value as it is now
+        value = namespace[request["name"]] if owner is None else getattr(owner, request["name"])
+        return {"callable": True} if owner is not None and callable(value) else {"value": encode(value)}
+    if owner is not None:
+        target = getattr(owner, request["name"])
+    elif request["method"]:
+        target = getattr(namespace["Solution"](), request["name"])
+    else:
+        target = namespace[request["name"]]
+    args = [decode(arg) for arg in request["args"]]
+    kwargs = {key: decode(value) for key, value in request["kwargs"]}
+    value = target(*args, **kwargs)
+    if request.get("new"):  # a class the tests instantiate: the instance stays here
+        objects.append(value)
+        return {"object": len(objects) - 1}
+    return {"value": encode(value)}
 
 
 class Program:
@@ -233,20 +250,27 @@ class Program:
         self.status = self._reply("loading the program")
         return self.status
 
-    def call(self, name, args, kwargs=None, method=False, get=False):
-        """The program's `name(*args, **kwargs)` (`get`: the value of its variable `name`), as plain data."""
+    def call(self, name, args, kwargs=None, method=False, get=False, owner=None, new=False):
+        """The program's `name(*args, **kwargs)` (`get`: the value of its variable `name`), as plain data.
+
+        `owner`: the index of an object the tests made, whose method or attribute `name` is; `new`: `name`
+        is a class, and the answer is the index of the instance (kept in the program's process)."""
         if self.broken:
             raise ProgramGone(self.broken[1])
         self.calls += 1
         what = name if get else f"{name}()"
         try:
-            send(self.requests, {"name": name, "method": method, "get": get, "args": [encode(a) for a in args],
-                                 "kwargs": [[k, encode(v)] for k, v in (kwargs or {}).items()]})
+            send(self.requests, {"name": name, "method": method, "get": get, "object": owner, "new": new,
+                                 "args": [encode(a) for a in args], "kwargs": [[k, encode(v)] for k, v in (kwargs or {}).items()]})
         except NotPlain as exc:
             raise TypeError(f"an argument of {name}() is not plain data ({exc})") from None
         except OSError:
             raise self._break(*self._ended(what)) from None
         reply = self._reply(what)
+        if owner is not None and get and reply.get("callable") is True:
+            return Proxy(self, name, owner=owner)
+        if new and type(reply.get("object")) is int:
+            return ObjectProxy(self, reply["object"])
         if "value" in reply:
             try:
                 return decode(reply["value"])
@@ -305,11 +329,34 @@ class Program:
 class Proxy:
     """What the tests see as one of the program's functions: a call across the pipe."""
 
-    def __init__(self, program, name):
+    def __init__(self, program, name, owner=None, method=False):
+        self.program, self.__name__, self.owner, self.method = program, name, owner, method
+
+    def __call__(self, *args, **kwargs):
+        return self.program.call(self.__name__, args, kwargs, method=self.method, owner=self.owner)
+
+
+class ClassProxy:
+    """What the tests see as one of the program's classes: calling it makes an instance in the program's process."""
+
+    def __init__(self, program, name, method=False):
         self.program, self.__name__ = program, name
 
     def __call__(self, *args, **kwargs):
-        return self.program.call(self.__name__, args, kwargs)
+        return self.program.call(self.__name__, args, kwargs, new=True)
+
+
+class ObjectProxy:
+    """An instance the tests made: its methods are calls across the pipe, its attributes values read there."""
+
+    def __init__(self, program, index):
+        object.__setattr__(self, "_program", program)
+        object.__setattr__(self, "_index", index)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._program.call(name, (), get=True, owner=self._index)  # a method comes back as a Proxy
 
 
 def _failure(program, exc):
@@ -399,19 +446,20 @@ def run_call(program, plan, entry, report):
 def run_assert(program, header, report):
     """The test code here, the program's functions behind proxies; passes only if the code runs to its end."""
     entry = header.get("entry_point")
-    functions = program.status["functions"]
-    if entry and entry not in functions:
+    functions, classes = set(program.status["functions"]), set(program.status["classes"])
+    method = entry in program.status["methods"] and entry not in functions  # LeetCode: Solution().entry
+    if entry and not method and entry not in functions | classes:
         return report_missing(program, entry, report)
     code = header["code"]
     namespace = {"__name__": "__tests__", "__builtins__": builtins}
-    # Only the names the tests leave to the program: a program's `abs` or `len` never replaces the tests' own.
     free = _free_names(code)
-    wanted = (free & set(functions)) | ({entry} if entry else set())
-    namespace.update({name: Proxy(program, name) for name in wanted})
+    wanted = _tested_names(code, free, functions | classes, entry if not method else None)
+    namespace.update({name: (ClassProxy if name in classes else Proxy)(program, name) for name in wanted})
     if entry:
-        namespace["candidate"] = Proxy(program, entry)
+        namespace["candidate"] = (ClassProxy if entry in classes else Proxy)(program, entry, method=method)
     try:  # variables the tests read (`assert result == 5`): their values after loading, as plain data
-        namespace.update({name: program.call(name, (), get=True) for name in sorted(free & set(program.status["variables"]))})
+        namespace.update({name: program.call(name, (), get=True) for name in sorted(free & set(program.status["variables"]))
+                          if not hasattr(builtins, name)})
     except BaseException as exc:  # noqa: BLE001
         kind, detail = _failure(program, exc)
         return report({"passed": False, "kind": kind, "detail": detail})
@@ -450,7 +498,7 @@ def _script_timeout(signum, frame):
 
 
 def _free_names(code):
-    """Names the test code uses without defining or importing them, builtins excluded."""
+    """Names the test code uses without defining or importing them (builtins' names included)."""
     import ast
 
     tree = ast.parse(code)
@@ -464,7 +512,24 @@ def _free_names(code):
             bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
         elif isinstance(node, ast.arg):
             bound.add(node.arg)
-    return {name for name in used - bound if not hasattr(builtins, name)}
+    return used - bound
+
+
+def _tested_names(code, free, defined, entry):
+    """The program's names the tests get: those they leave free, the entry point, and a builtin's name only for
+    the function under test. A program's `abs` or `len` never replaces the tests' own, unless the tests call
+    none of the program's other names: then the first builtin-named one they call is what they test (MBPP's
+    `def sum(...)` checked by `assert sum(1, 2) == 3`)."""
+    import ast
+
+    wanted = {name for name in free if not hasattr(builtins, name)} & defined | ({entry} if entry else set())
+    if wanted:
+        return wanted
+    calls = [node for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
+    for node in sorted(calls, key=lambda node: (node.lineno, node.col_offset)):
+        if node.func.id in free and node.func.id in defined:
+            return {node.func.id}
+    return set()
 
 
 def _calls_check(code):

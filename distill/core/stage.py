@@ -19,6 +19,8 @@ run directory is declared here, as data:
   not set them ("train.student": a grpo stage trains train's preset unless told otherwise).
 - `in_run`: values a stage gets when the orchestrator runs it (publish may replace its own
   folder in a run).
+- `command`: how the stage is a `distill` command of its own (`Command`: help, positional
+  arguments, what it prints at the end); `cli.py` adds one for every stage that declares it.
 
 Adding a stage is one module that exports `STAGES`, plus its name in `distill.pipeline.stages`.
 """
@@ -30,6 +32,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Command:
+    """A stage as a `distill` command: its flags come from the stage's config (distill.core.flags)."""
+
+    help: str  # the command's help, first line first
+    arguments: tuple[str, ...] = ()  # config fields given as positional arguments
+    # present(summary, config): what the command prints at the end (a table, a line); also run with
+    # what was done when a budget stopped the stage.
+    present: Callable[[dict[str, Any], Any], None] | None = None
+    switches: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # command-only --flags: name -> (help, help panel)
+    run: Callable[..., dict[str, Any] | None] | None = None  # run(config, **switches), in place of the stage's run
 
 
 @dataclass(frozen=True)
@@ -50,3 +65,4 @@ class Stage:
     # (field, value, config) -> True when an input value is a name, not a file (a served model, a
     # known benchmark): a dry run does not report it missing.
     remote: Callable[[str, str, Any], bool] | None = None
+    command: Command | None = None  # a `distill` command of its own (None: it runs inside `distill run` only)

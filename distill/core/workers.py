@@ -63,9 +63,10 @@ ChunkFn = Callable[[list[Any], Failure | None], Iterator[Any]]
 def _worker_main(conn: Connection, memory_mb: int | None) -> None:
     global _channel
     _channel = conn
-    # Ctrl-C reaches the whole process group: the parent stops the pool, a worker must not
+    # Ctrl-C (and a scheduler's SIGTERM) reaches the whole process group: the parent stops the pool, a worker must not
     # die mid-message (or print its own traceback).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a scheduler's SIGTERM too (the parent kills workers with SIGKILL)
     if memory_mb:
         limit = memory_mb * 1024 * 1024
         with contextlib.suppress(ValueError, OSError):

@@ -11,15 +11,9 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from distill.core.data import FieldMap
 from distill.core.r1_format import MATH_INSTRUCTION
 from distill.core.verify.options import CodeOptions
+from distill.evaluate.benchmarks import names_help, parse_k
 from teacher import backends
 from teacher.config import GpuMemoryUtilization, KvCacheMemoryBytes, MaxModelLen, MaxNumSeqs
-
-# Known benchmark names -> (hub dataset, split, field mapping). Used when no such file exists.
-KNOWN_BENCHMARKS: dict[str, tuple[str, str, FieldMap]] = {
-    "aime24": ("HuggingFaceH4/aime_2024", "train", FieldMap(problem="problem", answer="answer", id="id")),
-    "amc23": ("math-ai/amc23", "test", FieldMap(problem="question", answer="answer", id="id")),
-    "math500": ("HuggingFaceH4/MATH-500", "test", FieldMap(problem="problem", answer="answer", id="unique_id")),
-}
 
 
 class EvalSettings(CodeOptions):
@@ -27,7 +21,7 @@ class EvalSettings(CodeOptions):
 
     model_config = ConfigDict(extra="forbid")
 
-    k: int = Field(default=4, ge=1, description="Samples per problem (pass@1 is their mean correctness).")
+    k: int | str = Field(default=4, description="Samples per problem (pass@1 is their mean correctness): N, or per benchmark 'aime24=64,math500=4' (a bare N sets the rest).")
     temperature: float = Field(default=0.6, ge=0, description="Sampling temperature (R1 protocol: 0.6).")
     top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling (R1 protocol: 0.95).")
     max_tokens: int = Field(default=32768, ge=1, description="Most new tokens per sample (R1 protocol: 32768).")
@@ -47,6 +41,20 @@ class EvalSettings(CodeOptions):
     kv_cache_memory_bytes: KvCacheMemoryBytes = None
     generate: dict[str, Any] = Field(default_factory=dict, description="Extra settings passed to the generate stage (engine options).")
 
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k(cls, value: Any) -> int | str:
+        if isinstance(value, dict):  # a recipe's mapping {aime24: 64, math500: 4}
+            value = ",".join(f"{name}={n}" for name, n in value.items())
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 1:
+                raise ValueError("k must be at least 1")
+            return value
+        parse_k(str(value))  # NAME=N,...: checked now, read per benchmark (benchmarks.k_for)
+        return str(value)
+
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
@@ -57,7 +65,11 @@ class EvalConfig(EvalSettings):
     """One `distill eval` run (the `eval` section of a recipe)."""
 
     model: str = Field(description="Model folder (vllm backend) or served model name (openai backend).")
-    benchmarks: list[str] = Field(min_length=1, description=f"Benchmark files with problem/answer, or names: {', '.join(KNOWN_BENCHMARKS)}.", json_schema_extra={"flags": ["--benchmark", "-b"]})
+    benchmarks: list[str] = Field(min_length=1, description=f"Benchmark names: {names_help()}; or files: problem/answer, or GPQA's or LiveCodeBench's public layout.", json_schema_extra={"flags": ["--benchmark", "-b"]})
+    since: str | None = Field(default="2024-08", description="LiveCodeBench: first contest month or day kept (YYYY-MM[-DD]; the R1 paper's window starts 2024-08).")
+    until: str | None = Field(default="2025-01", description="LiveCodeBench: last contest month or day kept (the R1 paper's window ends 2025-01).")
+    shuffle_seed: int = Field(default=0, description="GPQA: seed of the option order (recorded in summary.json).")
+    student: str | None = Field(default=None, description="The R1-Distill base or student preset this model was trained from, for the published row beside it (default: read from train.json next to the model).")
     output_dir: Path | None = Field(default=None, description="Folder for per-problem results, samples, summary.json and eval_table.md (default: eval/<model name>).", json_schema_extra={"flags": ["-o"]})
 
     @model_validator(mode="after")

@@ -93,3 +93,21 @@ def cons_at_k(samples: Sequence[Sample], same: Callable[[str, str], bool] | None
 
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
+
+
+def stderr(values: Sequence[float]) -> float:
+    """Standard error of the mean over problems (sample standard deviation / sqrt(n); 0 below two values)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    centre = mean(values)
+    return (sum((x - centre) ** 2 for x in values) / (n - 1)) ** 0.5 / n**0.5
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) with linear interpolation between the nearest ranks."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

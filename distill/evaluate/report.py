@@ -8,13 +8,14 @@ from typing import Any
 
 def markdown_table(summaries: list[dict[str, Any]]) -> str:
     """The evaluation table for model cards and READMEs, from one or more summary.json documents."""
-    k = summaries[0]["k"]
+    ks = {b.get("k", s["k"]) for s in summaries for b in s["benchmarks"].values()}
+    k = ks.pop() if len(ks) == 1 else "k"
     several = len({s["model"] for s in summaries}) > 1
     head = (["model"] if several else []) + ["benchmark", "problems", "pass@1", f"cons@{k}", f"pass@{k}", "mean tokens"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for summary in summaries:
-        kk = summary["k"]
         for name, b in summary["benchmarks"].items():
+            kk = b.get("k", summary["k"])
             cells = ([Path(summary["model"]).name] if several else []) + [
                 name,
                 str(b["problems"]),
@@ -31,15 +32,16 @@ def print_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    k = summary["k"]
     speed = f", {summary['tokens_per_s']:.0f} tokens/s" if summary.get("tokens_per_s") else ""
-    table = Table(title=f"{summary['model']}: {k} samples/problem, T={summary['temperature']}, top_p={summary['top_p']}{speed}")
-    for column in ("benchmark", "problems", "pass@1", f"cons@{k}", f"pass@{k}", "no answer", "truncated", "mean tokens"):
+    table = Table(title=f"{summary['model']}: T={summary['temperature']}, top_p={summary['top_p']}{speed}")
+    for column in ("benchmark", "problems", "k", "pass@1", "cons@k", "pass@k", "no answer", "truncated", "mean tokens"):
         table.add_column(column, justify="left" if column == "benchmark" else "right")
     for name, b in summary["benchmarks"].items():
+        k = b.get("k", summary["k"])
         table.add_row(
             name,
             str(b["problems"]),
+            str(k),
             f"{100 * b['pass@1']:.1f} ± {100 * b['pass@1_stderr']:.1f}",
             f"{100 * b[f'cons@{k}']:.1f}",
             f"{100 * b[f'pass@{k}']:.1f}",

@@ -17,59 +17,30 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill.core.data import FieldMap, atomic_path, read_problems, read_records
+from distill.core.data import atomic_path, read_records
 from distill.core.errors import InputError
 from distill.core.hub import check_model
-from distill.core.ids import UniqueIds
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.records import Problem, Trace, sample_id
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 from distill.core.verify.options import CodeOptions
-from distill.evaluate.config import KNOWN_BENCHMARKS, EvalConfig
+from distill.evaluate import benchmarks, paper_table
+from distill.evaluate.benchmarks import KNOWN, benchmark_name, k_for
+from distill.evaluate.config import EvalConfig
 from distill.evaluate.report import markdown_table, print_summary
 from teacher import backends
-
-# ---------------------------------------------------------------------------- benchmarks
-
-
-def benchmark_name(spec: str) -> str:
-    path = Path(spec)
-    return path.stem if path.suffix else spec.removeprefix("hf:").rstrip("/").rsplit("/", 1)[-1]
-
-
-def load_benchmark(spec: str, fields: FieldMap, limit: int | None = None) -> list[Problem]:
-    """Problems of a benchmark file, or of a known benchmark's hub dataset (where the hub is reachable)."""
-    source, split = spec, "train"
-    if not Path(spec).exists() and spec in KNOWN_BENCHMARKS:
-        source, split, fields = KNOWN_BENCHMARKS[spec]
-        source = f"hf:{source}"
-    problems: list[Problem] = []
-    ids = UniqueIds(fields.id or "id")
-    for problem in read_problems(source, fields, split=split):
-        where = f"{spec} row {problem.source.get('row') if problem.source else '?'}"
-        if not problem.answer and not problem.tests:
-            raise InputError("no reference answer or code tests", where=where, field=fields.answer or "answer")
-        if fields.id:  # an id column: one id, one problem (derived ids are unique by construction)
-            ids.see(problem.problem_id, where)
-        problems.append(problem)
-        if limit and len(problems) >= limit:
-            break
-    return problems
-
 
 # ---------------------------------------------------------------------------- scoring
 
 
-def score_problem(samples: list[Trace], k: int, delimiters: str = "r1") -> dict[str, Any]:
+def score_problem(samples: list[Trace], k: int, delimiters: str = "r1", kind: str = "answer") -> dict[str, Any]:
     """One problem's row: its samples' answers and verdicts, pass@1, cons@k, pass@k."""
     from distill.core.r1_format import DELIMITER_PRESETS
-    from distill.core.verify import extract_answer
     from distill.evaluate.metrics import Sample, majority_vote, pass_at_1, pass_at_k
 
     tags = DELIMITER_PRESETS[delimiters]
-    # the answer as the checker read it (every part of it when the reference has several): the vote groups by it
-    graded = [Sample(extract_answer(t.completion, tags, reference=t.answer), bool(t.verdicts and t.verdicts["correctness"].passed))
-              for t in samples]
+    # the answer as the checker read it (every part of it when the reference has several; the letter; the program): the vote groups by it
+    graded = [Sample(benchmarks.sample_answer(kind, t, tags), bool(t.verdicts and t.verdicts["correctness"].passed)) for t in samples]
     vote = majority_vote(graded)
     first = samples[0]
     tokens = [t.completion_tokens for t in samples if t.completion_tokens is not None]
@@ -86,29 +57,35 @@ def score_problem(samples: list[Trace], k: int, delimiters: str = "r1") -> dict[
         "votes": vote.votes,
         "answers": [s.answer for s in graded],
         "truncated": sum(t.finish_reason == "length" for t in samples),
+        "unclosed": sum(tags.think_close not in t.completion for t in samples),  # the reasoning never ended
         "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
+        "tokens": tokens,
     }
 
 
 def summarise(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
     """Benchmark figures: means over problems (and the standard error of pass@1)."""
-    from distill.evaluate.metrics import mean
+    from distill.evaluate.metrics import mean, percentile, stderr
 
     n = len(rows)
     p1 = [r["pass@1"] for r in rows]
-    spread = (sum((x - mean(p1)) ** 2 for x in p1) / (n - 1)) ** 0.5 / n**0.5 if n > 1 else 0.0
     samples = sum(r["samples"] for r in rows)
     tokens = [r["mean_tokens"] for r in rows if r["mean_tokens"] is not None]
+    every = [t for r in rows for t in r.get("tokens", [])]
     return {
         "problems": n,
         "samples": samples,
+        "k": k,
         "pass@1": mean(p1),
-        "pass@1_stderr": spread,
+        "pass@1_stderr": stderr(p1),
         f"cons@{k}": mean([r[f"cons@{k}"] for r in rows]),
+        f"cons@{k}_stderr": stderr([r[f"cons@{k}"] for r in rows]),
         f"pass@{k}": mean([r[f"pass@{k}"] for r in rows]),
         "no_answer": sum(a is None for r in rows for a in r["answers"]) / samples if samples else 0.0,
         "truncated": sum(r["truncated"] for r in rows) / samples if samples else 0.0,
+        "unclosed": sum(r.get("unclosed", 0) for r in rows) / samples if samples else 0.0,
         "mean_tokens": mean(tokens) if tokens else None,
+        "p90_tokens": percentile(every, 0.9) if every else None,
     }
 
 
@@ -127,50 +104,75 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
         raise InputError("two benchmarks share a name; rename one file", field="benchmarks")
     out = config.output_dir
     files = [out / f"{name}{suffix}" for name in names for suffix in (".jsonl", ".samples.jsonl")]
-    check_io([Out(out, "output_dir", kind="dir"), *(Out(path, "output_dir") for path in [*files, out / "summary.json", out / "eval_table.md"])],
+    check_io([Out(out, "output_dir", kind="dir"), *(Out(path, "output_dir") for path in [*files, out / "summary.json", out / "eval_table.md", out / paper_table.FILE])],
              named_paths(config, skip=("output_dir",)))
     if not backends.load(config.backend).remote:
         check_model(config.model, "model")
-    benches = {name: load_benchmark(spec, config.fields, config.limit) for name, spec in zip(names, config.benchmarks, strict=True)}
+    benches = {name: benchmarks.load(spec, config) for name, spec in zip(names, config.benchmarks, strict=True)}
     out.mkdir(parents=True, exist_ok=True)
 
-    # One generation run over all benchmarks: one engine load, one large batch. The raw
-    # samples file is named after the sampling settings and kept until the end: the generate
+    # One generation run per k (one with a single k): one engine load, large batches. The raw
+    # samples files are named after the sampling settings and kept until the end: the generate
     # stage appends and resumes, so an interrupted eval picks up where it stopped.
-    prompts = out / ".prompts.jsonl"
-    rows = [p.model_copy(update={"problem_id": f"{name}/{p.problem_id}"}) for name, problems in benches.items() for p in problems]
-    write_records(prompts, rows, model=Problem)
-    raw = out / f".samples-{_settings_hash(config)}.jsonl"
-    try:
-        sampling = _sample(config, prompts, raw, keep_engine)
-    finally:
-        prompts.unlink(missing_ok=True)
-    traces = list(read_records(raw, Trace))
-    speed = {"tokens_per_s": sampling["tokens_per_s"]} if sampling.get("samples_written") else {}
-    summary = score_and_write(traces, list(benches), config, speed)
-    raw.unlink(missing_ok=True)
+    by_k: dict[int, list[str]] = {}
+    for name in benches:
+        by_k.setdefault(k_for(config.k, name), []).append(name)
+    traces: list[Trace] = []
+    raws: list[Path] = []
+    speed: dict[str, Any] = {}
+    for index, (k, group) in enumerate(by_k.items()):
+        group_config = config.model_copy(update={"k": k})
+        prompts = out / ".prompts.jsonl"
+        rows = [p.model_copy(update={"problem_id": f"{name}/{p.problem_id}"}) for name in group for p in benches[name].problems]
+        write_records(prompts, rows, model=Problem)
+        raws.append(out / f".samples-{_settings_hash(group_config)}.jsonl")
+        try:
+            sampling = _sample(group_config, prompts, raws[-1], keep_engine or index < len(by_k) - 1)
+        finally:
+            prompts.unlink(missing_ok=True)
+        traces += read_records(raws[-1], Trace)
+        speed = {"tokens_per_s": sampling["tokens_per_s"]} if sampling.get("samples_written") else speed
+    summary = score_and_write(traces, list(benches), config, speed, benches)
+    for raw in raws:
+        raw.unlink(missing_ok=True)
     print_summary(summary)
     return summary
 
 
-def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig, speed: dict[str, Any] | None = None) -> dict[str, Any]:
+def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig, speed: dict[str, Any] | None = None,
+                    loaded: dict[str, benchmarks.Benchmark] | None = None) -> dict[str, Any]:
     """Grade samples whose problem ids are 'BENCHMARK/ID', write the result files, return the summary.
 
     `speed`: sampling figures of this run (tokens_per_s), kept in the summary as they are.
+    `loaded`: the benchmarks as loaded (their kind and what the summary records of them); without it, answer benchmarks.
     """
     from distill.core.data import write_records
+    from distill.core.r1_format import DELIMITER_PRESETS
     from distill.core.verify import VerifyOptions, grade
 
+    kinds = {name: loaded[name].kind if loaded else "answer" for name in names}
     options = VerifyOptions(timeout=config.timeout, **config.model_dump(include=set(CodeOptions.model_fields)))
     graded: dict[str, list[Trace]] = {name: [] for name in names}
-    for trace, verdict in _progress(grade(traces, workers=config.workers, delimiters=config.delimiters, options=options), len(traces), "grading"):
+
+    def keep(trace: Trace, verdict) -> None:
         name, problem_id = trace.problem_id.split("/", 1)
         graded[name].append(trace.model_copy(update={"problem_id": problem_id, "id": sample_id(problem_id, trace.sample_index), "verdicts": {"correctness": verdict}}))
+
+    tags = DELIMITER_PRESETS[config.delimiters]
+    by_verifier = []
+    for trace in traces:  # a benchmark kind that decides its own verdicts (multiple choice) is graded here, the rest by the verifier
+        verdict = benchmarks.grade(kinds[trace.problem_id.split("/", 1)[0]], trace, tags)
+        if verdict is None:
+            by_verifier.append(trace)
+        else:
+            keep(trace, verdict)
+    for trace, verdict in _progress(grade(by_verifier, workers=config.workers, delimiters=config.delimiters, options=options), len(by_verifier), "grading"):
+        keep(trace, verdict)
 
     summary: dict[str, Any] = {
         "model": config.model,
         "backend": config.backend,
-        "k": config.k,
+        "k": k_for(config.k, ""),
         "temperature": config.temperature,
         "top_p": config.top_p,
         "max_tokens": config.max_tokens,
@@ -183,11 +185,14 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig, s
         by_problem: dict[str, list[Trace]] = {}
         for trace in samples:
             by_problem.setdefault(trace.problem_id, []).append(trace)
-        problem_rows = [score_problem(sorted(s, key=lambda t: t.sample_index), config.k, config.delimiters) for s in by_problem.values()]
+        k = k_for(config.k, name)
+        problem_rows = [score_problem(sorted(s, key=lambda t: t.sample_index), k, config.delimiters, kinds[name]) for s in by_problem.values()]
         write_records(out / f"{name}.samples.jsonl", samples)
         with atomic_path(out / f"{name}.jsonl") as tmp:
             tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in problem_rows), encoding="utf-8")
-        summary["benchmarks"][name] = summarise(problem_rows, config.k) | {"results": f"{name}.jsonl"}
+        info = loaded[name].info if loaded else {}
+        summary["benchmarks"][name] = summarise(problem_rows, k) | {"kind": kinds[name], **info, "results": f"{name}.jsonl"}
+    paper_table.write_for_run(summary, config.model, getattr(config, "student", None), out)
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     with atomic_path(out / "eval_table.md") as tmp:
@@ -229,7 +234,7 @@ def generate_config(config: EvalConfig, prompts: Path, output: Path):
 def _settings_hash(config: EvalConfig) -> str:
     import hashlib
 
-    keys = ("model", "benchmarks", "k", "temperature", "top_p", "max_tokens", "backend", "base_url", "instruction", "limit", "seed",
+    keys = ("model", "benchmarks", "k", "temperature", "since", "until", "shuffle_seed", "top_p", "max_tokens", "backend", "base_url", "instruction", "limit", "seed",
             "max_model_len", "generate")
     text = json.dumps(config.model_dump(mode="json", include=set(keys)), sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
@@ -247,7 +252,12 @@ def _progress(items, total: int, label: str):
 
 def _named(field: str, value: str, config: EvalConfig) -> bool:
     """A served model's name, or a known benchmark's (loaded from the hub when no such file exists)."""
-    return (field == "model" and backends.load(config.backend).remote) or (field == "benchmarks" and value in KNOWN_BENCHMARKS)
+    return (field == "model" and backends.load(config.backend).remote) or (field == "benchmarks" and value in KNOWN)
+
+
+def present(summary: dict[str, Any], config: EvalConfig) -> None:
+    print(f"results in {config.output_dir} (summary.json, eval_table.md, per-problem JSONL); "
+          + ", ".join(f"{name} pass@1 {100 * b['pass@1']:.1f}" for name, b in summary["benchmarks"].items()))
 
 
 STAGES = (
@@ -255,5 +265,6 @@ STAGES = (
         name="eval", section="eval", default_run=True, config=EvalConfig, run=run, reads={"model": "model", "benchmarks": "heldout"},
         writes={"output_dir": ""}, produces={"eval": ""}, remote=_named,
         operational=("workers", "gpu_memory_utilization", "kv_cache_memory_bytes", "max_num_seqs"),
+        command=Command("Score a model with the R1 protocol: k samples/problem, pass@1 and cons@k, same checker as the filter.", ("model",), present),
     ),
 )

@@ -3,9 +3,12 @@ per rule (the rules declare their own options: see `distill.filters.registry`)."
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field, create_model, field_validator
+from typing import Literal
 
-from distill.core.layouts import TraceLayout
+from pydantic import ConfigDict, Field, create_model, field_validator, model_validator
+
+from distill.core.prompt_stats import band
+from distill.core.trace_layout import TraceLayout
 from distill.filters.registry import RULES, default_rules, ordered
 
 
@@ -24,6 +27,30 @@ class FilterSettings(TraceLayout):
     workers: int = Field(default=1, ge=1, description="Worker processes.")
     all_verdicts: bool = Field(default=False, description="Evaluate every rule, not only up to the first rejection.",
                                json_schema_extra={"flags": ["--all-verdicts/--first-rejection"]})
+
+    # After every rule (distill.filters.selection): a pass-rate band per prompt, then K samples of each.
+    pass_rate_min: float = Field(default=0.0, ge=0, le=1, description="Keep only prompts whose pass rate (correct / drawn) is at least this.")
+    pass_rate_max: float = Field(default=1.0, ge=0, le=1, description="Keep only prompts whose pass rate (correct / drawn) is at most this.")
+    per_prompt: int | None = Field(default=None, ge=1, description="Keep at most K of each prompt's kept samples, chosen by --select (default with --select: 1).")
+    select: Literal["all", "first", "shortest", "random"] = Field(
+        default="all", description="Which samples --per-prompt keeps: all (no selection), the first in input order, the shortest, or random (--select-seed).")
+    select_by: Literal["tokens", "chars"] = Field(
+        default="tokens", description="--select shortest measures tokens (completion_tokens, else --tokenizer) or characters.")
+    select_seed: int = Field(default=0, description="Seed of --select random.")
+
+    @model_validator(mode="after")
+    def _selection(self):
+        band(self.pass_rate_min, self.pass_rate_max)  # an empty band is bad input
+        dedup = getattr(self, "dedup", None)
+        if dedup is not None and dedup.max_per_problem is not None:  # the old spelling of --per-prompt N --select first
+            if self.select not in ("all", "first") or self.per_prompt not in (None, dedup.max_per_problem):
+                raise ValueError("--max-per-problem N is --per-prompt N --select first: give one or the other")
+            self.per_prompt, self.select = dedup.max_per_problem, "first"
+        if self.per_prompt is not None and self.select == "all":
+            raise ValueError(f"--per-prompt {self.per_prompt} keeps {self.per_prompt} of each prompt's samples: say which with --select first|shortest|random")
+        if self.select != "all" and self.per_prompt is None:
+            self.per_prompt = 1
+        return self
 
     @field_validator("rules")
     @classmethod

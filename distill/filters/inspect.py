@@ -17,9 +17,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from distill.core.layouts import TraceLayout, read_traces
 from distill.core.r1_format import DELIMITER_PRESETS, split_completion
 from distill.core.records import Trace
+from distill.core.trace_layout import TraceLayout, read_traces
 from distill.core.verify import extract_answer
 from distill.filters.report import LengthStats
 from distill.filters.rules.language import LanguageOptions, target_language

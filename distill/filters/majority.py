@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from distill.core.errors import InputError
-from distill.core.layouts import item_values
 from distill.core.r1_format import DELIMITER_PRESETS
 from distill.core.records import Trace, Verdict
+from distill.core.trace_layout import item_values
 from distill.core.verify import VerifyOptions, check_math, extract_answer, failure_verdict, normalise
 from distill.core.workers import Failure, WorkerPool
 
@@ -96,7 +97,7 @@ def _answers_chunk(config, items: list[tuple[str, Any]], failure: Failure | None
             yield None
             continue
         answer = row.get("answer")
-        if row.get("tests") or (answer is not None and str(answer).strip()):
+        if row.get("tests") or (answer is not None and str(answer).strip()) or row.get("domain") == "general":
             yield None
             continue
         yield row["problem_id"], extract_answer(row["completion"], delimiters, every_part=True)
@@ -117,6 +118,12 @@ def tally(config, pool: WorkerPool, chunks: Iterable[list[tuple[str, Any]]], out
         for result in results:
             if isinstance(result, tuple):
                 answers[result[0]].append(result[1])
+    most = max((len(samples) for samples in answers.values()), default=0)
+    if answers and most < config.correctness.majority_min_votes:  # no problem can reach a majority: say so first
+        records = sum(len(samples) for samples in answers.values())
+        sys.stderr.write(f"warning: --no-reference majority cannot apply to {config.input}: no problem without a reference has "
+                         f"{config.correctness.majority_min_votes} samples to vote ({records:,} records, at most {most} per problem), "
+                         "so they will all be rejected; give reference answers, a judge (--judge-model) or --no-reference keep\n")
     task = functools.partial(_vote_task, options=config.correctness, min_votes=config.correctness.majority_min_votes)
     votes: dict[str, dict[str, Any]] = {}
     for problem_id, result in zip(list(answers), pool.imap(task, answers.values()), strict=True):

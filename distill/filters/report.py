@@ -7,7 +7,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from distill.filters.chunks import Judged
+    from distill.filters.worker import Judged
 
 
 class LengthStats:
@@ -48,10 +48,11 @@ class Report:
         self.domain_kept: Counter = Counter()
         self.before = LengthStats()
         self.after = LengthStats()
-        self.judge: dict[str, Any] | None = None  # the judge's counts, when one was asked (distill.filters.judge)
+        self.judge: dict[str, Any] | None = None  # the judge's counts, when one was asked (distill.filters.judge_requests)
+        self.not_checkable: Counter = Counter()  # domain -> kept records no rule could check (general, no reference)
 
     def add(self, judged: Judged, verdicts: dict[str, dict[str, Any]], rejected_by: str | None) -> None:
-        """One judged record (see distill.filters.chunks), its merged verdicts and the rule charged."""
+        """One judged record (see distill.filters.worker), its merged verdicts and the rule charged."""
         self.records_in += 1
         self.domain_in[judged.domain] += 1
         self.before.add(judged.chars, judged.tokens)
@@ -59,11 +60,19 @@ class Report:
             if not verdict["passed"]:
                 self.failed[name] += 1
         if rejected_by is None:
+            if verdicts.get("correctness", {}).get("reason", "").startswith("not checkable"):
+                self.not_checkable[judged.domain] += 1
             self.kept += 1
             self.domain_kept[judged.domain] += 1
             self.after.add(judged.chars, judged.tokens)
         else:
             self.rejected_by[rejected_by] += 1
+
+    def drop(self, domain: str, by: str) -> None:
+        """A record the rules kept that selection dropped (distill.filters.selection); `after` is rebuilt by the caller."""
+        self.kept -= 1
+        self.domain_kept[domain] -= 1
+        self.rejected_by[by] += 1
 
     def as_dict(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -77,6 +86,7 @@ class Report:
                 domain: {"in": n, "kept": self.domain_kept[domain], "kept_fraction": round(self.domain_kept[domain] / n, 4)}
                 for domain, n in sorted(self.domain_in.items())
             },
+            "not_checkable": {"kept": sum(self.not_checkable.values()), "domains": dict(self.not_checkable)},
             "length_before": self.before.summary(),
             "length_after": self.after.summary(),
             **({"judge": self.judge} if self.judge else {}),
@@ -102,6 +112,10 @@ def print_report(report: dict[str, Any]) -> None:
     for domain, row in report["domains"].items():
         domains.add_row(domain, str(row["in"]), str(row["kept"]), f"{100 * row['kept_fraction']:.1f}")
     console.print(domains)
+    unchecked = (report.get("not_checkable") or {}).get("kept")
+    if unchecked:
+        console.print(f"{unchecked:,} kept records are not checkable ({', '.join(f'{d} {n:,}' for d, n in report['not_checkable']['domains'].items())}: "
+                      "no reference answer, a domain no rule checks); a judge (--judge-model) decides them")
     lengths = Table(title="completion length (chars)")
     for column in ("", "mean", "p50", "p90", "max"):
         lengths.add_column(column, justify="right")
@@ -109,6 +123,12 @@ def print_report(report: dict[str, Any]) -> None:
         stats = (report[f"length_{label}"] or {}).get("chars")
         lengths.add_row(label, *([str(stats[k]) for k in ("mean", "p50", "p90", "max")] if stats else ["-"] * 4))
     console.print(lengths)
+    if report.get("selection"):
+        sel = report["selection"]
+        saved = f"{sel['tokens_saved']:,} tokens saved, mean {sel['mean_tokens_before']} -> {sel['mean_tokens_after']} per sample" \
+            if sel["tokens_saved"] is not None else f"{sel['chars_saved']:,} characters saved"
+        console.print(f"selection (pass rate in [{sel['pass_rate_min']:g}, {sel['pass_rate_max']:g}], per prompt {sel['per_prompt'] or 'all'}, "
+                      f"{sel['select']}): {sel['before']:,} -> {sel['after']:,} samples, {saved}")
     if report.get("logprobs"):
         side = report["logprobs"]
         console.print(f"log-probabilities of the {side['records']:,} kept records ({side['tokens']:,} tokens) in {side['file']}")
@@ -131,7 +151,9 @@ def print_judge(console, judge: dict[str, Any]) -> None:
     if judge.get("prompt_tokens") is not None:
         table.add_row("tokens: prompt / completion", f"{judge['prompt_tokens']:,} / {judge['completion_tokens']:,}")
     if judge.get("cost") is not None:
-        table.add_row("cost (at --judge-price-in/out)", f"{judge['cost']:.4g}")
+        from distill.core.cost import money_text
+
+        table.add_row("cost (at --judge-price-in/out)", money_text(judge["cost"]))
     if judge.get("replies_without_usage"):  # so that a 0 is never read as free
         table.add_row("replies the endpoint did not count (not in the figures)", str(judge["replies_without_usage"]))
     audit = judge["audit"]
@@ -141,3 +163,8 @@ def print_judge(console, judge: dict[str, Any]) -> None:
         table.add_row("audit: agree / disagree / undecided", f"{audit['agree']} / {audit['disagree']} / {audit['undecided']}")
         table.add_row("audit: rule/judge agreement", share)
     console.print(table)
+    differ = audit.get("disagreements") or []
+    if differ:
+        shown = ", ".join(f"{d['id']} (rules {d['rules']}, judge {d['judge']})" for d in differ[:10])
+        console.print(f"audit disagreements: {shown}" + (f" and {len(differ) - 10} more" if len(differ) > 10 else "")
+                      + " (all in the report's judge.audit.disagreements; each record's verdicts.judge says the judge's view)")

@@ -24,19 +24,20 @@ from distill.core.data import RecordWriter, atomic_path, input_kind, iter_rows
 from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_lines
-from distill.core.layouts import PRESETS, trace_rows
 from distill.core.paths import Out, check_io, named_paths, scratch_dir, write_text
 from distill.core.prompt_stats import PromptStats, is_correct
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
+from distill.core.trace_layout import PRESETS, trace_rows
 from distill.core.workers import WorkerPool
-from distill.filters import judge
-from distill.filters.chunks import Judged, judge_chunk
+from distill.filters import judge_requests, selection
 from distill.filters.config import FilterConfig
 from distill.filters.majority import tally
 from distill.filters.registry import RULES, ParentRule
-from distill.filters.report import Report
+from distill.filters.report import LengthStats, Report, print_report
+from distill.filters.selection import Selector
+from distill.filters.worker import Judged, judge_chunk
 
-PRELOAD = ("distill.core.verify", "distill.filters.chunks")  # imported once in the fork server
+PRELOAD = ("distill.core.verify", "distill.filters.worker")  # imported once in the fork server
 CHUNK_RECORDS = 16  # records per chunk: large enough to amortise IPC, small enough to balance workers
 CHUNK_BYTES = 1 << 20
 
@@ -122,6 +123,8 @@ def finish(judged: Judged, config: FilterConfig, parents: dict[str, ParentRule])
             rejected_by = name
             if not config.all_verdicts:
                 break
+    if "judge" in judged.verdicts and "judge" not in merged:  # an audited record an earlier rule rejected
+        merged["judge"] = judged.verdicts["judge"]
     # Trace's field order: ..., verdicts, rejected_by, reason, messages (as RecordWriter writes it).
     if rejected_by is None:
         for name, parent in parents.items():  # only kept records count as seen
@@ -145,8 +148,8 @@ def _check_outputs(config: FilterConfig) -> None:
     outputs = [Out(getattr(config, name), name) for name in OUTPUT_FIELDS]
     outputs += [Out(logprobs.side_path(getattr(config, name)), name) for name in ("output", "rejected") if getattr(config, name)]
     inputs = [*named_paths(config, skip=OUTPUT_FIELDS), logprobs.side_path(config.input)]
-    judge.check_settings(config)
-    if judge.active(config):  # the verdict cache is appended to: an output, never an input
+    judge_requests.check_settings(config)
+    if judge_requests.active(config):  # the verdict cache is appended to: an output, never an input
         outputs.append(Out(config.judge.cache, "judge.cache"))
         inputs = [path for path in inputs if path != config.judge.cache]
     check_io(outputs, inputs)
@@ -156,6 +159,9 @@ def run(config: FilterConfig) -> dict[str, Any]:
     """Filter `config.input` into `config.output` (and `config.rejected`); returns the report."""
     start = time.perf_counter()
     _check_outputs(config)
+    detected = config.detect_delimiters(config.input)
+    if detected:
+        sys.stderr.write(f"filter: {detected}\n")
     try:
         return _filter(config, start)
     except KeyboardInterrupt:
@@ -172,11 +178,11 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         pool = stack.enter_context(WorkerPool(config.workers, memory_mb=config.correctness.memory_mb, preload=PRELOAD))
         votes_path = judge_path = None
         scratch = stack.enter_context(scratch_dir("filter"))
-        if judge.active(config):
+        if judge_requests.active(config):
             judge_path = scratch / "judge.json"
-            report.judge = judge.prepare(config, pool, raw_chunks(config), judge_path)
+            report.judge = judge_requests.prepare(config, pool, raw_chunks(config), judge_path)
         # Records without a reference go to the judge when it decides, not to the vote.
-        if config.correctness.no_reference == "majority" and "correctness" in config.rules and not judge.decides(config):
+        if config.correctness.no_reference == "majority" and "correctness" in config.rules and not judge_requests.decides(config):
             votes_path = scratch / "votes.json"
             tally(config, pool, raw_chunks(config), votes_path)
         kept_out = stack.enter_context(Output(config.output))
@@ -190,6 +196,10 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         task = functools.partial(judge_chunk, config, str(votes_path) if votes_path else None, str(judge_path) if judge_path else None)
         ids = UniqueIds()
         per_prompt: dict[str, PromptStats] = {}
+        selector = Selector(config) if selection.active(config) else None
+        if selector is not None:  # the rules' kept records wait here for the selection (second pass)
+            report.rejected_by.update({selection.BAND: 0, selection.SELECTION: 0})
+            before_selection = Output(str(scratch / "kept-by-rules.jsonl")).__enter__()
         for results in pool.imap_chunks(task, raw_chunks(config)):
             for judged in results:
                 if not isinstance(judged, Judged):  # the chunk function itself failed twice on a record
@@ -199,11 +209,16 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
                 ids.see(judged.id, judged.where)
                 line, verdicts, rejected_by = finish(judged, config, parents)
                 report.add(judged, verdicts, rejected_by)
+                if selector is not None:
+                    selector.seen(judged.problem_id, is_correct(verdicts, rejected_by is None))
                 if config.prompt_stats:
                     kept = rejected_by is None
                     per_prompt.setdefault(judged.problem_id, PromptStats(judged.problem_id)).add(
                         judged.id, kept, is_correct(verdicts, kept), judged.prompt_tokens, judged.tokens, judged.chars)
-                if rejected_by is None:
+                if rejected_by is None and selector is not None:
+                    before_selection.write(line)
+                    selector.add(judged.problem_id, judged.chars, judged.tokens)
+                elif rejected_by is None:
                     kept_out.write(line)
                     if side is not None:
                         kept_frames.copy(side, judged.id)
@@ -212,6 +227,10 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
                     if side is not None:
                         rejected_frames.copy(side, judged.id)
             progress.update(bar, advance=len(results), kept=report.kept)
+        if selector is not None:
+            before_selection.__exit__(None, None, None)
+            sides = (side, kept_frames, rejected_frames)
+            select(selector, before_selection.path, report, kept_out, rejected_out, sides)
         summary = report.as_dict(
             rules=config.rules, workers=pool.size, seconds=round(time.perf_counter() - start, 2),
             input=config.input, output=config.output, rejected_file=config.rejected,
@@ -219,6 +238,8 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
             decontamination={"benchmarks": list(config.decontaminate.benchmarks), "ngram": config.decontaminate.ngram}
             if "decontaminate" in config.rules else None,
         )
+        if selector is not None:
+            summary["selection"] = selector.summary()
         if kept_frames.count:
             summary["logprobs"] = {"file": str(kept_frames.path), "records": kept_frames.count, "tokens": kept_frames.tokens}
         if config.prompt_stats:
@@ -229,15 +250,53 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
                                        "never_solved": sum(r["never_solved"] for r in rows)}
         if config.report:
             write_text(config.report, json.dumps(summary, indent=2) + "\n")
+    # The progress bar is transient: this line is what stays on the terminal, and in a run's log.txt.
+    print(f"filter: kept {summary['kept']:,} of {summary['records_in']:,} records ({100 * summary['kept_fraction']:.1f}%) "
+          f"in {config.output}" + (f", {summary['rejected']:,} rejected in {config.rejected}" if config.rejected else ""),
+          file=sys.stderr, flush=True)
     return summary
+
+
+def select(selector: Selector, path: str, report: Report, kept_out: Output, rejected_out: Output | None, sides: tuple) -> None:
+    """The second pass: the rules' kept records (in `path`) to the kept file, or to the rejected one
+    charged to the band or the selection (distill.filters.selection); the report's kept figures follow."""
+    side, kept_frames, rejected_frames = sides
+    fate = selector.choose()
+    report.after = LengthStats()
+    config = selector.config
+    with open(path, encoding="utf-8") as lines:
+        for position, line in enumerate(lines):
+            line = line.rstrip("\n")
+            row = json.loads(line)
+            if fate[position] == 0:
+                tokens = selector.tokens[position]
+                report.after.add(selector.chars[position], tokens if tokens >= 0 else None)
+                kept_out.write(line)
+                if side is not None:
+                    kept_frames.copy(side, row["id"])
+                continue
+            by = selection.BAND if fate[position] == 1 else selection.SELECTION
+            report.drop(row["domain"], by)
+            if rejected_out is None:
+                continue
+            index = selector.prompts[row["problem_id"]]
+            rate = selector.correct[index] / selector.drawn[index]
+            reason = (f"pass rate {rate:.3g} outside [{config.pass_rate_min:g}, {config.pass_rate_max:g}]" if by == selection.BAND
+                      else f"not among the {config.per_prompt} kept by --select {config.select}")
+            row.pop("messages", None)
+            rejected_out.write(json.dumps({**row, "rejected_by": by, "reason": reason}, ensure_ascii=False))
+            if side is not None:
+                rejected_frames.copy(side, row["id"])
 
 
 STAGES = (
     Stage(
         name="filter", section="filter", default_run=True, config=FilterConfig, run=run, check=_check_outputs, reads={"input": "traces"},
         writes={"output": "kept.jsonl", "rejected": "rejected.jsonl", "report": "report.json", "prompt_stats": "prompts.jsonl"},
-        produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json"},
+        produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json", "prompt_stats": "prompts.jsonl"},
         # a price changes what the report says the judge cost, not which records are kept
         operational=("workers", "judge.price_in", "judge.price_out", "judge.concurrency"),
+        command=Command("Judge traces with named rules; write kept (SFT-ready) and rejected records and a report.", ("input",),
+                        lambda summary, config: print_report(summary)),
     ),
 )

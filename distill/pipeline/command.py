@@ -13,10 +13,15 @@ from distill.core.errors import InputError
 
 def run_command(recipe: Path, output: Path | None, start: str | None, until: str | None, sets: list[str] | None, *,
                 dry_run: bool, print_config: bool, force: bool, budget: float | None, budget_tokens: int | None,
-                pilot: int | None, console: Any) -> None:
+                pilot: int | None, console: Any, verbose: bool = False) -> None:
+    import os
+
     from distill.core.config import dump
-    from distill.pipeline.log import describe, plan_table, summary_table
+    from distill.pipeline.log import VERBOSE_ENV, describe, plan_table, summary_table
     from distill.pipeline.run import execute, plan
+
+    if verbose:  # third-party output on the console too (stage_log reads this)
+        os.environ[VERBOSE_ENV] = "1"
 
     # --budget and --budget-tokens are generate's: the traces file's whole spend, every round of the loop included
     sets = [*(sets or []), *([f"generate.budget={budget}"] if budget is not None else []),

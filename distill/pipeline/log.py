@@ -1,6 +1,9 @@
 """Per-stage logs, the plan description (--dry-run) and the tables of `distill run`.
 
-Everything a stage prints goes to the terminal and to its log, secrets redacted.
+Everything a stage prints goes to its log, secrets redacted; the terminal gets the tool's own
+lines and progress, without third-party chatter (vLLM's INFO/WARNING lines, Python warnings,
+NUMA notices, tqdm bars such as "Writing model shards"), unless `distill run --verbose`
+(DISTILL_VERBOSE=1) asks for everything.
 
 The capture is at the file-descriptor level, not `sys.stdout`: vLLM's engine core runs in a
 child process and transformers/torch write from C, and their output belongs in the log too.
@@ -19,12 +22,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from distill.core.data import is_hub_id
+from distill.core.hub import is_hub_id
 from distill.core.secrets import redact_bytes
 from distill.pipeline.stages import Context, registry
 
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 _REDRAW = re.compile(rb"\x1b\[(?:\d*[AK]|\?25[lh])")  # cursor-up / erase-line / cursor show-hide: a live display
+# Third-party output kept off the terminal (it stays in log.txt): vLLM's logger, Python warnings and the source
+# line they quote, NUMA binding notices, tqdm bars. ERROR lines and tracebacks are always shown.
+_THIRD_PARTY = re.compile(
+    rb"^\s*(?:\(\w+ pid=\d+\)\s*)?(?:INFO|WARNING|DEBUG)\s+\d\d-\d\d \d\d:\d\d:\d\d"
+    rb"|^\S+:\d+: \w*Warning: |^\s+warnings\.warn\(|NUMA|\d+%\|[^|]*\|"
+)
+VERBOSE_ENV = "DISTILL_VERBOSE"
+
+
+def _shown(data: bytes) -> bytes:
+    """What the terminal gets of `data` (whole lines, or pieces a \\r redraws): all but third-party chatter."""
+    pieces = re.split(rb"(?<=[\n\r])", data)
+    return b"".join(piece for piece in pieces if not _THIRD_PARTY.search(_ANSI.sub(b"", piece)))
 
 
 @contextlib.contextmanager
@@ -42,15 +58,27 @@ def stage_log(path: Path) -> Iterator[None]:
         os.environ[forced] = "1"
     read_fd, write_fd = os.pipe()
     log = open(path, "ab")  # noqa: SIM115 - closed by the copier thread
+    verbose = os.environ.get(VERBOSE_ENV) == "1"
 
     def copy() -> None:
+        carry = b""  # a plain partial line: judged once it is whole (live displays, with escapes or \r, go at once)
         with log:
             while True:
                 chunk = os.read(read_fd, 65536)
                 if not chunk:
+                    if carry:
+                        os.write(terminal, carry if verbose else _shown(carry))
                     break
                 chunk = redact_bytes(chunk)  # a library may print a request with its Authorization header
-                os.write(terminal, chunk)
+                if verbose:
+                    os.write(terminal, chunk)
+                else:
+                    data, carry = carry + chunk, b""
+                    tail = data[data.rfind(b"\n") + 1:]
+                    if tail and b"\x1b" not in tail and b"\r" not in tail:
+                        data, carry = data[:len(data) - len(tail)], tail
+                    if data:
+                        os.write(terminal, _shown(data))
                 for line in chunk.splitlines(keepends=True):
                     if _REDRAW.search(line):
                         continue

@@ -14,8 +14,9 @@ added) and continues where it stopped.
 
 After the last round, `filter/prompts.jsonl` holds per-prompt statistics (samples drawn, kept,
 pass rate, correct samples, the shortest correct sample, tokens), the difficulty signal public
-pipelines compute in a separate run; `drop_always_solved` / `drop_never_solved` remove those
-prompts' samples from the kept data.
+pipelines compute in a separate run; `pass_rate_min` / `pass_rate_max` keep only the prompts whose pass
+rate over all rounds lies in the band, as `filter --pass-rate-min/--pass-rate-max` do over one file
+(`drop_always_solved` / `drop_never_solved` are the old spellings of two such bands).
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from distill.core.data import iter_rows
 from distill.core.paths import atomic_path, write_text
-from distill.core.prompt_stats import PromptStats, is_correct
+from distill.core.prompt_stats import PromptStats, band, in_band, is_correct
 
 SECTION = "rejection"
 GENERATE, FILTER = STAGES = ("generate", "filter")  # the two stages the loop drives
@@ -43,8 +44,15 @@ class RejectionConfig(BaseModel):
     min_kept: int = Field(default=2, ge=1, description="Kept samples wanted per prompt; prompts with fewer are resampled.")
     max_samples: int = Field(default=16, ge=1, description="Most samples drawn per prompt, all rounds together.")
     step: int | None = Field(default=None, ge=1, description="Samples added per round to each short prompt (default: generate.n).")
-    drop_always_solved: bool = Field(default=False, description="Drop the kept samples of prompts whose every sample was correct (too easy).")
-    drop_never_solved: bool = Field(default=False, description="Drop the kept samples of prompts none of whose samples was correct.")
+    pass_rate_min: float = Field(default=0.0, ge=0, le=1, description="Drop the kept samples of prompts whose pass rate (correct / drawn) is below this.")
+    pass_rate_max: float = Field(default=1.0, ge=0, le=1, description="Drop the kept samples of prompts whose pass rate (correct / drawn) is above this.")
+    drop_always_solved: bool = Field(default=False, description="Old spelling of pass_rate_max: 0.999999 (too easy).")
+    drop_never_solved: bool = Field(default=False, description="Old spelling of pass_rate_min: 0.000001.")
+
+    @model_validator(mode="after")
+    def _band(self) -> RejectionConfig:
+        self.pass_rate_min, self.pass_rate_max = band(self.pass_rate_min, self.pass_rate_max, self.drop_always_solved, self.drop_never_solved)
+        return self
 
 
 def settings(doc: dict[str, Any], stages: list[str], where: str) -> RejectionConfig | None:
@@ -78,6 +86,7 @@ def read_outcomes(kept: str, rejected: str | None) -> dict[str, list[dict[str, A
             found.setdefault(row["problem_id"], []).append({
                 "id": row["id"], "index": row["sample_index"], "kept": is_kept, "correct": is_correct(row.get("verdicts"), is_kept),
                 "prompt_tokens": row.get("prompt_tokens") or 0, "completion_tokens": row.get("completion_tokens") or 0,
+                "chars": len(row.get("completion") or ""),
             })
     return found
 
@@ -90,7 +99,8 @@ def stats(outcomes: dict[str, list[dict[str, Any]]], below: int | None = None) -
         for sample in samples:
             if below is not None and sample["index"] >= below:
                 continue
-            entry.add(sample["id"], sample["kept"], sample["correct"], sample["prompt_tokens"], sample["completion_tokens"])
+            entry.add(sample["id"], sample["kept"], sample["correct"], sample["prompt_tokens"], sample["completion_tokens"],
+                      sample.get("chars"))
     return out
 
 
@@ -148,14 +158,15 @@ def run_loop(config: RejectionConfig, generate: BaseModel, filter_: BaseModel, c
     loop = {"rounds": rows, "prompts": len(final), "kept": kept, "dropped_by_difficulty": dropped,
             "short_at_end": sum(1 for entry in final.values() if entry.kept < config.min_kept),
             "completion_tokens": tokens, "completion_tokens_per_kept": round(tokens / kept, 1) if kept else None}
-    return {**(generated or {}), "rejection": loop}, {**(filtered or {}), "kept": kept, "rejection": loop}
+    # the run's summary shows the whole loop, not its last round
+    whole = {"prompts": len(final), "samples_written": sum(row["drawn"] for row in rows), "completion_tokens": tokens}
+    return {**(generated or {}), **whole, "rejection": loop}, {**(filtered or {}), "kept": kept, "rejection": loop}
 
 
 def _write_prompt_stats(config: RejectionConfig, final: dict[str, PromptStats], filter_: BaseModel, work_dir: Path) -> int:
     """filter/prompts.jsonl beside the kept data; drops the kept samples of prompts the options name."""
     rows = [entry.row() for entry in final.values()]
-    drop = {r["problem_id"] for r in rows if (config.drop_always_solved and r["always_solved"])
-            or (config.drop_never_solved and r["never_solved"])}
+    drop = {r["problem_id"] for r in rows if not in_band(r["correct"], r["drawn"], config.pass_rate_min, config.pass_rate_max)}
     for row in rows:
         row["dropped"] = row["problem_id"] in drop
     write_text(Path(filter_.output).with_name("prompts.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))

@@ -24,7 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.core.config import NAME, validate
+from distill.core import lock
+from distill.core.config import NAME, blamed, fingerprint_view, set_keys, validate
 from distill.core.config import load_recipe as load_recipe_doc
 from distill.core.errors import BudgetReached, InputError, Interrupted, StageError
 from distill.core.paths import Out, check_io, write_text
@@ -74,17 +75,18 @@ def load_recipe(recipe: str | os.PathLike, overrides: list[str] | None = None) -
     doc = load_recipe_doc(recipe, sections())
     for item in overrides or []:
         _apply_override(doc, item)
-    settings = validate(RunSettings, doc.get("run") or {}, where=str(recipe), yaml_path=recipe, prefix=("run",))
-    stages = registry()
-    for name in settings.stages:
-        if name not in stages:
-            import difflib
+    with blamed(set_keys(overrides)):
+        settings = validate(RunSettings, doc.get("run") or {}, where=str(recipe), yaml_path=recipe, prefix=("run",))
+        stages = registry()
+        for name in settings.stages:
+            if name not in stages:
+                import difflib
 
-            close = difflib.get_close_matches(name, list(stages), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (stages are {', '.join(stages)})"
-            raise InputError(f"unknown stage '{name}'{hint}", where=str(recipe), field="run.stages")
-    if len(set(settings.stages)) != len(settings.stages):
-        raise InputError("a stage is listed twice", where=str(recipe), field="run.stages")
+                close = difflib.get_close_matches(name, list(stages), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (stages are {', '.join(stages)})"
+                raise InputError(f"unknown stage '{name}'{hint}", where=str(recipe), field="run.stages")
+        if len(set(settings.stages)) != len(settings.stages):
+            raise InputError("a stage is listed twice", where=str(recipe), field="run.stages")
     return doc, settings
 
 
@@ -120,7 +122,8 @@ def stage_config(name: str, ctx: Context) -> BaseModel:
         raise InputError("must be a mapping of settings", where=str(ctx.recipe), field=stage.section)
     values = wire(name, section, ctx)
     where = str(ctx.recipe) if ctx.recipe else "recipe"
-    return validate(stage.config, values, where=where, yaml_path=ctx.recipe, prefix=(stage.section,))
+    with blamed(ctx.overrides):
+        return validate(stage.config, values, where=where, yaml_path=ctx.recipe, prefix=(stage.section,))
 
 
 def fingerprint(name: str, config: BaseModel, ctx: Context, upstream: dict[str, str]) -> str:
@@ -130,7 +133,7 @@ def fingerprint(name: str, config: BaseModel, ctx: Context, upstream: dict[str, 
     stage = registry()[name]
     # The output paths stay in: they are this run's own, and leaving them out would change the fingerprint of
     # every finished stage, so that a finished generate would sample (and pay for) its teacher tokens again.
-    data = config.model_dump(mode="json")
+    data = fingerprint_view(config)  # renamed settings and filled-in defaults as they were
     for dotted in stage.operational:  # "workers", or a nested setting such as "judge.price_in"
         *parents, leaf = dotted.split(".")
         section = data
@@ -189,8 +192,10 @@ def plan(recipe: str | os.PathLike, run_dir: str | os.PathLike | None = None, st
         raise InputError("the recipe's file name is not a plain name; give the run directory with -o", where=str(recipe), field="name")
     out = Path(run_dir or settings.output_dir or Path("runs") / str(name)).resolve()
     check_io([Out(out, "-o" if run_dir else "run.output_dir", kind="dir")])
-    ctx = Context(run_dir=out, stages=list(settings.stages), doc=doc, recipe=Path(recipe), settings=settings)
-    ctx.rejection = rejection.settings(doc, ctx.stages, str(recipe))
+    ctx = Context(run_dir=out, stages=list(settings.stages), doc=doc, recipe=Path(recipe), settings=settings,
+                  overrides=set_keys(overrides))
+    with blamed(ctx.overrides):
+        ctx.rejection = rejection.settings(doc, ctx.stages, str(recipe))
     for flag, value in (("--from", start), ("--until", until)):
         if value is not None and value not in ctx.stages:
             raise InputError(f"'{value}' is not a stage of this recipe (stages: {', '.join(ctx.stages)})", field=flag)
@@ -238,8 +243,14 @@ def execute(ctx: Context, planned: list[Planned], recipe_text: str | None = None
 
     Only what this tool wrote is ever removed (see distill.pipeline.manifest); a run directory,
     or the folder of a stage about to run, that holds anything else is an error unless `force`
-    (and even then, those files stay).
+    (and even then, those files stay). One `distill run` at a time per run directory (distill.core.lock).
     """
+    with lock.hold(ctx.run_dir, field="run directory"):
+        return _execute_held(ctx, planned, recipe_text, console, force, pilot)
+
+
+def _execute_held(ctx: Context, planned: list[Planned], recipe_text: str | None, console: Any, force: bool,
+                  pilot: int | None) -> dict[str, Any]:
     manifest = Manifest(ctx.run_dir)
     foreign = manifest.foreign([p.name for p in planned if p.state != "done"])
     if foreign and not force:

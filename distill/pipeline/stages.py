@@ -9,6 +9,7 @@ is replaced; inputs no stage of the run produces (a user's prompts) keep the rec
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import typing
@@ -68,6 +69,7 @@ class Context:
     recipe: Path | None = None
     settings: Any = None  # the recipe's RunSettings
     rejection: Any = None  # the recipe's `rejection` section (distill.pipeline.rejection), when it has one
+    overrides: dict[str, str] = dataclasses.field(default_factory=dict)  # "section.key" -> the `--set` that gave it
 
     def dir(self, stage: str) -> Path:
         return self.run_dir / stage

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from distill.core.data import is_hub_id
+from distill.core.hub import is_hub_id
 from distill.publish_data.rows import COLUMNS, DataStats
 
 HISTOGRAM = "images/completion_lengths.png"

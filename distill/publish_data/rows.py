@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from array import array
 from collections import Counter
 from typing import Any
 
-from distill.core.errors import InputError, StageError
+from distill.core.errors import InputError
 from distill.core.records import Trace
-from distill.core.secrets import known_values
+from distill.core.secrets import known_values, token_shape
 from distill.filters.rules.language import LanguageOptions, target_language
 from students.dataset import checked_conversation, messages_of
 
@@ -44,12 +45,24 @@ def schema():
     return pa.schema([pa.field(name, types.get(name, pa.string())) for name, _ in COLUMNS])
 
 
-def split_of(problem_id: str, test_fraction: float, seed: int) -> str:
-    """'test' for a stable share of problems (all of a problem's samples together), else 'train'."""
-    if test_fraction <= 0:
-        return "train"
-    digest = hashlib.sha256(f"{seed}:{problem_id}".encode()).digest()
-    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
+def test_problems(problem_ids: list[str], test_fraction: float, seed: int) -> set[str]:
+    """The problems held out as 'test': round(fraction x problems) of them, at least one when the fraction
+    is above 0, drawn by a seeded hash of their ids (all of a problem's samples go together)."""
+    if test_fraction <= 0 or not problem_ids:
+        return set()
+    count = max(1, int(len(problem_ids) * test_fraction + 0.5))
+    ranked = sorted(problem_ids, key=lambda pid: hashlib.sha256(f"{seed}:{pid}".encode()).digest())
+    return set(ranked[:count])
+
+
+def split_report(test: set[str], problems: int, test_fraction: float) -> dict[str, Any]:
+    """Requested against realised; a warning on stderr when the set is too small to come close."""
+    realised = len(test) / problems if problems else 0.0
+    report = {"requested": test_fraction, "realised": round(realised, 4), "test_problems": len(test), "problems": problems}
+    if test_fraction > 0 and abs(realised - test_fraction) > 0.1 * test_fraction:
+        sys.stderr.write(f"warning: {problems} problem(s) are too few for --test-fraction {test_fraction:g}: "
+                         f"holding out {len(test)} ({realised:.0%})\n")
+    return report
 
 
 def row_of(trace: Trace, where: str, language: str) -> dict[str, Any]:
@@ -68,23 +81,29 @@ def row_of(trace: Trace, where: str, language: str) -> dict[str, Any]:
 
 def shown_model(name: str) -> str:
     """A hub id as it is; a local folder by its name only (its path is of no use to readers)."""
-    from distill.core.data import is_hub_id
+    from distill.core.hub import is_hub_id
 
     return name if is_hub_id(name) or "/" not in name else name.rstrip("/").rsplit("/", 1)[-1]
 
 
 class SecretCheck:
-    """Refuses a row holding the value of a token in the environment. Parquet pages are compressed,
-    so the scan of the finished folder could not see it there: the rows are checked on the way in."""
+    """Refuses a row holding the value of a token in the environment, or (unless `allow_shapes`) a
+    token-shaped string. Parquet pages are compressed, so the scan of the finished folder could not
+    see it there: the rows are checked on the way in, field by field."""
 
-    def __init__(self) -> None:
+    def __init__(self, allow_shapes: bool = False) -> None:
         self.values = known_values()
+        self.allow_shapes = allow_shapes
 
     def __call__(self, trace: Trace, where: str) -> None:
-        if self.values:
-            text = trace.model_dump_json()
-            if any(value in text for value in self.values):
-                raise StageError(f"refusing to publish: {where} contains a token from the environment")
+        for field, value in trace.model_dump(exclude_none=True).items():
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            if any(secret in text for secret in self.values):
+                raise InputError("holds the value of a token from the environment: refusing to publish", where=where, field=field)
+            kind = None if self.allow_shapes else token_shape(text)
+            if kind:
+                raise InputError(f"holds {kind}: refusing to publish (--allow-token-shapes publishes it anyway, "
+                                 "when you know it is no secret)", where=where, field=field)
 
 
 class DataStats:

@@ -4,7 +4,9 @@ Writes OUTPUT/data/{split}-NNNNN-of-NNNNN.parquet (a `messages` column for SFT a
 provenance columns), OUTPUT/README.md (the dataset card, written from the records and the filter
 report) and OUTPUT/images/completion_lengths.png; pushes it as a dataset repo when asked. The
 folder is built beside OUTPUT and moved into place whole (distill.core.publishing), with the same
-secret rules as model publishing: a row or file holding a token from the environment is refused.
+secret rules as model publishing: a row or file holding a token from the environment is refused, and
+so is a row holding a token-shaped string unless --allow-token-shapes is given. --test-fraction
+holds out round(fraction x problems) problems (at least one), drawn by a seeded hash.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from distill.core.errors import InputError
 from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_json
 from distill.core.paths import Out, check_io, named_paths
-from distill.core.publishing import push, staged
+from distill.core.publishing import MARK, published_by, push, staged
 from distill.core.records import Trace
 from distill.core.secrets import redact
 from distill.core.shards import ShardWriter
-from distill.core.stage import Stage
+from distill.core.stage import Command, Stage
 
 
 class PublishDataConfig(BaseModel):
@@ -42,6 +44,8 @@ class PublishDataConfig(BaseModel):
     dataset_name: str | None = Field(default=None, description="Title of the card (default: repo id or folder name).", json_schema_extra={"flags": ["--name"]})
     test_fraction: float = Field(default=0.0, ge=0, lt=1, description="Share of problems held out as a 'test' split (all samples of a problem stay together).")
     seed: int = Field(default=0, description="Seed of the train/test assignment.")
+    allow_token_shapes: bool = Field(default=False, description="Publish rows holding token-shaped strings (hf_..., sk-..., "
+                                     "Bearer ..., private key blocks) you know are no secrets; a token from the environment is refused always.")
     max_shard_size: str = Field(default="500MB", description="Largest Parquet shard (before compression).")
     overwrite: bool = Field(default=False, description="Replace an existing dataset folder written by publish-data.")
 
@@ -71,20 +75,9 @@ def check(config: PublishDataConfig) -> None:
     if output.exists() and any(output.iterdir()):
         if not config.overwrite:
             raise InputError("output exists and is not empty (use --overwrite to replace it)", where=str(output))
-        if not _is_published(output):  # --overwrite replaces a dataset folder, never anything else
-            raise InputError("holds files that are not a dataset written by publish-data (no README.md with configs and "
-                             "data/); publish-data replaces only its own folders", where=str(output), field="output")
-
-
-def _is_published(folder: Path) -> bool:
-    from huggingface_hub import metadata_load
-
-    card = folder / "README.md"
-    try:
-        meta = metadata_load(card) if card.is_file() else None
-    except Exception:  # not a card at all
-        return False
-    return bool(meta and meta.get("configs")) and (folder / "data").is_dir()
+        if not published_by(output, "publish-data"):  # --overwrite replaces what publish-data wrote, never anything else
+            raise InputError(f"holds files that are not a dataset written by publish-data (no {MARK}); "
+                             "publish-data replaces only its own folders", where=str(output), field="output")
 
 
 def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
@@ -96,14 +89,15 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
     from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from distill.publish_data.card import HISTOGRAM, plot_lengths, render_card
-    from distill.publish_data.rows import DataStats, SecretCheck, row_of, schema, split_of
+    from distill.publish_data.rows import DataStats, SecretCheck, row_of, schema
 
     check(config)
     report, report_path = _filter_report(config)
-    stats, secrets, ids, arrow = DataStats(), SecretCheck(), UniqueIds(), schema()
+    stats, secrets, ids, arrow = DataStats(), SecretCheck(config.allow_token_shapes), UniqueIds(), schema()
+    test, held_out = _test_split(config)
     max_bytes = shard_bytes(config.max_shard_size)
     columns = [SpinnerColumn(), TextColumn("publish-data"), MofNCompleteColumn(), TimeElapsedColumn()]
-    with staged(config.output) as staging:
+    with staged(config.output, "publish-data") as staging:
         with Progress(*columns, transient=True, console=Console(stderr=True)) as progress, contextlib.ExitStack() as shards:
             bar = progress.add_task("rows", total=None)
             writers: dict[str, ShardWriter] = {}  # split -> its shards, opened when its first row comes
@@ -112,7 +106,7 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
                 ids.see(trace.id, where)
                 secrets(trace, where)
                 row = row_of(trace, where, stats.language(trace))
-                split = split_of(trace.problem_id, config.test_fraction, config.seed)
+                split = "test" if trace.problem_id in test else "train"
                 if split not in writers:
                     writers[split] = shards.enter_context(ShardWriter(staging / "data", split, arrow, max_bytes))
                 writers[split].write(row)
@@ -123,8 +117,6 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
         if report is not None and report.get("kept") not in (None, stats.total):
             raise InputError(f"the filter report counts {report['kept']:,} kept samples, the input has {stats.total:,}; "
                              "give the report of this file", where=str(report_path), field="filter_report")
-        if "train" not in stats.rows:
-            raise InputError("every problem fell into the test split; lower --test-fraction", field="test_fraction")
         license_, note = _license(config, stats.sources)
         histogram = plot_lengths(stats, staging / HISTOGRAM)
         name = config.dataset_name or config.push or config.output.name
@@ -132,7 +124,7 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
         (staging / "README.md").write_text(redact(card), encoding="utf-8")
     summary: dict[str, Any] = {
         "output": str(config.output), "rows": {split: stats.rows[split] for split in sorted(stats.rows, key=lambda s: s != "train")}, "problems": {s: len(p) for s, p in stats.problems.items()},
-        "languages": dict(stats.languages), "license": license_,
+        "languages": dict(stats.languages), "license": license_, "test_split": held_out,
         "files": sorted(p.relative_to(config.output).as_posix() for p in config.output.rglob("*") if p.is_file()),
     }
     if config.push:
@@ -142,8 +134,25 @@ def run(config: PublishDataConfig, api=None) -> dict[str, Any]:
 
 def summary_line(summary: dict[str, Any]) -> str:
     rows = ", ".join(f"{split} {n:,}" for split, n in summary["rows"].items())
-    return (f"published {rows} rows to {summary['output']} ({len(summary['files'])} files, license {summary['license']})"
+    split = summary.get("test_split") or {}
+    held = (f"; test split {split['test_problems']} of {split['problems']} problems ({split['realised']:.0%}, requested "
+            f"{split['requested']:.0%})") if split.get("requested") else ""
+    return (f"published {rows} rows to {summary['output']} ({len(summary['files'])} files, license {summary['license']}){held}"
             + (f"; pushed to {summary['url']}" if summary.get("url") else ""))
+
+
+def _test_split(config: PublishDataConfig) -> tuple[set[str], dict[str, Any]]:
+    """The problems of the test split, drawn from all of INPUT's problems (a first pass), and its report."""
+    from distill.publish_data.rows import split_report, test_problems
+
+    if config.test_fraction <= 0:
+        return set(), {}
+    problems = list(dict.fromkeys(validate_record(Trace, raw, where).problem_id for where, raw in iter_rows(config.input)))
+    test = test_problems(problems, config.test_fraction, config.seed)
+    if len(test) >= len(problems):
+        raise InputError(f"{len(problems)} problem(s): --test-fraction {config.test_fraction:g} would hold out every one, "
+                         "leaving no train split; lower it", field="test_fraction")
+    return test, split_report(test, len(problems), config.test_fraction)
 
 
 def _filter_report(config: PublishDataConfig) -> tuple[dict[str, Any] | None, Path | None]:
@@ -188,7 +197,7 @@ def _card_license(source: str) -> str | None:
     here), a dataset folder (README.md or dataset_info.json), or a data file inside a hub snapshot."""
     from huggingface_hub import metadata_load, try_to_load_from_cache
 
-    from distill.core.data import is_hub_id
+    from distill.core.hub import is_hub_id
 
     name = source.removeprefix("hf://").removeprefix("hf:")
     cards: list[Path] = []
@@ -221,5 +230,7 @@ STAGES = (
         reads={"input": "kept", "filter_report": "filter_report"},
         writes={"output": "dataset"}, produces={"dataset": "dataset"},
         in_run={"overwrite": True},  # the pipeline owns RUN_DIR/publish-data: a re-run replaces it
+        command=Command("Publish kept traces as a dataset: Parquet shards with `messages` and a card written from the run; optionally push.",
+                        ("input",), lambda summary, config: print(summary_line(summary))),
     ),
 )

@@ -134,12 +134,16 @@ def build_model(
     max_positions: int = 4096,
     seed: int = 0,
     tokenizer: str = "trained",
+    dtype: str = "float32",
+    device: str = "cpu",
 ) -> Path:
     """Save a random-weight causal LM and its tokenizer under `out_dir`; returns the path.
 
     tokenizer: "trained" on `corpus` (`vocab_size` tokens), or "released": the real base's
     (`released_tokenizer`), with the real base's embedding size.
     head_dim is hidden_size / heads; keep it at 64 or more (vLLM's CPU attention rejects 16).
+    dtype, device: what the weights are initialised and saved in (bench/gpu_check.py builds a
+    full-size student in bfloat16 on the GPU, where a CPU float32 init takes minutes).
     """
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
@@ -166,7 +170,8 @@ def build_model(
     )
     config = Qwen2Config(**common) if family == "qwen" else LlamaConfig(**common, head_dim=hidden_size // heads)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     # Stop at either end-of-turn marker the templates use, as the real instruct configs do.
     stops = sorted({tokenizer.eos_token_id, tokenizer.get_vocab().get("<｜end▁of▁sentence｜>", tokenizer.eos_token_id)})
     model.generation_config = GenerationConfig(eos_token_id=stops, bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)

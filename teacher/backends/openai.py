@@ -2,7 +2,7 @@
 
 One request per sample (several APIs ignore `n`), `concurrency` workers in flight, each
 request retried with exponential backoff and jitter on 429, 5xx, timeouts and dropped
-connections, honouring Retry-After. A request that still fails after `max_retries` stops the
+connections, honouring Retry-After; a refused connection (nothing listens there) stops at once. A request that still fails after `max_retries` stops the
 run (StageError): everything written so far stays, and a re-run resumes. The API key is read
 from the environment variable named in the config and only ever put in a request header.
 
@@ -218,6 +218,7 @@ async def _request(client, body: dict[str, Any], config: GenerateConfig, sink: S
                 _raise_for(response)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             # ValueError: a body cut short by a dropped connection is not JSON.
+            _raise_if_refused(exc, config)
             problem = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         if attempt == config.max_retries:
             break
@@ -305,6 +306,7 @@ async def _preflight(client, config: GenerateConfig, sink: Sink) -> None:
         try:
             response = await client.get("/models", timeout=min(30.0, config.request_timeout))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            _raise_if_refused(exc, config)
             problem = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         else:
             if response.status_code in (401, 403):
@@ -316,6 +318,16 @@ async def _preflight(client, config: GenerateConfig, sink: Sink) -> None:
             sink.retried()
             await asyncio.sleep(backoff(attempt, config, None))
     raise StageError(f"cannot reach {endpoint_root(config.base_url)} after {config.max_retries} retries ({problem})")
+
+
+def _raise_if_refused(exc: BaseException, config: GenerateConfig) -> None:
+    """A refused connection is no transient fault (nothing listens at that address): stop at once,
+    where timeouts, dropped connections, 429 and 5xx are retried."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, ConnectionRefusedError):
+        raise StageError(f"cannot reach {endpoint_root(config.base_url)}: connection refused (is the server running "
+                         "at that address? check --base-url)") from None
 
 
 def _local_tokenizer(config: GenerateConfig):

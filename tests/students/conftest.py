@@ -31,7 +31,7 @@ def tiny_config(base: Path, data: Path, out: Path, student: str = "qwen-1.5b", *
     from students.config import TrainConfig
 
     values = dict(
-        student=student, data=str(data), output_dir=str(out), base_model=str(base), max_length=128, max_steps=24,
+        student=student, data=str(data), output_dir=str(out), base_model=str(base), max_seq_length=128, max_steps=24,
         batch_size=1, grad_accum=1, learning_rate=5e-3, warmup_ratio=0.0, logging_steps=1, save_steps=12,
         eval_fraction=0.0, gradient_checkpointing=False, seed=0,
     )

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from distill.core.publishing import MARK
 from students.inference import CHAT_FORMATS, template_format
 from students.modelfile import PROMPT_ROOM
 from students.publish import PublishConfig, run
@@ -91,7 +92,7 @@ def test_files_and_types(published):
 
     names = sorted(p.name for p in published.iterdir())
     assert [n for n in names if n.endswith(".gguf")] == sorted(_gguf(published, k).name for k in TYPES)
-    assert "Modelfile" in names and not any(n.startswith(".") or n.endswith(".part") for n in names)
+    assert "Modelfile" in names and not any(n.startswith(".") and n != MARK or n.endswith(".part") for n in names)  # no temporaries
     sizes = {k: _gguf(published, k).stat().st_size for k in TYPES}
     assert sizes["f32"] > sizes["f16"] > sizes["q8_0"] >= sizes["q4_k_m"]
     for kind in TYPES:
@@ -177,7 +178,7 @@ def test_modelfile_runs_the_quantized_file_with_the_r1_template(published):
     assert (tokenizer.bos_token or "<none>") not in template  # Ollama adds BOS itself
     assert f'PARAMETER stop "{tokenizer.eos_token}"' in lines
     assert "PARAMETER temperature 0.6" in lines and "PARAMETER top_p 0.95" in lines
-    max_length = json.loads((published.parent / "run" / "train.json").read_text())["max_length"]
+    max_length = json.loads((published.parent / "run" / "train.json").read_text())["max_seq_length"]
     assert f"PARAMETER num_ctx {max_length + PROMPT_ROOM}" in lines
     assert any(line.startswith("# num_ctx:") for line in lines)
 

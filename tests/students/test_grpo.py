@@ -123,7 +123,7 @@ def test_ctrl_c_keeps_a_checkpoint_a_rerun_resumes_from(sft_run, tmp_path):
     with pytest.raises(Interrupted, match="checkpoint-1"):
         run(config, callbacks=[CtrlCAfterStep1()])
     assert (out / "checkpoints" / "checkpoint-1").is_dir() and not (out / "train.json").exists()
-    summary = run(config.model_copy(update={"resume": True}))
+    summary = run(config)  # the same command resumes its own unfinished run
     assert summary["metrics"]["steps"] == 2
     assert [json.loads(line)["step"] for line in (out / "steps.jsonl").read_text().splitlines()] == [1, 2]
 

@@ -117,8 +117,8 @@ def test_sequence_parallel_config_agrees_with_distill(monkeypatch):
     from accelerate.parallelism_config import ParallelismConfig
 
     from students.config import TrainConfig
-    from students.layout import sequence_parallel_from_launcher
-    from students.loop import parallelism_config
+    from students.device_layout import sequence_parallel_from_launcher
+    from students.trainer import parallelism_config
 
     _, _, env = render(two_nodes("zero3-sp", "--student", "qwen-32b", "--data", "kept.jsonl", "-o", "run"))
     for key, value in env.items():

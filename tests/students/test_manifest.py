@@ -34,3 +34,14 @@ def test_a_minimal_old_manifest_reads_and_a_bad_one_is_one_line(tmp_path):
     path.write_text("{")
     with pytest.raises(InputError, match=r"train\.json:1: malformed JSON"):
         TrainManifest.read(path)
+
+
+def test_train_json_says_learning_rate_and_old_files_still_read(tmp_path):
+    """train.json uses the recipe's names (learning_rate, max_seq_length); one written as lr/max_length reads the same."""
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({"student": "qwen-1.5b", "lr": 2e-5, "max_length": 4096}))
+    manifest = TrainManifest.read(path)
+    assert manifest.learning_rate == 2e-5 and manifest.max_seq_length == 4096 and manifest.model_extra == {}
+    manifest.write(path)
+    written = json.loads(path.read_text())
+    assert written["learning_rate"] == 2e-5 and written["max_seq_length"] == 4096 and "lr" not in written and "max_length" not in written

@@ -96,7 +96,7 @@ def test_a_real_training_run_on_two_sources(tiny_qwen, tmp_path):
 
     kept = write_kept(tmp_path / "kept.jsonl")  # 24 reasoning traces
     general = write_general(tmp_path / "general.jsonl", 5)  # 5 general answers without reasoning
-    config = tiny_config(tiny_qwen, kept, tmp_path / "run", max_steps=4)
+    config = tiny_config(tiny_qwen, kept, tmp_path / "run", max_steps=4, logging_steps=10)  # fewer steps than logging_steps
     config = TrainConfig(**{**config.model_dump(), "data": [str(kept), str(general)], "mix": [0.75, 0.25], "mix_size": 32})
     summary = run(config)
     written = json.loads((tmp_path / "run" / "train.json").read_text())
@@ -116,6 +116,9 @@ def test_a_real_training_run_on_two_sources(tiny_qwen, tmp_path):
     text = console.export_text()
     assert "kept.jsonl: 75% share, 24 of 24 conversations" in text
     assert "general.jsonl: 25% share, 8 of 5 conversations, 3 repeated" in text
+    # 4 steps, fewer than --logging-steps: no curve, but train.json has the loss, and so does the table
+    assert not written["metrics"]["train_loss_curve"] and written["metrics"]["train_loss"] is not None
+    assert f"train loss (mean, no step logged) │ {written['metrics']['train_loss']:.4f} over 4 steps (< --logging-steps)" in text
 
 
 def test_a_recipe_mixes_the_run_s_kept_traces_with_another_source(tmp_path):
@@ -141,3 +144,18 @@ def test_the_model_card_names_every_source_with_its_share_and_counts(tmp_path):
             "mixture": [d.as_dict() for d in drawn]}
     text = render_card(PublishConfig(run_dir=tmp_path, output=tmp_path / "m"), info, kind="merged", chat_format="chatml")
     assert "kept.jsonl (75%, 600 of 600) + general.jsonl (25%, 200 of 100, 100 repeated)" in text
+
+
+def test_the_card_of_an_on_policy_student_is_tagged_as_such_and_the_help_names_real_files(tmp_path):
+    import yaml
+
+    from students.model_card import render_card
+    from students.onpolicy_config import OnPolicyConfig
+    from students.publish import PublishConfig
+
+    info = {"student": "qwen-1.5b", "base_model": "Qwen/Qwen2.5-Math-1.5B", "method": "lora"}
+    tags = lambda info: yaml.safe_load(render_card(PublishConfig(run_dir=tmp_path, output=tmp_path / "m"), info, kind="merged",  # noqa: E731
+                                                   chat_format="chatml").split("---")[1])["tags"]
+    assert "sft" in tags(info) and "on-policy-distillation" not in tags(info)
+    assert "on-policy-distillation" in tags({**info, "onpolicy": {"beta": 1}}) and "sft" not in tags({**info, "onpolicy": {"beta": 1}})
+    assert "onpolicy.json" not in OnPolicyConfig.model_fields["output_dir"].description  # never written: train.json holds it

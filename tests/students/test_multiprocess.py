@@ -49,7 +49,7 @@ def _free_port() -> int:
 def _flags(config) -> list[str]:
     """The `distill train` flags that give `config` (what a user would type)."""
     flags = ["--student", config.student, "--data", config.data, "-o", config.output_dir, "--base-model", config.base_model,
-             "--max-length", str(config.max_length), "--max-steps", str(config.max_steps), "--batch-size", "1",
+             "--max-seq-length", str(config.max_seq_length), "--max-steps", str(config.max_steps), "--batch-size", "1",
              "--grad-accum", str(config.grad_accum), "--lr", str(config.learning_rate), "--warmup-ratio", "0",
              "--logging-steps", "1", "--save-steps", str(config.save_steps), "--eval-fraction", "0",
              "--no-gradient-checkpointing", "--seed", str(config.seed)]

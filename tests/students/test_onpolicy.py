@@ -292,7 +292,7 @@ def test_distill_run_chains_sft_then_onpolicy_then_publish_with_stage_caching(ti
     kept = write_kept(tmp_path / "kept.jsonl", copies=2)
     doc = {
         "name": "sft-onpolicy", "run": {"stages": ["train", "onpolicy", "publish"], "torch_threads": 1},
-        "train": {"student": "qwen-1.5b", "data": str(kept), "base_model": str(student), "max_steps": 2, "max_length": 128,
+        "train": {"student": "qwen-1.5b", "data": str(kept), "base_model": str(student), "max_steps": 2, "max_seq_length": 128,
                   "batch_size": 2, "grad_accum": 1, "packing": False, "gradient_checkpointing": False, "eval_fraction": 0,
                   "save_steps": 1000, "logging_steps": 1},
         "onpolicy": {"student": "qwen-1.5b", "prompts": str(kept), "teacher": str(tiny_qwen), "max_new_tokens": 8,

@@ -41,7 +41,8 @@ def test_a_final_folder_not_written_by_training_is_never_replaced(tmp_path, kept
     run = tmp_path / "run"
     (run / "final").mkdir(parents=True)
     (run / "final" / "mine.bin").write_text("x")
-    code, _, err = distill_cli("train", "--student", "qwen-1.5b", "--data", kept, "-o", run, "--base-model", tmp_path)
+    (tmp_path / "base").mkdir()
+    code, _, err = distill_cli("train", "--student", "qwen-1.5b", "--data", kept, "-o", run, "--base-model", tmp_path / "base")
     assert code == 2 and "final/ folder that no finished training run wrote" in err
 
 
@@ -62,6 +63,33 @@ def test_publish_never_replaces_what_it_did_not_publish(tmp_path, distill_cli, o
     code, _, err = distill_cli("publish", run, "-o", target, *(["--overwrite"] if overwrite else []))
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert (foreign / "thesis.tex").read_text() == "years of work" and (run / "final").is_dir()
+
+
+@pytest.mark.parametrize("inside", ["final", "checkpoints/checkpoint-2", "."])
+@pytest.mark.parametrize("card_only", [False, True])
+def test_publish_overwrite_into_the_run_it_reads_is_refused_and_leaves_it_unchanged(tmp_path, distill_cli, inside, card_only):
+    run = tmp_path / "run"
+    for folder in (run / "final", run / "checkpoints" / "checkpoint-2"):
+        folder.mkdir(parents=True)
+        for name in ("config.json", "adapter_config.json", "optimizer.pt", "README.md"):
+            (folder / name).write_text(f"{folder.name} {name}")
+    (run / "train.json").write_text("{}")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, _, err = distill_cli("publish", run, "-o", run / inside, "--overwrite", *(["--card-only"] if card_only else []))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "inside the run it publishes" in err or "is also an input" in err or "inside an input folder" in err, err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_publish_overwrite_replaces_only_a_folder_publish_wrote(tmp_path, distill_cli):
+    model = tmp_path / "someone-elses-model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # a model folder, but not one publish wrote
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "train.json").write_text("{}")
+    code, _, err = distill_cli("publish", run, "-o", model, "--overwrite")
+    assert code == 2 and "no .distill-published, which publish writes" in err and (model / "config.json").exists(), err
 
 
 def test_publish_a_run_without_a_model(tmp_path, distill_cli):

@@ -8,7 +8,7 @@ import pytest
 
 from distill.core.errors import InputError
 from students.config import TrainConfig
-from students.layout import plan_inputs, predict
+from students.device_layout import plan_inputs, predict
 from students.planner import GIB, arch_from_config, check_sequence_parallel, estimate
 from students.presets import STUDENTS
 

@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from distill.core.models import load_causal_lm
+from distill.core.publishing import MARK
 from students.inference import INFERENCE_TEMPLATES
 from students.publish import PublishConfig, run
 from students.templates import TEMPLATES
@@ -148,7 +149,7 @@ def test_published_folder_layout(published):
     assert len(shards) > 1 and "model.safetensors.index.json" in names
     assert not any(n.endswith((".bin", ".pt")) for n in names)
     assert {"config.json", "generation_config.json", "tokenizer.json", "README.md"} <= names
-    assert not any(n.startswith(".") for n in names)
+    assert not any(n.startswith(".") and n != MARK for n in names)  # no temporaries; the mark says publish wrote it
     generation = json.loads((published / "generation_config.json").read_text())
     assert generation["do_sample"] is True and generation["temperature"] == 0.6 and generation["top_p"] == 0.95
     assert "quantization_config" not in json.loads((published / "config.json").read_text())
@@ -193,7 +194,8 @@ def test_card_only_refresh_adds_eval_table(runs, tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     run(PublishConfig(run_dir=runs["lora"], output=out, card_only=True, eval=[tmp_path / "summary.json"]))
     assert "| mini | 3 | 50.0 ± 10.0 | 50.0 | 100.0 | 50 |" in (out / "README.md").read_text()
-    assert (out / "adapter_model.safetensors").read_bytes() == weights and not any(p.name.startswith(".") for p in out.iterdir())
+    assert (out / "adapter_model.safetensors").read_bytes() == weights
+    assert not any(p.name.startswith(".") and p.name != MARK for p in out.iterdir())
 
 
 def test_model_card_metadata_for_hub_base(tmp_path):
@@ -233,7 +235,7 @@ def test_push_uploads_folder_and_never_writes_token(runs, tmp_path, monkeypatch,
     assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]
     assert api.calls[0][2]["private"] is True and api.calls[1][1] == "me/student"
     assert api.calls[0][2]["repo_type"] == api.calls[1][2]["repo_type"] == "model"
-    assert set(api.calls[1][2]["files"]) == {p.name for p in out.iterdir()}
+    assert set(api.calls[1][2]["files"]) == {p.name for p in out.iterdir()} - {MARK}  # the mark stays local
     assert summary["url"].endswith("me/student")
     for path in out.rglob("*"):
         assert token.encode() not in path.read_bytes()

@@ -64,7 +64,7 @@ def test_run_dir_contract_full(runs):
     config, summary = runs("tiny_qwen", "full")
     final = f"{config.output_dir}/final"
     saved = json.loads(open(f"{config.output_dir}/train.json").read())
-    assert saved["student"] == "qwen-1.5b" and saved["method"] == "full" and saved["max_length"] == 128
+    assert saved["student"] == "qwen-1.5b" and saved["method"] == "full" and saved["max_seq_length"] == 128
     assert saved["metrics"]["dropped_too_long"] == 0 and saved["metrics"]["tokens_per_s"] > 0
     assert saved["eos_token"] == "<|im_end|>" and saved["pad_token"] == "<|endoftext|>"
     from transformers import AutoTokenizer
@@ -137,6 +137,37 @@ def test_resume_gives_the_uninterrupted_loss_curve(runs, request, tmp_path, kept
     assert sorted(got) == list(range(1, 25))  # steps 1-12 come back with the checkpoint's log history
     for step, loss in got.items():
         assert loss == pytest.approx(expected[step], rel=1e-4, abs=1e-5), step
+
+
+def test_after_an_interrupt_the_same_command_resumes_from_the_newest_checkpoint(request, tmp_path, kept):
+    from transformers import TrainerCallback
+
+    from distill.core.errors import Interrupted
+
+    class Steps(TrainerCallback):
+        def __init__(self, stop_at=None):
+            self.stop_at, self.seen = stop_at, []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == self.stop_at:  # Ctrl-C, or SIGTERM (raised as KeyboardInterrupt), mid-run
+                raise KeyboardInterrupt
+            self.seen.append(state.global_step + 1)
+
+    config = tiny_config(request.getfixturevalue("tiny_qwen"), kept, tmp_path / "run", max_steps=6, save_steps=2)
+    with pytest.raises(Interrupted, match="re-run the same command to resume from checkpoint-4"):
+        run(config, callbacks=[Steps(stop_at=5)])
+    again = Steps()
+    summary = run(config, callbacks=[again])  # the same command: no --resume
+    assert again.seen == [5, 6] and summary["metrics"]["steps"] == 6  # steps 1-4 (in checkpoint-4) were not trained again
+
+    other = config.model_copy(update={"learning_rate": 1e-3, "output_dir": str(tmp_path / "run2")})
+    with pytest.raises(Interrupted):
+        run(other, callbacks=[Steps(stop_at=3)])
+    with pytest.raises(InputError, match="unfinished run \\(checkpoint-2\\) started with other settings"):
+        run(other.model_copy(update={"learning_rate": 2e-3}))
+    fresh = Steps()
+    run(other.model_copy(update={"learning_rate": 2e-3, "overwrite": True}), callbacks=[fresh])  # starting over is explicit
+    assert fresh.seen[0] == 1
 
 
 # ---------------------------------------------------------------------------- bad input, before heavy loading

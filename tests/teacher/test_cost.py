@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distill.core.cost import CostSettings, Spend, money, over_budget
+from distill.core.cost import CostSettings, Spend, money, money_text, over_budget
 
 from .conftest import generate_args
 
@@ -33,6 +33,13 @@ def test_money_and_budget_arithmetic():
         CostSettings(budget=5)
 
 
+def test_money_has_one_formatting_rule():
+    assert [money_text(v) for v in (0.0003474, 0.00034744, 0.06, 0.0120, 2.5, 1234.56, 123456.7, 0.0)] == [
+        "0.0003474", "0.0003474", "0.06", "0.012", "2.5", "1,235", "123,457", "0"]
+    prices = CostSettings(price_in=0.1, price_out=0.1, budget=0.0003)
+    assert over_budget(Spend(474, 3000), prices) == "budget 0.0003 reached (0.0003474 spent)"
+
+
 def test_tokens_and_money_are_recorded_per_sample_and_summed(prompts, tmp_path, distill_cli, fake_endpoint):
     out = tmp_path / "t.jsonl"
     with fake_endpoint("ok") as server:
@@ -41,7 +48,7 @@ def test_tokens_and_money_are_recorded_per_sample_and_summed(prompts, tmp_path, 
     rows = records(out)
     assert len(rows) == 12 and all(r["prompt_tokens"] == 7 and r["completion_tokens"] == 5 for r in rows)
     assert "84 / 60" in err  # prompt / completion tokens in the summary table
-    assert f"{(84 * 1 + 60 * 4) / 1e6:,.4f}" in err  # cost (this run)
+    assert money_text((84 * 1 + 60 * 4) / 1e6) in err  # cost (this run)
 
 
 def test_token_budget_stops_cleanly_and_a_higher_budget_resumes(prompts, tmp_path, distill_cli, fake_endpoint):
@@ -71,6 +78,7 @@ def test_money_budget_counts_the_whole_output(prompts, tmp_path, distill_cli, fa
     with fake_endpoint("ok") as server:
         code, _, err = distill_cli(*args(prompts, out, server.url, "--price-in", "1000", "--price-out", "1000", "--budget", "0.05"))
     assert code == 3 and "budget 0.05 reached (0.06 spent)" in err.splitlines()[-1]
+    assert [line for line in err.splitlines() if "cost (whole output)" in line or "cost (this run)" in line][0].rstrip(" │").endswith(" 0.06")
     assert len(records(out)) == 5
 
 

@@ -70,12 +70,13 @@ def test_output_must_be_jsonl(prompts, tmp_path):
     assert done.returncode == 2 and "must be .jsonl" in done.stderr and not (tmp_path / "o.parquet").exists()
 
 
-def test_unreachable_server_fails_clearly_after_bounded_retries(prompts, existing):
+def test_a_refused_connection_fails_at_once_without_retries(prompts, existing):
     before = existing.read_bytes()
     done = distill("generate", str(prompts), "-o", str(existing), "--teacher", "tiny", "--backend", "openai",
                    "--base-url", f"http://127.0.0.1:{closed_port()}/v1", "--max-retries", "2")
     assert done.returncode == 1
-    assert "failed: cannot reach http://127.0.0.1:" in done.stderr and "after 2 retries" in done.stderr
+    assert "failed: cannot reach http://127.0.0.1:" in done.stderr and "connection refused" in done.stderr
+    assert "after 2 retries" not in done.stderr and "retries 0," in done.stderr  # not a transient fault: no retry
     assert "Traceback" not in done.stderr
     assert existing.read_bytes() == before
     fresh = existing.with_name("fresh.jsonl")

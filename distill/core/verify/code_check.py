@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from distill.core.code_test_formats import called_names
 from distill.core.r1_format import Delimiters
 from distill.core.records import Trace, Verdict
-from distill.core.test_formats import called_names
 from distill.core.verify.extract import final_part
 from distill.core.verify.options import VerifyOptions
 from distill.core.workers import set_deadline
@@ -124,6 +124,12 @@ def _borrow(index: int, blocks: list[str], trees: list[ast.Module | None]) -> tu
     return ("\n\n".join(pieces) + "\n\n" + code if pieces else code), lent
 
 
+def _called_builtins(code: str) -> list[str]:
+    tree = _parse(code)
+    calls = [node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)] if tree else []
+    return list(dict.fromkeys(calls))
+
+
 def choose_program(final: str, tests: dict[str, Any]) -> Program | None:
     """The code to grade against `tests` (module docstring), or None when there is none."""
     blocks = code_blocks(final)
@@ -134,6 +140,7 @@ def choose_program(final: str, tests: dict[str, Any]) -> Program | None:
     index, why = (parsed[-1], "the last block that compiles") if parsed else (len(blocks) - 1, "the last block")
     if tests["type"] in ("call", "assert"):
         wanted = [tests["entry_point"]] if tests.get("entry_point") else called_names(tests.get("code") or "")
+        wanted = wanted or _called_builtins(tests.get("code") or "")  # MBPP's `def sum(...)`: a builtin's name under test
         scored = [(len(set(wanted) & _defined(trees[i])), i) for i in parsed]
         if wanted and scored and max(scored)[0] > 0:
             index = max(scored)[1]

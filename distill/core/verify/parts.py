@@ -26,7 +26,9 @@ box of the final answer section, a label written before a box included; see
   solutions such as roots) is compared as an unordered collection, each part matched once;
   one tuple, or parts with distinct labels (`p = 13, q = 4`: a system's unknowns), are
   compared in order once labels are dropped (`13, 4` passes, `4, 13` does not);
-- a missing or an extra part fails; values are compared by the single-answer checker
+- a missing or an extra part fails, except that alternatives compare as sets: a value written
+  twice on either side (`\{1, 1, 2\}` against `1, 2`) counts once (each part must equal one of
+  the other side's, both ways); values are compared by the single-answer checker
   (`math_check`), so each part gets the exact match, the decimal tolerance and math-verify.
   math-verify never compares the whole lists (it reads a list as a set: `4, 13` would equal
   `p = 13, q = 4`). The readings of the final answer (every box, the trailing run of boxes,
@@ -274,8 +276,6 @@ def labels_match(reference: tuple[Part, ...] | list[Part], answer: list[Part]) -
 def match_parts(shape: Shape, answer: list[Part], equal: Callable[[str, str], bool]) -> tuple[bool, str]:
     """(whether the answer's parts match the reference's, how they were compared)."""
     ref = shape.parts
-    if len(answer) != len(ref):
-        return False, f"{len(answer)} part{'s' * (len(answer) != 1)} vs {len(ref)}"
     cache: dict[tuple[int, int], bool] = {}
 
     def same(i: int, j: int) -> bool:
@@ -283,6 +283,13 @@ def match_parts(shape: Shape, answer: list[Part], equal: Callable[[str, str], bo
             cache[i, j] = equal(ref[i].value, answer[j].value)
         return cache[i, j]
 
+    if len(answer) != len(ref):
+        if shape.ordered or not answer or max(len(answer), len(ref)) > _MAX_MATCHED:
+            return False, f"{len(answer)} part{'s' * (len(answer) != 1)} vs {len(ref)}"
+        # alternatives are a set: a value written twice (`\{1, 1, 2\}`) is one element
+        covered = all(any(same(i, j) for j in range(len(answer))) for i in range(len(ref)))
+        return covered and all(any(same(i, j) for i in range(len(ref))) for j in range(len(answer))), (
+            f"{len(answer)} parts vs {len(ref)}, as sets")
     if labels_match(ref, answer):
         how, fits = "by label", lambda i, j: ref[i].label == answer[j].label and same(i, j)
     elif shape.ordered or len(ref) > _MAX_MATCHED:

@@ -1,4 +1,7 @@
-"""The `dedup` rule: identical completions of one problem, and at most K kept samples per problem.
+"""The `dedup` rule: identical completions of one problem.
+
+Its `max_per_problem` option is the old spelling of `--per-prompt N --select first`: the
+filter's selection (distill.filters.selection) caps the samples per problem, after every rule.
 
 It needs the records before each one, so it runs in the parent, in input order, on an 8-byte
 digest per record that the workers compute (see `distill.filters.registry.parent_rule`).
@@ -7,7 +10,6 @@ digest per record that the workers compute (see `distill.filters.registry.parent
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 
 from pydantic import Field
 
@@ -16,7 +18,7 @@ from distill.filters.registry import RuleOptions, parent_rule
 
 
 class DedupOptions(RuleOptions):
-    max_per_problem: int | None = Field(default=None, ge=1, description="Keep at most this many samples per problem.", json_schema_extra={"flags": ["--max-per-problem"]})
+    max_per_problem: int | None = Field(default=None, ge=1, description="Alias of --per-prompt N --select first (see the filter's selection).", json_schema_extra={"flags": ["--max-per-problem"]})
 
 
 def dedup_key(trace: Trace) -> bytes:
@@ -27,27 +29,21 @@ def dedup_key(trace: Trace) -> bytes:
 
 @parent_rule("dedup", DedupOptions, order=80, key=lambda trace, options: dedup_key(trace))
 class Dedup:
-    """Identical completions (whitespace- and case-normalised) of one problem; at most K per problem.
+    """Identical completions (whitespace- and case-normalised) of one problem.
 
     Runs in the parent on the workers' digests (`dedup_key`), in input order. Only records
     that end up kept are remembered (`remember`), so a duplicate of a rejected sample is not
-    lost. Memory: one 8-byte digest per kept record and a counter per problem.
+    lost. Memory: one 8-byte digest per kept record.
     """
 
     def __init__(self, options: DedupOptions):
         self.options = options
         self.seen: set[bytes] = set()
-        self.per_problem: Counter = Counter()
 
     def check(self, problem_id: str, key: bytes) -> Verdict:
         if key in self.seen:
             return Verdict(passed=False, reason="duplicate of an earlier completion of this problem")
-        limit = self.options.max_per_problem
-        if limit is not None and self.per_problem[problem_id] >= limit:
-            return Verdict(passed=False, reason=f"problem already has {limit} kept samples (max_per_problem)")
         return Verdict(passed=True, reason="unique")
 
     def remember(self, problem_id: str, key: bytes) -> None:
         self.seen.add(key)
-        if self.options.max_per_problem is not None:
-            self.per_problem[problem_id] += 1

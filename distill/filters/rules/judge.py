@@ -9,7 +9,7 @@ only, never the reasoning, and must end its reply with `VERDICT: CORRECT` or `VE
 INCORRECT`; anything else is undecided, counted apart and rejected unless `keep_undecided`.
 
 This module is the worker side (options, prompt, verdict parsing, the verdict of a record); the
-asking, caching and audit run in the parent: `distill.filters.judge`.
+asking, caching and audit run in the parent: `distill.filters.judge_requests`.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def parse_verdict(reply: str, finish_reason: str | None = None) -> tuple[str, st
 
 
 def judged_verdict(entry: dict[str, Any], options: JudgeOptions) -> Verdict:
-    """The judge rule's verdict from what the parent asked (see distill.filters.judge)."""
+    """The judge rule's verdict from what the parent asked (see distill.filters.judge_requests)."""
     verdict, why = entry["verdict"], entry.get("why", "")
     if verdict == "correct":
         return Verdict(passed=True, reason=why, score=1.0)

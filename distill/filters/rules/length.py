@@ -15,8 +15,10 @@ from distill.filters.registry import RuleOptions, rule
 
 class LengthOptions(RuleOptions):
     unit: Literal["tokens", "chars"] = Field(default="tokens", description="Measure completions in tokens or characters.")
-    min: int | None = Field(default=None, ge=0, description="Minimum completion length (none: no minimum).", json_schema_extra={"flags": ["--min-length"]})
-    max: int | None = Field(default=None, ge=1, description="Maximum completion length (none: no maximum).", json_schema_extra={"flags": ["--max-length"]})
+    min: int | None = Field(default=None, ge=0, description="Minimum completion length (none: no minimum).",
+                             json_schema_extra={"flags": ["--min-completion-length"], "old_flags": ["--min-length"]})
+    max: int | None = Field(default=None, ge=1, description="Maximum completion length (none: no maximum).",
+                             json_schema_extra={"flags": ["--max-completion-length"], "old_flags": ["--max-length"]})
     tokenizer: str | None = Field(
         default=None, description="Tokenizer (path or hub id) for unit=tokens; default: the record's completion_tokens.", json_schema_extra={"flags": ["--tokenizer"]})
 

@@ -306,3 +306,58 @@ def test_assert_tests_read_the_programs_variables_as_plain_data():
     assert not grade("total = 5\n", tests).passed
     fake = grade("class Same:\n    def __eq__(self, other):\n        return True\ntotal = Same()\n", tests)
     assert not fake.passed and fake.reason.startswith("total is a Same, not plain data")
+
+
+# Correct programs whose shapes the harness once got wrong: each runs in its own namespace, and the tests
+# find its names there (a builtin's name, a class, an entry point that is a method).
+SHAPES = {
+    "a function named like a builtin (MBPP asserts)": ("def sum(a, b):\n    return a + b\n", "assert sum(1, 2) == 3\nassert sum(5, 5) == 10\n"),
+    "len defined, asserts": ("def len(x):\n    n = 0\n    for _ in x:\n        n += 1\n    return n\n", "assert len([1, 2, 3]) == 3\n"),
+    "LeetCode class, asserts": (
+        "from typing import List\n\nclass Solution:\n    def twoSum(self, nums: List[int], target: int) -> List[int]:\n"
+        "        seen = {}\n        for i, x in enumerate(nums):\n            if target - x in seen:\n"
+        "                return [seen[target - x], i]\n            seen[x] = i\n",
+        "assert Solution().twoSum([2, 7, 11, 15], 9) == [0, 1]\nassert Solution().twoSum([3, 3], 6) == [0, 1]\n"),
+    "LeetCode class, entry Solution().method": (
+        "class Solution:\n    def addOne(self, x: int) -> int:\n        return x + 1\n",
+        {"type": "assert", "entry_point": "Solution().addOne", "code": "def check(candidate):\n    assert candidate(x=1) == 2\n"}),
+    "a class with __init__ the tests instantiate": (
+        "class MinStack:\n    def __init__(self):\n        self.items = []\n    def push(self, x):\n        self.items.append(x)\n"
+        "    def getMin(self):\n        return min(self.items)\n",
+        "s = MinStack()\ns.push(3)\ns.push(1)\nassert s.getMin() == 1\nassert s.items == [3, 1]\n"),
+    "print and input defined, stdin": ("import sys\ndef print(*a):\n    sys.stdout.write(' '.join(map(str, a)) + '\\n')\n"
+                                       "def input():\n    return sys.stdin.readline().rstrip()\nname, n = input().split('-')\nprint(f'{name}-{int(n) + 1}')\nexit()\n", STDIN),
+    "main under __main__, stdin": ("def main():\n    name, n = input().split('-')\n    print(f'{name}-{int(n) + 1}')\n\n"
+                                   "if __name__ == '__main__':\n    main()\n", STDIN),
+    "main under __main__, asserts": ("def inc(x):\n    return x + 1\n\ndef main():\n    print(inc(int(input())))\n\n"
+                                     "if __name__ == '__main__':\n    main()\n", ASSERTS),
+}
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_correct_programs_of_every_shape_pass(name):
+    program, tests = SHAPES[name]
+    if isinstance(tests, dict):
+        from distill.core.code_test_formats import canonical_tests
+
+        tests = canonical_tests(tests)
+    verdict = grade(program, tests)
+    assert verdict.passed, verdict.reason
+
+
+def test_wrong_classes_and_builtin_names_still_fail():
+    assert not grade("def sum(a, b):\n    return a - b\n", "assert sum(1, 2) == 3\n").passed
+    assert not grade("class Solution:\n    def twoSum(self, nums, target):\n        return [0, 0]\n",
+                     "assert Solution().twoSum([2, 7], 9) == [0, 1]\n").passed
+    fake = "class Same:\n    def __eq__(self, other):\n        return True\nclass Solution:\n    def twoSum(self, nums, target):\n        return Same()\n"
+    verdict = grade(fake, "assert Solution().twoSum([2, 7], 9) == [0, 1]\n")
+    assert not verdict.passed and "not plain data" in verdict.reason, verdict.reason
+    # the program's `sum` is the function under test; its `abs` never replaces the tests' own
+    verdict = grade("def abs(x):\n    return 0\ndef sum(a, b):\n    return a - b + 10\n", "assert abs(sum(1, 2) - 3) < 1e-9\n")
+    assert not verdict.passed, verdict.reason
+
+
+def test_the_block_that_defines_a_builtin_named_function_is_graded():
+    answer = "```python\ndef sum(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total\n```\n\nExample:\n\n```python\nprint(sum([1, 2]))\n```\n"
+    verdict = grade(answer, "assert sum([1, 2, 3]) == 6\n")
+    assert verdict.passed and "graded code block 1 of 2" in verdict.reason, verdict.reason

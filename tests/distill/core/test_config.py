@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from distill.core.config import dump, load_yaml, resolve
@@ -121,3 +122,37 @@ def test_sections_have_their_shape(tmp_path, text, message):
 
     with pytest.raises(InputError, match=message):
         load_recipe(write(tmp_path, text), ["name", "description", "run", "filter"])
+
+
+def test_renamed_settings_load_under_their_old_names_and_fingerprint_as_before(tmp_path):
+    """train's max_length is max_seq_length now (filter's completion length kept its own): a recipe with the
+    old key loads, a flag's new name overrides it, both names at once is an error; the fingerprint sees the
+    settings as before the rename and before the preset's defaults were filled in, so finished stages stay."""
+    from distill.core.config import fingerprint_view
+    from students.config import TrainConfig
+    from students.onpolicy_config import OnPolicyConfig
+    from students.presets import STUDENTS
+
+    old = write(tmp_path, "train:\n  student: qwen-1.5b\n  max_length: 256\n")
+    config = resolve(TrainConfig, old, "train")
+    assert config.max_seq_length == 256
+    assert resolve(TrainConfig, old, "train", {"max_seq_length": 512}).max_seq_length == 512
+    both = write(tmp_path, "train:\n  student: qwen-1.5b\n  max_length: 256\n  max_seq_length: 512\n")
+    with pytest.raises(InputError, match="'max_length' is the old name of 'max_seq_length'"):
+        resolve(TrainConfig, both, "train")
+    # What --print-config shows is what runs: the preset's defaults are filled in ...
+    preset = STUDENTS["qwen-1.5b"]
+    printed = yaml.safe_load(dump(config))
+    assert printed["learning_rate"] == preset.learning_rate and printed["epochs"] == preset.epochs
+    assert printed["max_seq_length"] == 256 and "max_length" not in printed
+    # ... and the fingerprint sees what the recipe gave, under the names it had.
+    view = fingerprint_view(config)
+    assert view["max_length"] == 256 and "max_seq_length" not in view
+    assert view["learning_rate"] is None and view["epochs"] is None
+    assert fingerprint_view(TrainConfig(student="qwen-1.5b"))["max_length"] is None
+    given = fingerprint_view(TrainConfig(student="qwen-1.5b", learning_rate=1e-5))
+    assert given["learning_rate"] == 1e-5
+    onpolicy = OnPolicyConfig(student="qwen-1.5b", max_length=512)
+    assert onpolicy.max_prompt_length == 512 and fingerprint_view(onpolicy)["max_length"] == 512
+    assert OnPolicyConfig(student="qwen-1.5b").max_prompt_length == preset.max_length
+    assert fingerprint_view(OnPolicyConfig(student="qwen-1.5b"))["max_length"] is None

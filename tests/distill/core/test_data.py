@@ -177,3 +177,33 @@ def test_hub_ids_are_recognised_but_fail_clearly_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match="HuggingFaceH4/MATH-500: cannot load dataset from the hub"):
         list(iter_rows("HuggingFaceH4/MATH-500"))
+
+
+def test_reads_csv_locating_rows_by_the_line_they_start_on(tmp_path):
+    """GPQA ships CSV: a header, quoted cells spanning lines; a row's location is the line it starts on."""
+    path = tmp_path / "set.csv"
+    path.write_text('problem,answer\n"two\nlines",2\nthree,3\n', encoding="utf-8")
+    rows = list(iter_rows(path))
+    assert rows == [(f"{path}:2", {"problem": "two\nlines", "answer": "2"}), (f"{path}:4", {"problem": "three", "answer": "3"})]
+    assert [p.answer for p in read_problems(path)] == ["2", "3"]
+    (tmp_path / "empty.csv").write_text("problem,answer\n")
+    with pytest.raises(InputError, match="empty file"):
+        list(iter_rows(tmp_path / "empty.csv"))
+
+
+@pytest.mark.parametrize("reader", ["filter", "generate-resume", "train"])
+def test_a_line_over_the_bound_is_one_error_naming_file_line_and_size(tmp_path, distill_cli, monkeypatch, request, reader):
+    monkeypatch.setenv("DISTILL_MAX_LINE_BYTES", str(1 << 20))
+    row = {"id": "q#0", "problem_id": "q", "problem": "p", "completion": "c", "teacher": {"model": "m"}}
+    big = dict(row, id="q#1", completion="x" * (3 << 20))
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps(big) + "\n")
+    size = len(json.dumps(big)) + 1
+    args = {"filter": ["filter", path, "-o", tmp_path / "kept.jsonl"],
+            "generate-resume": ["generate", tmp_path / "p.jsonl", "-o", path, "--teacher", "m", "--backend", "openai",
+                                "--base-url", "http://127.0.0.1:9/v1"],
+            "train": ["train", "--student", "qwen-1.5b", "--data", path, "-o", tmp_path / "run", "--base-model", request.getfixturevalue("tiny_qwen") if reader == "train" else ""]}[reader]
+    (tmp_path / "p.jsonl").write_text('{"problem": "p"}\n')
+    code, _, err = distill_cli(*args)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{path}:2: line 2 is {size:,} bytes, over the limit of 1,048,576" in err, err

@@ -171,3 +171,28 @@ def test_working_folders_of_killed_processes_are_swept_and_others_kept(tmp_path,
         assert mine.name.startswith(f"distill-{name}-{host}-{os.getpid()}-") and mine.is_dir()
         (mine / "judge.json").write_text("{}")
     assert not dead.exists() and live.is_dir() and elsewhere.is_dir() and other.is_dir() and not mine.exists()
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
+TRACE = '{"id": "q#0", "problem_id": "q", "problem": "p", "completion": "c", "teacher": {"model": "m"}}\n'
+
+
+@pytest.mark.parametrize("command", ["generate", "filter"])
+def test_a_fifo_as_output_is_refused_in_one_line_and_stays_a_fifo(tmp_path, command):
+    # generate used to block forever opening the FIFO; filter replaced it with a regular file
+    source = tmp_path / "in.jsonl"
+    source.write_text(TRACE if command == "filter" else '{"id": "q", "problem": "p"}\n')
+    fifo = tmp_path / "out.jsonl"
+    os.mkfifo(fifo)
+    args = {"generate": ["generate", source, "-o", fifo, "--teacher", "m", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"],
+            "filter": ["filter", source, "-o", fifo, "--rules", "format"]}[command]
+    result = subprocess.run([sys.executable, "-m", "cli", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{fifo}: field 'output': is a FIFO (named pipe), not a regular file" in result.stderr
+    assert __import__("stat").S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_path_with_a_newline_is_shown_whole_on_one_line(tmp_path, distill_cli):
+    missing = tmp_path / "no\nsuch.jsonl"
+    code, _, err = distill_cli("filter", missing, "-o", tmp_path / "kept.jsonl")
+    assert code == 2 and err.count("\n") == 1 and str(missing).replace("\n", "\\n") in err, err

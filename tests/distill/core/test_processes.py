@@ -5,6 +5,7 @@ all run, SIGKILLs the parent alone and checks that none of them is alive a few s
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -121,3 +122,30 @@ def test_a_started_python_server_and_its_own_children_die_with_the_parent(tmp_pa
     wait_for_descendants(process_tree, process.pid, 2)  # the server and its engine
     time.sleep(0.5)
     assert_all_die(process_tree, process, at_least=2)
+
+
+def test_leaked_shared_memory_is_cleaned_without_a_warning_after_our_last_line():
+    # An engine killed mid-run leaves shared memory behind; the resource tracker unlinks it when we exit,
+    # and its "leaked shared_memory" warning used to follow the one-line interrupt message.
+    code = ("from distill.core import processes\nprocesses.guard()\nfrom multiprocessing import shared_memory\n"
+            "shm = shared_memory.SharedMemory(create=True, size=4096)\nshm.close()\nprint(shm.name, flush=True)\n")
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    name = result.stdout.strip().lstrip("/")
+    deadline = time.monotonic() + 10
+    while Path("/dev/shm", name).exists() and time.monotonic() < deadline:  # the tracker exits just after us
+        time.sleep(0.1)
+    assert not Path("/dev/shm", name).exists()  # still cleaned up, only silently
+
+
+def test_sigterm_interrupts_as_ctrl_c_does_and_the_exit_code_says_which():
+    code = ("import time\nfrom distill.core import processes\nprocesses.interrupt_on_sigterm()\n"
+            "try:\n    print('ready', flush=True)\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('interrupted', processes.interrupted_exit_code(), flush=True)\n")
+    root = Path(__file__).resolve().parents[3]
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert process.stdout.readline().strip() == "ready"
+    process.terminate()  # SIGTERM, as a scheduler sends it
+    out, _ = process.communicate(timeout=30)
+    assert out.strip() == "interrupted 143" and process.returncode == 0

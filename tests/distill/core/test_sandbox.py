@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from distill.core.sandbox import Limits, isolation, run_python, run_tests
+from distill.core.code_test_formats import canonical_tests
+from distill.core.sandbox import Limits, isolation, run_python
+from distill.core.verify.code_tests import run_code_tests
 
 FAST = Limits(wall_s=3, cpu_s=2, memory_mb=256)
 
@@ -79,15 +81,35 @@ def test_network_is_unreachable():
     assert "connected" not in result.stdout and result.returncode != 0
 
 
+# The sandbox covers these with its own empty tmpfs: a target there is hidden, not protected, and a test
+# with its target there passes whatever the sandbox does (a checkout under /tmp, as CI may make).
+HIDDEN = tuple(Path(p) for p in ("/tmp", "/var/tmp", "/dev/shm"))
+
+
+def visible_folder() -> Path:
+    """A writable folder the sandbox shows as it is (outside HIDDEN, reachable by anyone: /root is 0700),
+    wherever the checkout and $TMPDIR are."""
+    for candidate in (Path(__file__).resolve().parents[3], Path.home(), Path("/var/lib"), Path("/opt"), Path("/srv")):
+        real = candidate.resolve()
+        if real.is_dir() and not any(real == hidden or hidden in real.parents for hidden in HIDDEN) and os.access(real, os.W_OK) \
+                and all(folder.stat().st_mode & 0o001 for folder in [real, *real.parents]):
+            return real
+    pytest.skip("no writable folder outside /tmp, /var/tmp and /dev/shm")
+
+
 @pytest.fixture
-def outside(request):
-    """A root-owned folder (0755) outside /tmp, /var/tmp and /dev/shm, which the sandbox covers with its own
-    tmpfs: a write there is stopped by the drop to `nobody`, or not at all (so these tests can fail)."""
-    root = Path(__file__).resolve().parents[3]
-    folder = Path(tempfile.mkdtemp(prefix=".sandbox-outside-", dir=root))
+def outside():
+    """A root-owned folder (0755) the sandbox can see: a write there is stopped by the drop to `nobody`,
+    or not at all (so these tests can fail). Each test first checks the program sees it."""
+    folder = Path(tempfile.mkdtemp(prefix=".sandbox-outside-", dir=visible_folder()))
     os.chmod(folder, 0o755)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sees(path: Path) -> str:
+    """Program lines that print whether the sandboxed program sees `path` (it must, for a refusal to mean anything)."""
+    return f"import os\nprint('sees', os.path.exists({str(path)!r}), flush=True)\n"
 
 
 def test_runs_as_nobody_when_started_as_root():
@@ -98,26 +120,23 @@ def test_runs_as_nobody_when_started_as_root():
         assert result.stdout.split()[0] != "0"
 
 
-def _refused(stderr: str) -> bool:
-    """Refused, or not even visible: a folder under /tmp is behind the sandbox's own empty /tmp."""
-    return "PermissionError" in stderr or "FileNotFoundError" in stderr
-
-
 def test_cannot_write_outside_its_directory(outside):
     target = outside / "escape.txt"
-    code = f"open({str(target)!r}, 'w').write('x')\nprint('wrote')"
+    code = _sees(outside) + f"open({str(target)!r}, 'w').write('x')\nprint('wrote')"
     result = run_python(code, limits=FAST)
+    assert "sees True" in result.stdout, result  # the folder is there to write to: the refusal is the sandbox's
     assert not target.exists() and "wrote" not in result.stdout
-    assert _refused(result.stderr)
+    assert "PermissionError" in result.stderr
 
 
 def test_cannot_delete_files(outside):
     victim = outside / "precious.txt"
     victim.write_text("keep me")
     os.chmod(victim, 0o666)  # even a world-writable file: deleting needs its folder
-    code = f"import os, shutil\nos.remove({str(victim)!r})\nshutil.rmtree({str(outside)!r})"
+    code = _sees(victim) + f"import shutil\nos.remove({str(victim)!r})\nshutil.rmtree({str(outside)!r})"
     result = run_python(code, limits=FAST)
-    assert victim.read_text() == "keep me" and _refused(result.stderr)
+    assert "sees True" in result.stdout, result
+    assert victim.read_text() == "keep me" and "PermissionError" in result.stderr
 
 
 def test_output_is_capped_by_the_file_size_limit():
@@ -127,6 +146,10 @@ def test_output_is_capped_by_the_file_size_limit():
     assert not result.timed_out and time.monotonic() - start < 30
     assert result.returncode != 0 and len(result.stdout) <= 1024 * 1024
     assert "File too large" in result.stderr  # EFBIG: Python ignores SIGXFSZ, so the write fails instead
+
+
+def run_tests(program, tests):
+    return run_code_tests(program, canonical_tests(tests))
 
 
 @pytest.mark.parametrize(

@@ -148,12 +148,32 @@ SINGLE_ANSWERS_STAY = [
     (r"1,\!000 \text{ and } 2,\!000", r"\boxed{1,000} and \boxed{3,000}", False),
     ("2", r"\boxed{x = 2}", True),
 ]
+# Alternatives are sets: a value written twice counts once, on either side; written forms do not matter.
+SETS_AND_TUPLES = [
+    (r"\{1, 2\}", r"\boxed{\{1, 1, 2\}}", True),
+    ("1, 2", r"\boxed{1, 1, 2}", True),
+    (r"\{1, 1, 2\}", r"\boxed{\{2, 1\}}", True),
+    ("x = 1, 2", r"\boxed{x \in \{2, 1, 1\}}", True),
+    ("(1, 2), (3, 4)", r"\boxed{(3, 4), (1, 2), (1, 2)}", True),
+    ("(1, 2), (3, 4)", r"\boxed{\{(3, 4), (1, 2)\}}", True),
+    ("(2, 3)", r"\boxed{x = 2, y = 3}", True),
+    ("x = 2, y = 3", r"\boxed{(2, 3)}", True),
+    ("x = 2, y = 3", r"\boxed{(x, y) = (2, 3)}", True),
+    ("-1, 2", r"\boxed{x_1 = 2, x_2 = -1}", True),
+    (r"\{1, 2\}", r"\boxed{\{1, 1, 3\}}", False),
+    (r"\{1, 2\}", r"\boxed{\{1, 2, 3\}}", False),
+    ("1, 2", r"\boxed{1, 1}", False),
+    ("(1, 2), (3, 4)", r"\boxed{(2, 1), (4, 3), (4, 3)}", False),
+    ("(2, 3)", r"\boxed{(2, 3, 3)}", False),  # a tuple is not a set
+    ("x = 2, y = 3", r"\boxed{x = 2, y = 3, y = 3}", False),
+]
 
 
 @pytest.mark.parametrize(
     "reference, final, expected",
     SEVERAL_BOXES + ONE_VALUE_PER_BOX + LABELLED_PARTS + LABELLED_TUPLE_ALTERNATIVES + LABELLED_SCALARS
-    + ROOTS_AND_EXPRESSIONS + DOLLAR_SEPARATED_REFERENCES + NO_BOX + PLUS_MINUS_AND_TUPLES + SINGLE_ANSWERS_STAY,
+    + ROOTS_AND_EXPRESSIONS + DOLLAR_SEPARATED_REFERENCES + NO_BOX + PLUS_MINUS_AND_TUPLES + SINGLE_ANSWERS_STAY
+    + SETS_AND_TUPLES,
 )
 def test_multi_part_answers(reference, final, expected):
     result = verdict(reference, final)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from distill.core.records import Trace, sample_id
+from distill.evaluate import benchmarks
 from distill.evaluate.metrics import Sample, cons_at_k, majority_vote, pass_at_1, pass_at_k
-from distill.evaluate.stage import EvalConfig, load_benchmark, markdown_table, run, score_and_write
+from distill.evaluate.stage import EvalConfig, markdown_table, run, score_and_write
 
 from ...conftest import SHARED_DATA
 
@@ -108,7 +109,7 @@ def test_code_benchmark_is_graded_by_its_tests_with_the_code_limits(tmp_path):
     bench = tmp_path / "he.jsonl"
     bench.write_text(json.dumps({"prompt": "Write inc(x).", "test": "def check(candidate):\n    assert candidate(1) == 2\n", "entry_point": "inc"}) + "\n")
     config = EvalConfig(model="m", benchmarks=[str(bench)], output_dir=tmp_path / "out", k=3, workers=1, code_timeout=1)
-    problems = load_benchmark(str(bench), config.fields.model_copy(update={"problem": "prompt"}))
+    problems = benchmarks.load(str(bench), config.model_copy(update={"fields": config.fields.model_copy(update={"problem": "prompt"})})).problems
     assert problems[0].domain == "code" and problems[0].tests["entry_point"] == "inc"
     done = "<think>\nwork\n</think>\n\n```python\n"
     bodies = ["def inc(x):\n    return x + 1\n", "def inc(x):\n    return x\n", "def inc(x):\n    while True:\n        pass\n"]
@@ -121,7 +122,7 @@ def test_code_benchmark_is_graded_by_its_tests_with_the_code_limits(tmp_path):
 
 
 def test_benchmark_files_and_names(tmp_path, shared_data, tiny_qwen):
-    aime = load_benchmark(str(shared_data / "benchmarks" / "aime24.jsonl"), EvalConfig.model_fields["fields"].default_factory())
+    aime = benchmarks.load(str(shared_data / "benchmarks" / "aime24.jsonl"), EvalConfig(model="m", benchmarks=["aime24"])).problems
     assert len(aime) == 30 and all(p.answer for p in aime)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "no answer here"}\n')
@@ -222,3 +223,31 @@ def test_end_to_end_eval_with_vllm(published_tiny, small_benchmark, tmp_path):
         assert row["pass@1"] == pytest.approx(sum(s["verdicts"]["correctness"]["passed"] for s in mine) / 3)
     assert bench["pass@1"] == pytest.approx(sum(r["pass@1"] for r in rows) / 3)
     assert {p.name for p in out.iterdir()} == {"mini.jsonl", "mini.samples.jsonl", "summary.json", "eval_table.md"}
+
+
+@pytest.mark.slow
+def test_the_papers_benchmarks_with_a_tiny_model(published_tiny, small_benchmark, tmp_path):
+    """AIME-style, GPQA and LiveCodeBench files with the real engine, k per benchmark (two sampling runs, one engine):
+    summary.json per benchmark, and the paper's table with the published row of the student's R1-Distill model."""
+    from teacher.backends.vllm import release
+
+    fixtures = ROOT / "tests" / "fixtures" / "eval"
+    aime = tmp_path / "aime24.jsonl"
+    shutil.copy(small_benchmark, aime)
+    config = EvalConfig(
+        model=str(published_tiny), benchmarks=[str(aime), str(fixtures / "gpqa_diamond.csv"), str(fixtures / "livecodebench.jsonl")],
+        output_dir=tmp_path / "eval", k="aime24=3,1", max_tokens=24, workers=1, student="qwen-1.5b",
+        generate={"kv_cache_memory_bytes": 256 * 1024**2, "max_model_len": 1024},
+    )
+    try:
+        summary = run(config)
+    finally:
+        release()
+    figures = summary["benchmarks"]
+    assert (figures["aime24"]["k"], figures["aime24"]["samples"]) == (3, 9)
+    assert (figures["gpqa_diamond"]["k"], figures["gpqa_diamond"]["samples"], figures["gpqa_diamond"]["kind"]) == (1, 4, "choice")
+    assert (figures["livecodebench"]["samples"], figures["livecodebench"]["kind"]) == (2, "code")
+    assert summary["published"] == "DeepSeek-R1-Distill-Qwen-1.5B"
+    table = (tmp_path / "eval" / "paper_table.md").read_text()
+    print(table)
+    assert "| DeepSeek-R1-Distill-Qwen-1.5B (published) | 28.9 | 52.7 | 83.9 | 33.8 | 16.9 |" in table

@@ -47,3 +47,22 @@ def test_training_examples_of_general_records_get_the_empty_reasoning_block():
     assert conversation_of(row, "x.jsonl:1")[-1]["content"] == R1_SIMPLE
     math = record(1, "Some reasoning.\n</think>\n\nThe answer is 2.", "math").model_dump(exclude_none=True)
     assert conversation_of(math, "x.jsonl:2")[-1]["content"] == "<think>\nSome reasoning.\n</think>\n\nThe answer is 2."
+
+
+def test_general_records_without_a_reference_survive_the_default_rules_and_math_ones_do_not(tmp_path: Path):
+    traces = [record(i, f"<think>\n\n</think>\n\nHello {i}! How can I help you today?", "general") for i in range(3)]
+    traces.append(Trace(problem_id="m0", id="m0#0", sample_index=0, problem="What is 2 + 2?", domain="math",
+                        completion="<think>\nTwo and two make four.\n</think>\n\nThe answer is \\boxed{4}."))
+    source = tmp_path / "in.jsonl"
+    write_records(source, traces)
+    config = FilterConfig(input=str(source), output=str(tmp_path / "kept.jsonl"), rejected=str(tmp_path / "rej.jsonl"))
+    report = run(config)  # the default rules and options
+    kept = {t.id: t for t in read_records(config.output)}
+    rejected = {t.id: t for t in read_records(config.rejected)}
+    assert sorted(kept) == ["g0#0", "g1#0", "g2#0"] and list(rejected) == ["m0#0"]
+    assert kept["g0#0"].verdicts["correctness"].reason.startswith("not checkable: a general record without a reference")
+    assert rejected["m0#0"].rejected_by == "correctness" and rejected["m0#0"].reason == "no reference answer or tests"
+    assert report["not_checkable"] == {"kept": 3, "domains": {"general": 3}}
+    # the majority vote is for checkable domains: general records stay not checkable under it
+    config = FilterConfig(input=str(source), output=str(tmp_path / "kept2.jsonl"), correctness={"no_reference": "majority"})
+    assert run(config)["not_checkable"]["kept"] == 3

@@ -245,3 +245,20 @@ def test_bad_input_is_reported_before_the_judge_is_asked(tmp_path, judge_server)
         with pytest.raises(InputError, match=r"in\.jsonl:6"):
             run_filter(tmp_path, [], url)
     assert judge_server.bodies == [] and not (tmp_path / "kept.jsonl").exists()
+
+
+def test_every_audited_record_carries_the_judge_verdict_and_the_report_lists_disagreements(tmp_path, judge_server):
+    # the rules decide all four (a numeric reference); the judge's word follows the city named
+    finals = {10: ("42", "Paris"), 11: ("41", "Paris"), 12: ("42", "Lyon"), 13: ("41", "Lyon")}
+    traces = [trace(i, city, "42") for i, (_, city) in finals.items()]
+    for t, (boxed, _) in zip(traces, finals.values(), strict=True):
+        t.completion = t.completion.replace("The capital is", f"So \\boxed{{{boxed}}}; the capital is")
+    report, kept, rejected = run_filter(tmp_path, traces, judge_server.url, policy="off", audit=4)
+    assert sorted(kept) == ["p10#0", "p12#0"] and sorted(rejected) == ["p11#0", "p13#0"]  # the rules' verdicts stand
+    views = {t.id: t.verdicts["judge"].reason for t in [*kept.values(), *rejected.values()]}
+    assert views == {"p10#0": "decided by the rules (audit: judge says correct)",
+                     "p11#0": "decided by the rules (audit: judge says correct; the rules say otherwise)",
+                     "p12#0": "decided by the rules (audit: judge says incorrect; the rules say otherwise)",
+                     "p13#0": "decided by the rules (audit: judge says incorrect)"}
+    differ = report["judge"]["audit"]["disagreements"]
+    assert [(d["id"], d["rules"], d["judge"]) for d in differ] == [("p11#0", "incorrect", "correct"), ("p12#0", "correct", "incorrect")]

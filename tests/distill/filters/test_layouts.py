@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from distill.core.data import count_rows, iter_rows, read_records
-from distill.core.layouts import TraceLayout, read_traces
+from distill.core.trace_layout import TraceLayout, read_traces
 from distill.filters.config import FilterConfig
 from distill.filters.stage import run
 
@@ -166,3 +166,23 @@ def test_inspect_reads_every_layout_and_shows_carried_columns(preset):
     assert all(f"{name}=" in shown for name in carried)  # every carried column is shown under its (renamed) name
     if preset != "distill":  # public sets' collisions show as orig_NAME, never dropped
         assert ("orig_source=" in shown) == any("source" in row for _, row in iter_rows(config.file))
+
+
+def test_the_delimiters_are_detected_from_the_data_when_not_given(tmp_path, capfd):
+    # A ShareGPT file whose completions use <think> tags (not Sky-T1's markers, the preset's default)
+    rows = [json.loads(line) for line in (FIXTURES / "sharegpt.jsonl").read_text().splitlines()]
+    for row in rows:
+        reply = row["conversations"][-1]
+        reply["value"] = (reply["value"].replace("<|begin_of_thought|>", "<think>").replace("<|end_of_thought|>", "</think>")
+                          .replace("<|begin_of_solution|>", "").replace("<|end_of_solution|>", ""))
+    source = tmp_path / "think.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    capfd.readouterr()
+    report = run(FilterConfig(input=str(source), output=str(tmp_path / "k.jsonl"), preset="sharegpt", correctness={"no_reference": "keep"}))
+    original = run(FilterConfig(input=str(FIXTURES / "sharegpt.jsonl"), output=str(tmp_path / "k0.jsonl"), preset="sharegpt",
+                                correctness={"no_reference": "keep"}))
+    assert report["kept"] == original["kept"] > 0 and report["rejected_by"] == original["rejected_by"]
+    assert f"filter: {source}: the completions close their reasoning with </think>: reading them with --delimiters r1" in capfd.readouterr().err
+    given = run(FilterConfig(input=str(source), output=str(tmp_path / "k2.jsonl"), preset="sharegpt", delimiters="sky-t1",
+                             correctness={"no_reference": "keep"}))
+    assert given["kept"] < report["kept"]  # delimiters the user names are never second-guessed

@@ -108,6 +108,17 @@ def test_majority_vote_for_records_without_a_reference(tmp_path):
     assert reasons["p4#7"] == "no majority answer (5 has 1 vote(s) < 2)"
 
 
+def test_majority_vote_on_one_sample_per_problem_says_it_cannot_apply(tmp_path, capfd):
+    traces = [make("14", i, problem_id=f"q{i}", answer=None) for i in range(3)]  # OpenThoughts' shape: one sample each
+    capfd.readouterr()
+    _, kept, rejected = filter_file(tmp_path, traces, rules=["format", "correctness"], correctness={"no_reference": "majority"})
+    lines = [line for line in capfd.readouterr().err.splitlines() if "majority" in line]
+    assert lines == [f"warning: --no-reference majority cannot apply to {tmp_path / 'in.jsonl'}: no problem without a reference "
+                     "has 2 samples to vote (3 records, at most 1 per problem), so they will all be rejected; give reference "
+                     "answers, a judge (--judge-model) or --no-reference keep"]
+    assert not kept and len(rejected) == 3
+
+
 def test_majority_vote_reads_every_part_of_an_answer(tmp_path):
     # Two boxes are one answer: "\\boxed{3} and \\boxed{5}" must not vote with "\\boxed{2} and \\boxed{5}" as "5".
     finals = ["\\boxed{2} and \\boxed{5}", "\\boxed{3} and \\boxed{5}", "$\\boxed{5}$, $\\boxed{2}$", "\\boxed{2, 5}"]

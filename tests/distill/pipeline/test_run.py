@@ -34,7 +34,7 @@ def write_recipe(path: Path, traces: Path, base: Path, stages=("filter", "train"
         "name": "mechanics",
         "run": {"stages": list(stages), "torch_threads": 1},
         "filter": {"input": str(traces), "rules": ["format", "language", "correctness"], "workers": 1},
-        "train": {"student": "qwen-1.5b", "base_model": str(base), "method": "full", "max_steps": 2, "max_length": 256,
+        "train": {"student": "qwen-1.5b", "base_model": str(base), "method": "full", "max_steps": 2, "max_seq_length": 256,
                   "batch_size": 4, "grad_accum": 1, "packing": False, "gradient_checkpointing": False,
                   "eval_fraction": 0, "save_steps": 1000, "logging_steps": 1},
         "publish": {"merge": False},
@@ -129,6 +129,34 @@ def test_stage_log_captures_python_and_child_process_output(tmp_path, capfd):
     assert "from a child process" in shown.out + shown.err  # the terminal still sees it
 
 
+THIRD_PARTY = (
+    "INFO 12-07 18:00:01 [core.py:71] Initializing a V1 LLM engine with config: model='tiny'\n"
+    "(EngineCore_DP0 pid=4242) WARNING 12-07 18:00:02 [cpu.py:12] Pin memory is not supported on CPU.\n"
+    "/x/site-packages/torch/utils.py:12: FutureWarning: `torch.x` is deprecated.\n  warnings.warn(\n"
+    "Automatic NUMA binding is not supported on this machine\n"
+    "Writing model shards:  50%|█████     | 1/2 [00:01<00:01,  1.0it/s]\rWriting model shards: 100%|██████████| 2/2 [00:02<00:00,  1.0it/s]\n"
+)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_third_party_output_stays_in_the_log_unless_verbose(tmp_path, capfd, monkeypatch, verbose):
+    from distill.pipeline.log import stage_log
+
+    monkeypatch.setenv("DISTILL_VERBOSE", "1" if verbose else "0")
+    with stage_log(tmp_path / "log.txt"):
+        print("== filter -> runs/x/filter", flush=True)
+        subprocess.run(["printf", "%s", THIRD_PARTY], check=True)  # from a child process, as vLLM's engine core writes
+        print("ERROR 12-07 18:00:03 [core.py:9] EngineCore failed", file=sys.stderr, flush=True)
+        print("filter: 3 of 4 kept", file=sys.stderr, flush=True)
+    log = (tmp_path / "log.txt").read_text()
+    assert all(line.split("\r")[-1] in log for line in THIRD_PARTY.splitlines())  # everything is in the log
+    shown = capfd.readouterr()
+    terminal = shown.out + shown.err
+    assert "== filter -> runs/x/filter" in terminal and "filter: 3 of 4 kept" in terminal and "EngineCore failed" in terminal
+    noise = ("Initializing a V1 LLM engine", "Pin memory", "FutureWarning", "warnings.warn(", "NUMA", "Writing model shards")
+    assert [word for word in noise if word in terminal] == (list(noise) if verbose else [])
+
+
 def test_dry_run_and_print_config_write_nothing(traces, tmp_path):
     recipe, out = write_recipe(tmp_path / "r.yaml", traces, tmp_path / "base"), tmp_path / "run"
     base = [sys.executable, "-c", "from cli import main; main()", "run", str(recipe), "-o", str(out)]
@@ -169,6 +197,28 @@ def test_from_and_until_must_name_a_stage_of_the_recipe(traces, tmp_path):
         plan(recipe, tmp_path / "run", start="eval")
     with pytest.raises(InputError, match="--set expects SECTION.KEY=VALUE"):
         plan(recipe, tmp_path / "run", overrides=["epochs=3"])
+
+
+def test_the_filter_stage_log_holds_what_it_printed(traces, tmp_path, capfd):
+    recipe = write_recipe(tmp_path / "r.yaml", traces, tmp_path / "base", stages=("filter",))
+    run(recipe, tmp_path / "run")
+    log = (tmp_path / "run" / "filter" / "log.txt").read_text()
+    assert "filter: kept " in log and f"in {tmp_path / 'run' / 'filter' / 'kept.jsonl'}" in log, log
+    assert "filter: kept " in capfd.readouterr().err  # and the terminal saw it too
+
+
+@pytest.mark.parametrize(("item", "field", "message"), [
+    ("train.student=no-such-student", "train.student", "unknown student"),
+    ("train.studnet=qwen-1.5b", "train.studnet", "unknown key (did you mean 'student'?)"),
+    ("filter.workers=-3", "filter.workers", "greater than"),
+    ("run.stages=[filter, nosuch]", "run.stages", "unknown stage 'nosuch'"),
+])
+def test_a_bad_set_is_named_not_the_recipe_line_it_replaced(traces, tmp_path, item, field, message):
+    recipe = write_recipe(tmp_path / "r.yaml", traces, tmp_path / "base")
+    with pytest.raises(InputError) as error:
+        plan(recipe, tmp_path / "run", overrides=[item])
+    assert str(error.value).startswith(f"--set {item}: field '{field}': "), str(error.value)
+    assert message in str(error.value) and "r.yaml" not in str(error.value)
 
 
 def test_operational_settings_nested_ones_included_do_not_change_a_fingerprint(tmp_path):

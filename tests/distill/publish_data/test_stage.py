@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from distill.core.data import read_records, write_records
-from distill.core.errors import InputError, StageError
+from distill.core.errors import InputError
 from distill.core.records import Trace
 from distill.filters.config import FilterConfig
 from distill.filters.stage import run as filter_run
@@ -133,7 +133,7 @@ def test_token_in_environment_never_reaches_the_folder(filtered, tmp_path, monke
     row = json.loads(rows[0])
     row["messages"][1]["content"] += f" my key is {token}"
     leaky.write_text("\n".join([*rows[1:], json.dumps(row)]) + "\n")
-    with pytest.raises(StageError, match=f"{leaky}:{len(rows)} contains a token from the environment"):
+    with pytest.raises(InputError, match=f"{leaky}:{len(rows)}: field 'messages': holds the value of a token from the environment"):
         run(PublishDataConfig(input=str(leaky), output=tmp_path / "leak"))
     assert not (tmp_path / "leak").exists() and not list(tmp_path.glob(".leak*"))
 
@@ -229,3 +229,39 @@ def test_distill_reads_the_published_folder_back(published, filtered):
 
     kept = list(read_records(filtered["kept"]))
     assert load_conversations(published) == [trace.messages for trace in kept]  # `distill train --data FOLDER`
+
+
+def _rows_of(filtered, problems: int) -> list[dict]:
+    rows = [json.loads(line) for line in filtered["kept"].read_text().splitlines()]
+    wanted = list(dict.fromkeys(row["problem_id"] for row in rows))[:problems]
+    return [row for row in rows if row["problem_id"] in wanted]
+
+
+@pytest.mark.parametrize("shape", ["hf_" + "aB3" * 11, "sk-proj-" + "x7Y" * 9, "Bearer " + "eyJhbGciOi.J9" * 3,
+                                   "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\n-----END OPENSSH PRIVATE KEY-----"])
+def test_a_token_shaped_string_in_a_row_is_refused_with_exit_2(filtered, tmp_path, distill_cli, shape):
+    rows = _rows_of(filtered, 3)
+    rows[1]["problem"] += f" (my key: {shape})"
+    leaky = tmp_path / "leaky.jsonl"
+    leaky.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    code, out, err = distill_cli("publish-data", leaky, "-o", tmp_path / "out")
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line.startswith(f"error: {leaky}:2: field 'problem': holds ") and "--allow-token-shapes" in line, err
+    assert shape not in err + out and not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    code, out, err = distill_cli("publish-data", leaky, "-o", tmp_path / "out", "--allow-token-shapes")
+    assert code == 0 and (tmp_path / "out" / "README.md").is_file(), err
+
+
+def test_the_test_split_holds_the_requested_count_of_problems(filtered, tmp_path, capfd):
+    eight = tmp_path / "eight.jsonl"
+    eight.write_text("".join(json.dumps(row) + "\n" for row in _rows_of(filtered, 8)))
+    for seed in range(4):
+        summary = run(PublishDataConfig(input=str(eight), output=tmp_path / f"q{seed}", test_fraction=0.25, seed=seed))
+        assert summary["problems"]["test"] == 2 and summary["problems"]["train"] == 6
+        assert summary["test_split"] == {"requested": 0.25, "realised": 0.25, "test_problems": 2, "problems": 8}
+    capfd.readouterr()
+    summary = run(PublishDataConfig(input=str(eight), output=tmp_path / "tiny", test_fraction=0.05))
+    assert summary["problems"]["test"] == 1  # at least one problem when the fraction is above 0
+    assert "warning: 8 problem(s) are too few for --test-fraction 0.05: holding out 1 (12%)" in capfd.readouterr().err
+    with pytest.raises(InputError, match="would hold out every one"):
+        run(PublishDataConfig(input=str(tmp_path / "q0" / "../eight.jsonl"), output=tmp_path / "all", test_fraction=0.95))

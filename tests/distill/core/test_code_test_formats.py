@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from distill.core import test_formats
+from distill.core import code_test_formats
 from distill.core.data import FieldMap, read_problems
 from distill.core.errors import InputError
 from distill.core.records import Trace
@@ -204,18 +204,18 @@ def test_pickled_tests_never_run_code(tmp_path):
     with pytest.raises(InputError, match="field 'private_test_cases': not a plain-data pickle .*refused posix.system"):
         list(read_problems(write_rows(tmp_path / "lcb.jsonl", [row])))
     assert not marker.exists()
-    assert test_formats.plain_unpickle(pickle.dumps({"a": [1, 2.5, (3, None)], "b": {True, b"x"}})) == {"a": [1, 2.5, (3, None)], "b": {True, b"x"}}
+    assert code_test_formats.plain_unpickle(pickle.dumps({"a": [1, 2.5, (3, None)], "b": {True, b"x"}})) == {"a": [1, 2.5, (3, None)], "b": {True, b"x"}}
 
 
 def test_compressed_tests_have_a_size_cap(tmp_path, monkeypatch):
-    monkeypatch.setattr(test_formats, "MAX_DECOMPRESSED", 1000)
+    monkeypatch.setattr(code_test_formats, "MAX_DECOMPRESSED", 1000)
     bomb = lcb_private([{"input": "1" * 5000, "output": "1", "testtype": "stdin"}])
-    with pytest.raises(test_formats.TestsError, match="inflate to more than"):
-        test_formats.decode_compressed(bomb)
+    with pytest.raises(code_test_formats.TestsError, match="inflate to more than"):
+        code_test_formats.decode_compressed(bomb)
 
 
 def test_older_shapes_still_read():
-    assert test_formats.canonical_tests([{"input": "1", "output": 2}]) == {"type": "stdin", "cases": [{"input": "1", "output": "2"}]}
-    assert test_formats.canonical_tests("assert f(1) == 2") == {"type": "assert", "code": "assert f(1) == 2"}
+    assert code_test_formats.canonical_tests([{"input": "1", "output": 2}]) == {"type": "stdin", "cases": [{"input": "1", "output": "2"}]}
+    assert code_test_formats.canonical_tests("assert f(1) == 2") == {"type": "assert", "code": "assert f(1) == 2"}
     canonical = {"type": "call", "entry_point": "f", "cases": [{"input": [1], "output": [2]}], "unwrap": False}
-    assert test_formats.canonical_tests(canonical) == canonical
+    assert code_test_formats.canonical_tests(canonical) == canonical

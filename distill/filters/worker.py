@@ -16,15 +16,16 @@ from typing import Any
 
 from distill.core.data import validate_record
 from distill.core.errors import InputError
-from distill.core.layouts import TraceLayout, item_values
 from distill.core.r1_format import Parts, compose
 from distill.core.records import JUDGED, Trace, Verdict, to_row
+from distill.core.trace_layout import TraceLayout, item_values
 from distill.core.verify import failure_verdict
 from distill.core.workers import Failure
+from distill.filters import selection
 from distill.filters.config import FilterConfig
 from distill.filters.majority import majority_verdict
 from distill.filters.registry import RULES
-from distill.filters.rules.correctness import has_reference
+from distill.filters.rules.correctness import checkable, has_reference
 from distill.filters.rules.format import parts_of
 from distill.filters.rules.judge import judged_verdict
 
@@ -74,10 +75,16 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
             override["correctness"] = failure_verdict(failed, config.correctness)
         elif judge_path and trace.id in _load_json(judge_path):
             override.update(judge_overrides(_load_json(judge_path)[trace.id], config))
-        elif votes_path and "correctness" in config.rules and not has_reference(trace):
+        elif votes_path and "correctness" in config.rules and not has_reference(trace) and checkable(trace):
             vote = _load_json(votes_path).get(trace.problem_id)
             override["correctness"] = majority_verdict(trace, vote, config)
         verdicts = evaluate(trace, parts, config, override)
+        tokens = trace.completion_tokens
+        if selection.active(config):
+            tokens = selection.completion_tokens(trace, config)
+            selection.check_measurable(tokens, config)
+        if "judge" in override and "judge" not in verdicts:  # an audited record the rules rejected carries the judge's view too
+            verdicts["judge"] = override["judge"]
     except InputError as exc:  # located here unless the rule already named a file
         return Judged(error=str(exc) if exc.where else f"{where}: {exc}")
     row = to_row(trace, exclude=JUDGED_FIELDS)
@@ -88,7 +95,7 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
         problem_id=trace.problem_id,
         domain=trace.domain,
         chars=len(trace.completion),
-        tokens=trace.completion_tokens,
+        tokens=tokens,
         prompt_tokens=trace.prompt_tokens,
         keys={name: RULES[name].key(trace, getattr(config, name)) for name in config.rules if RULES[name].key is not None},
         verdicts={name: v.model_dump(mode="json", exclude_none=True) for name, v in verdicts.items()},
@@ -98,9 +105,11 @@ def judge(config: FilterConfig, votes_path: str | None, where: str, raw: bytes |
 
 
 def judge_overrides(entry: dict[str, Any], config: FilterConfig) -> dict[str, Verdict]:
-    """What the judge's verdict on a record replaces (see distill.filters.judge)."""
+    """What the judge's verdict on a record replaces (see distill.filters.judge_requests)."""
     if entry["role"] == "audit":  # the rules decide; the judge's view is only reported
-        return {"judge": Verdict(passed=True, reason=f"decided by the rules (audit: judge says {entry['verdict']})")}
+        differs = entry["verdict"] != "undecided" and (entry["verdict"] == "correct") != entry["rules_passed"]
+        view = f"judge says {entry['verdict']}" + ("; the rules say otherwise" if differs else "")
+        return {"judge": Verdict(passed=True, reason=f"decided by the rules (audit: {view})")}
     override = {"judge": judged_verdict(entry, config.judge)}
     if entry["rules"]:  # the rules could not decide: correctness leaves it to the judge
         override["correctness"] = Verdict(passed=True, reason=f"{entry['rules']}: left to the judge")

@@ -11,9 +11,9 @@ import pytest
 
 from distill.core.data import FieldMap, iter_rows, read_problems, read_records, write_records
 from distill.core.errors import InputError
-from distill.core.layouts import PRESETS, TraceLayout, read_traces
 from distill.core.r1_format import DELIMITER_PRESETS, split_completion
 from distill.core.records import to_row
+from distill.core.trace_layout import PRESETS, TraceLayout, read_traces
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "layouts"
 

@@ -65,7 +65,7 @@ def prepare_loss(model, config: TrainConfig) -> str:
 
 def parallelism_config(config: TrainConfig, attn: str):
     """accelerate's ParallelismConfig for Ulysses sequence parallelism (DeepSpeed ALST); None when off."""
-    sp = config.value("sequence_parallel")
+    sp = config.sequence_parallel_degree
     if sp == 1:
         return None
     from accelerate.parallelism_config import ParallelismConfig
@@ -90,8 +90,8 @@ def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=grad_accum,
-        learning_rate=config.value("learning_rate"),
-        num_train_epochs=float(config.value("epochs")),
+        learning_rate=config.learning_rate,
+        num_train_epochs=float(config.epochs),
         max_steps=config.max_steps or -1,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
@@ -109,6 +109,7 @@ def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set
         report_to=[] if config.report_to == "none" else [config.report_to],
         seed=config.seed,
         data_seed=config.seed,
+        train_sampling_strategy="random" if config.order == "shuffle" else "sequential",  # students/order.py
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
@@ -118,6 +119,7 @@ def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set
         use_liger_kernel=loss_kernel == "liger",
         parallelism_config=parallelism_config(config, model.config._attn_implementation),
     )
+    meter = StepMeter()
     trainer = Trainer(
         model=model,
         args=args,
@@ -125,11 +127,57 @@ def build_trainer(config: TrainConfig, base: str, tokenizer, train_set, eval_set
         eval_dataset=eval_set,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[RichProgress(), *callbacks],
+        callbacks=[RichProgress(), meter, *callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the progress bar shows the loss
     trainer.loss_kernel = loss_kernel
+    trainer.step_meter = meter
     return trainer
+
+
+class StepMeter(TrainerCallback):
+    """Wall time and tokens seen at the end of each optimizer step, for the steady speed: the first
+    step carries one-off costs (kernel compilation, the allocator's growth) and `trainer.train()`'s
+    runtime also holds the final checkpoint's save. CUDA is synchronised at each mark, so a step's
+    time is its GPU work, not the time to queue it."""
+
+    def __init__(self):
+        self.marks: list[tuple[float, int]] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import time
+
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.marks.append((time.perf_counter(), state.num_input_tokens_seen or 0))
+
+    def steady_tokens_per_s(self) -> float | None:
+        """Tokens per second from the end of the first step to the end of the last; None under two steps."""
+        if len(self.marks) < 2:
+            return None
+        (start, seen_at_start), (end, seen) = self.marks[0], self.marks[-1]
+        return round((seen - seen_at_start) / (end - start), 1) if end > start else None
+
+
+def memory_peaks() -> dict[str, int | None]:
+    """This process's peak memory so far: its resident set (CPU) and, on a GPU, the caching
+    allocator's peak allocated and reserved bytes and what the device holds outside the allocator
+    (CUDA context, libraries' own buffers), which the planner's total also counts."""
+    import resource
+    import sys
+
+    import torch
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
+    peaks: dict[str, int | None] = {"peak_rss_bytes": rss, "peak_gpu_allocated_bytes": None, "peak_gpu_reserved_bytes": None,
+                                    "gpu_outside_allocator_bytes": None}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        free, total = torch.cuda.mem_get_info()
+        peaks.update(peak_gpu_allocated_bytes=torch.cuda.max_memory_allocated(), peak_gpu_reserved_bytes=torch.cuda.max_memory_reserved(),
+                     gpu_outside_allocator_bytes=total - free - torch.cuda.memory_reserved())
+    return peaks
 
 
 class RichProgress(TrainerCallback):

@@ -32,15 +32,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from distill.core.chat import read_chat
+from distill.core.code_test_formats import test_columns
 from distill.core.data import FieldMap, iter_rows, problem_values, prompt_of, row_ref, validate_record
 from distill.core.errors import InputError
 from distill.core.jsonl import parse_line
 from distill.core.r1_format import DELIMITER_PRESETS, compose
 from distill.core.records import Trace, sample_id
-from distill.core.test_formats import test_columns
 
 DelimiterName = Literal["r1", "sky-t1"]
 PresetName = Literal["distill", "openr1", "sharegpt", "s1k", "messages"]
@@ -74,13 +74,15 @@ PRESETS: dict[str, Preset] = {
 class TraceLayout(BaseModel):
     """How input traces are laid out (filter, inspect, train): a preset, columns, delimiters."""
 
-    panels: ClassVar[dict[str, tuple[str, ...]]] = {"Input layout (--preset sets the columns; a --field-* flag overrides one)": ("preset", "delimiters", "fields")}
+    panels: ClassVar[dict[str, tuple[str, ...]]] = {"Input layout (--preset sets the columns; a --field-* flag overrides one)": ("preset", "fields", "delimiters")}
 
     preset: PresetName = Field(
-        default="distill", description="Layout of the input: this project's records, or a public set's (README: Bring your own traces).")
+        default="distill", description="Layout of the input: this project's records, or a public set's (docs/layouts.md).")
     fields: FieldMap = Field(default_factory=FieldMap, description="Which input columns hold the prompt, completion, ids... (default: the preset's).")
     delimiters: DelimiterName | None = Field(
-        default=None, description="Reasoning delimiters of the completions (default: the preset's: sky-t1 for sharegpt, else r1).")
+        default=None, description="Reasoning delimiters of the completions (default: the ones the data uses, else the preset's: "
+        "sky-t1 for sharegpt, else r1).")
+    _delimiters_given: bool = PrivateAttr(default=False)  # given, not the preset's: never detected from the data
 
     @model_validator(mode="after")
     def _apply_preset(self) -> TraceLayout:
@@ -88,8 +90,31 @@ class TraceLayout(BaseModel):
         preset = PRESETS[self.preset]
         given = {name: getattr(self.fields, name) for name in self.fields.model_fields_set}
         self.fields = preset.fields.model_copy(update=given)
+        self._delimiters_given = self._delimiters_given or self.delimiters is not None
         self.delimiters = self.delimiters or preset.delimiters
         return self
+
+    def detect_delimiters(self, source: str, rows: int = 200) -> str | None:
+        """When the delimiters were not given and the first `rows` rows of `source` close their reasoning
+        with another preset's tag and never with this one's, switch to that preset; the line saying so."""
+        if self._delimiters_given:
+            return None
+        seen: dict[str, int] = dict.fromkeys(DELIMITER_PRESETS, 0)
+        try:
+            for count, (_where, row) in enumerate(iter_rows(source)):
+                if count >= rows:
+                    break
+                text = row if isinstance(row, str) else repr(row)
+                for name, delimiters in DELIMITER_PRESETS.items():
+                    seen[name] += delimiters.think_close in text
+        except InputError:  # a bad row: the stage reports it, with its line, in its own order
+            pass
+        found = [name for name, n in seen.items() if n]
+        if seen[self.delimiters] or len(found) != 1:
+            return None
+        self.delimiters = found[0]
+        tag = DELIMITER_PRESETS[found[0]].think_close
+        return f"{source}: the completions close their reasoning with {tag}: reading them with --delimiters {found[0]}"
 
 
 def _text(value: Any, where: str, field: str) -> str:

@@ -54,14 +54,14 @@ def plan_inputs(config: TrainConfig, base_config: dict[str, Any] | None = None) 
     if gpus == 1 and sharding != "zero3-offload":
         sharding = "none"
     arch = arch_of(config.base_model, config.student_preset) if base_config is None else _arch(base_config)
-    sp = config.value("sequence_parallel")
+    sp = config.sequence_parallel_degree
     problem = check_sequence_parallel(arch, sp, gpus, sharding)
     if problem and config.sequence_parallel is None:
         sp = 1  # the preset's degree does not fit these GPUs (one GPU, no DeepSpeed): each GPU takes whole sequences
     elif problem:
         raise InputError(problem, field="sequence_parallel")
     model_type = (base_config or {}).get("model_type") or {"qwen": "qwen2", "llama": "llama"}[config.student_preset.family]
-    tokens = config.batch_size * config.value("max_length")
+    tokens = config.batch_size * config.max_seq_length
     return {"arch": arch, "gpus": gpus, "gpu_memory_gib": memory, "sharding": sharding, "tokens": tokens, "sp": sp,
             "loss": resolve_loss(config.loss_kernel, model_type), "loss_chunk": config.loss_chunk_size}
 

@@ -6,13 +6,14 @@ Like the majority vote, the judge runs before the judging pass (`prepare`):
    shown, with why the rules cannot decide it (`distill.core.verify.undecidable`);
 2. the parent picks what to ask: the undecidable records (policy `undecided`), also the records
    the rules passed (policy `all`), and `audit` rule-decided records (a fixed sample: the
-   smallest hashes of their ids), whose verdicts are only compared with the rules';
+   smallest hashes of their ids), whose verdicts are only compared with the rules' (each audited
+   record carries the judge's verdict, kept or rejected; the report lists disagreements by id);
 3. prompts the cache lacks are asked through a generate backend (`teacher.backends`: the openai
    endpoint with its retries, concurrency and key handling, or the vLLM engine), each verdict
    appended to the cache the moment it arrives, so an interrupted run resumes and a re-run asks
    nothing; the cache holds the key, the model, the verdict and the reply, redacted;
 4. the verdict of each record goes to a temporary JSON file the workers read in the judging
-   pass (`distill.filters.chunks`).
+   pass (`distill.filters.worker`).
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ def _requests_chunk(config, items: list[tuple[str, Any]], failure: Failure | Non
     """Per record: (id, key, prompt, why undecidable | None, rules passed | None), None when an
     earlier rule rejects it, or the error (a string) when it is unreadable: bad input is reported
     before the judge is asked anything (an unreachable judge must not hide it)."""
-    from distill.filters.chunks import parse_row
     from distill.filters.rules.format import parts_of
+    from distill.filters.worker import parse_row
 
     delimiters = DELIMITER_PRESETS[config.delimiters]
     earlier = [name for name in config.rules if RULES[name].check is not None and name not in ("correctness", "judge")
@@ -257,7 +258,8 @@ def prepare(config, pool: WorkerPool, chunks: Iterable[list[tuple[str, Any]]], o
     asked = ask(options, missing, cache)
     counts: Counter = Counter()
     agreement: Counter = Counter()
-    for entry in sent.values():
+    disagreements = []  # where the rules and the judge differ, by record id: for people to read
+    for record_id, entry in sent.items():
         verdict = cache[entry["key"]]
         entry.update(verdict=verdict["verdict"], why=verdict["why"])
         if entry["role"] == "decide":
@@ -265,7 +267,11 @@ def prepare(config, pool: WorkerPool, chunks: Iterable[list[tuple[str, Any]]], o
         elif verdict["verdict"] == "undecided":
             agreement["undecided"] += 1
         else:
-            agreement["agree" if (verdict["verdict"] == "correct") == entry["rules_passed"] else "disagree"] += 1
+            agree = (verdict["verdict"] == "correct") == entry["rules_passed"]
+            agreement["agree" if agree else "disagree"] += 1
+            if not agree:
+                disagreements.append({"id": record_id, "rules": "correct" if entry["rules_passed"] else "incorrect",
+                                      "judge": verdict["verdict"], "why": verdict["why"]})
     out.write_text(json.dumps(sent, ensure_ascii=False), encoding="utf-8")
     decided = agreement["agree"] + agreement["disagree"]
     return {
@@ -276,5 +282,6 @@ def prepare(config, pool: WorkerPool, chunks: Iterable[list[tuple[str, Any]]], o
         # what this run's requests cost (verdicts from the cache cost nothing again)
         **cost.figures(asked["spend"] or cost.Spend(), options), "replies_without_usage": asked["without_usage"],
         "audit": {"records": len(audit), "agree": agreement["agree"], "disagree": agreement["disagree"],
-                  "undecided": agreement["undecided"], "agreement": round(agreement["agree"] / decided, 4) if decided else None},
+                  "undecided": agreement["undecided"], "agreement": round(agreement["agree"] / decided, 4) if decided else None,
+                  "disagreements": sorted(disagreements, key=lambda d: d["id"])},
     }
