@@ -89,8 +89,9 @@ def render_card(
         "license": config.license or default_license(info),
         "library_name": "peft" if kind == "adapter" else "transformers",
         "pipeline_tag": "text-generation",
-        # how it was trained: on the teacher's traces (sft), or on its own samples scored by the teacher
-        "tags": ["distill", "reasoning", "chain-of-thought", "on-policy-distillation" if info.get("onpolicy") else "sft", method],
+        # how it was trained: on the teacher's traces (sft), or on its own samples scored by the teacher; then RL
+        "tags": ["distill", "reasoning", "chain-of-thought", "on-policy-distillation" if info.get("onpolicy") else "sft",
+                 *(["grpo"] if info.get("grpo") else []), method],
     }
     if config.datasets:
         meta["datasets"] = list(config.datasets)
@@ -103,6 +104,12 @@ def render_card(
         f"({_method_words(method, kind)}) with `distill`. It thinks first, "
         "inside `<think> ... </think>`, then answers.\n"
     )
+    if info.get("grpo"):
+        grpo = info["grpo"]
+        weights = ", ".join(f"{name} {weight:g}" for name, weight in grpo["reward_weights"].items() if weight)
+        parts.append(f"Training: SFT, then GRPO (`distill grpo`, {info['metrics'].get('steps')} steps, "
+                     f"{grpo['num_generations']} completions per prompt, beta {grpo['beta']}) with R1's rule rewards, "
+                     f"weighted {weights}.\n")
     parts.append(_usage(name, kind, base))
     if kind != "adapter":
         parts.append(_run_locally(name, gguf or {}, info.get("max_seq_length")))

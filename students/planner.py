@@ -231,6 +231,25 @@ def check_sequence_parallel(arch: Arch, sp: int, gpus: int, sharding: str) -> st
     return None
 
 
+def grpo_estimate(arch: Arch, method: str, prompt_tokens: int, completions: int, completion_tokens: int, beta: float,
+                  checkpointing: bool = False, lora_rank: int = 64, device: str = "cuda") -> Estimate:
+    """Peak bytes per device of one GRPO micro-step (`distill grpo` on TRL's GRPOTrainer, one device).
+
+    The update is a training step over every rollout of the micro-step at its full length (TRL
+    computes the policy's log-probabilities from the whole logits: the plain loss). A full
+    student with beta > 0 adds a bf16 reference copy (LoRA/QLoRA disable the adapter instead, and
+    beta = 0 loads none). The rollouts come first, under no_grad: their KV cache (bf16, every
+    layer, prompt + completion for each completion) and one step's fp32 logits count where they
+    exceed what the update itself holds at its peak."""
+    tokens = completions * (prompt_tokens + completion_tokens)
+    update = estimate(arch, method, tokens, checkpointing=checkpointing, lora_rank=lora_rank, device=device, loss="plain")
+    reference = arch.params * 2 if beta > 0 and method == "full" else 0.0
+    rollout = 2 * arch.layers * arch.kv_width * 2 * tokens + completions * arch.vocab * 4
+    extra = max(0.0, rollout - (update.activations + update.logits))
+    return Estimate(method, update.weights + reference, update.grads, update.optimizer, update.activations, update.logits,
+                    update.overhead + extra)
+
+
 def plan(
     arch: Arch,
     tokens: int,

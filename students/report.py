@@ -117,6 +117,33 @@ def onpolicy_table(summary: dict[str, Any]) -> Table:
     ])
 
 
+def grpo_table(summary: dict[str, Any]) -> Table:
+    """What a finished `distill grpo` run prints."""
+    grpo, metrics = summary["grpo"], summary["metrics"]
+    first, last = grpo["first_step"], grpo["last_step"]
+
+    def change(key: str) -> str:
+        return f"{first[key]:.3f} -> {last[key]:.3f}" if first.get(key) is not None and last.get(key) is not None else "-"
+
+    weights = ", ".join(f"{name} {weight:g}" for name, weight in grpo["reward_weights"].items())
+    return _two_columns(f"distill grpo: {summary['student']} ({grpo['num_generations']} completions per prompt, beta {grpo['beta']})", [
+        ("student", grpo["student_model"]),
+        ("trained", "every weight" if summary["method"] == "full" else f"a {summary['method']} adapter on {summary['base_model']}"),
+        ("prompts (distinct / skipped as too long)", f"{grpo['prompts']['distinct']} / {grpo['prompts']['too_long']}"),
+        ("reward weights", weights),
+        ("optimizer steps", str(metrics["steps"])),
+        *((f"reward/{name} (first -> last step)", change(f"reward/{name}")) for name in grpo["reward_weights"]),
+        ("total reward (first -> last step)", change("reward")),
+        ("language mixing share (first -> last step)", change("mixing")),
+        ("completion length (first -> last step)", change("completion_length")),
+        ("KL to the start (last step)", f"{last['kl']:.4f}" if last.get("kl") is not None else "- (beta 0)"),
+        ("rollouts cut at max length / all", f"{grpo['truncated']} / {grpo['completions']} ({grpo['rollouts']})"),
+        ("completions graded (in worker processes)", f"{grpo['graded']} in {grpo['grading_s']:.1f} s"),
+        ("runtime", f"{metrics['train_runtime_s']:.0f} s"),
+        ("output", "final/, train.json, steps.jsonl" + (", rewards.png" if grpo.get("plot") else "")),
+    ])
+
+
 def _two_columns(title: str, rows: list[tuple[str, str]]) -> Table:
     table = Table(title=title, show_header=False)
     table.add_column("", style="bold")

@@ -15,6 +15,8 @@ run directory is declared here, as data:
 - `operational`: fields that change how a stage runs, not what it produces (concurrency,
   retries, workers; a nested one as "judge.price_in"): they are left out of the fingerprint, so
   changing them never throws away hours of teacher samples.
+- `defaults`: fields a stage takes from another section of the recipe when its own section does
+  not set them ("train.student": a grpo stage trains train's preset unless told otherwise).
 - `in_run`: values a stage gets when the orchestrator runs it (publish may replace its own
   folder in a run).
 - `command`: how the stage is a `distill` command of its own (`Command`: help, positional
@@ -101,6 +103,7 @@ class Stage:
     operational: tuple[str, ...] = ()  # fields that do not change what the stage produces
     resumable: bool = False  # an interrupted run continues from what its folder holds
     in_run: Mapping[str, Any] = field(default_factory=dict)  # values set when run inside `distill run`
+    defaults: Mapping[str, str] = field(default_factory=dict)  # field -> "section.field" it defaults to in a recipe
     default_run: bool = False  # part of a recipe's default `run.stages` (in the order of the stage list)
     # (field, value, config) -> True when an input value is a name, not a file (a served model, a
     # known benchmark): a dry run does not report it missing.

@@ -25,11 +25,13 @@ STAGE_MODULES = (
     "distill.filters.stage",
     "students.train",
     "students.onpolicy",
+    "students.grpo",
     "students.publish",
     "distill.publish_data.stage",
     "distill.evaluate.stage",
     "distill.quickstart.stages",
     "distill.quickstart.onpolicy",
+    "distill.quickstart.grpo",
 )
 # Sections a recipe may hold besides the stages' own.
 META_SECTIONS = ("name", "description", "run", "rejection")
@@ -95,6 +97,11 @@ def wire(name: str, values: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """The stage's section values with its inputs and outputs pointed into the run directory."""
     stage = registry()[name]
     values = dict(values)
+    for field, source in stage.defaults.items():
+        section, key = source.split(".", 1)
+        other = ctx.doc.get(section)
+        if values.get(field) is None and isinstance(other, dict) and other.get(key) is not None:
+            values[field] = other[key]
     for field, artifact in stage.reads.items():
         found = ctx.producer(artifact, name) if artifact else None
         if found is None:

@@ -1,0 +1,110 @@
+"""`GrpoConfig`: one `distill grpo` run (the `grpo` section of a recipe).
+
+GRPO continues a student (usually the SFT run's) with reinforcement learning from R1's rule
+rewards: each prompt gets `num_generations` completions, each completion a weighted sum of the
+rewards below, and the policy moves toward the completions that beat their group's mean. See
+students/grpo.py for the stage and students/rewards.py for the rewards.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from students.onpolicy_config import OnPolicyConfig
+from students.presets import STUDENTS, StudentPreset
+from students.templates import known_template
+from students.training_settings import Checkpoints, LoraShape, Schedule, changed
+
+REWARDS = ("accuracy", "format", "language", "length")
+
+
+class GrpoConfig(Schedule, Checkpoints, LoraShape):
+    """One GRPO run; its schedule, checkpoints and LoRA shape are train's models."""
+
+    model_config = ConfigDict(extra="forbid")
+    panels: ClassVar[dict[str, tuple[str, ...]]] = {
+        "Student, prompts and output": ("student", "student_model", "prompts", "output_dir", "template", "field_problem",
+                                        "field_answer"),
+        "Rewards": ("accuracy_weight", "format_weight", "language_weight", "length_weight", "length_buffer", "workers"),
+        "Group, KL and sampling": ("num_generations", "max_completion_length", "beta", "epsilon", "loss_type",
+                                   "temperature", "max_prompt_length", "use_vllm", "vllm_mode"),
+        "Schedule": ("learning_rate", "max_steps", "batch_size", "grad_accum", "warmup_ratio", "lr_scheduler",
+                     "max_grad_norm", "seed", "gradient_checkpointing", "bf16"),
+        "Checkpoints and logging": ("save_steps", "save_total_limit", "logging_steps", "resume", "overwrite"),
+        "LoRA / QLoRA": ("method", "lora_r", "lora_alpha", "lora_dropout", "lora_targets"),
+    }
+
+    student: str | None = Field(
+        default=None, description=f"Student preset (its chat template and pad token): {', '.join(STUDENTS)}; "
+        "default: the SFT run's (in a recipe: train's).", json_schema_extra={"flags": ["-s"]})
+    student_model: str | None = OnPolicyConfig.model_fields["student_model"]
+    prompts: str | None = Field(
+        default=None, description="Problems with references (JSONL/Parquet/dataset): a problem field and an answer "
+        "(or code tests); kept traces work. In a recipe: the generate stage's prompts.",
+        json_schema_extra={"flags": ["--prompts", "-p"]})
+    field_problem: str = Field(default="problem", description="Column holding the problem.")
+    field_answer: str = Field(default="answer", description="Column holding the reference answer.")
+    output_dir: str | None = Field(default=None, description="Run directory: final/, train.json, steps.jsonl, rewards.png, checkpoints/.",
+                                   json_schema_extra={"flags": ["--output", "-o"]})
+    template: str | None = OnPolicyConfig.model_fields["template"]
+
+    accuracy_weight: float = Field(default=1.0, ge=0, description="Weight of the accuracy reward: 1 when the verifier passes "
+                                   "the completion (the filter's checker, in worker processes), else 0. 0 switches it off.")
+    format_weight: float = Field(default=0.5, ge=0, description="Weight of the format reward: 1 when the completion is in "
+                                 "R1 form (the filter's format rule), else 0. 0 switches it off.")
+    language_weight: float = Field(default=0.5, ge=0, description="Weight of R1's language-consistency reward: the share "
+                                   "of target-language words in the reasoning (the filter's language measure). 0 switches it off.")
+    length_weight: float = Field(default=0.0, ge=0, description="Weight of the overlong penalty: 0 up to the last "
+                                 "length_buffer of max_completion_length, then down to -1 at the limit (DAPO's). 0 switches it off.")
+    length_buffer: float = Field(default=0.25, gt=0, le=1, description="Share of max_completion_length over which the length penalty ramps.")
+    workers: int = Field(default=1, ge=1, description="Worker processes grading completions (the verifier never runs in the trainer).")
+
+    num_generations: int = Field(default=4, ge=2, description="Completions per prompt (the group whose mean is the baseline).")
+    max_completion_length: int = Field(default=512, ge=1, description="Longest completion; longer rollouts are cut and counted.")
+    beta: float = Field(default=0.0, ge=0, description="KL coefficient to the starting student (R1 used 0.001); 0 loads no reference model.")
+    epsilon: float = Field(default=0.2, gt=0, description="Clipping range of the policy ratio.")
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(default="dapo", description="TRL's loss aggregation (dapo: per active token).")
+    temperature: float = Field(default=1.0, gt=0, description="Rollout sampling temperature.")
+    max_prompt_length: int | None = Field(default=None, ge=16, description="Longest prompt in tokens (longer are skipped); default: the preset's sequence length.")
+    use_vllm: bool = Field(default=False, description="Roll out with vLLM (GPU; TRL's use_vllm). Default: TRL's own generation (transformers).")
+    vllm_mode: Literal["colocate", "server"] = Field(default="colocate", description="vLLM in this process (colocate) or a `trl vllm-serve` server.")
+
+    # the schedule, checkpoints and LoRA shape are train's (students.training_settings); these defaults differ
+    learning_rate: float = changed(Schedule, "learning_rate", default=1e-6, description="Peak learning rate.")
+    max_steps: int = changed(Schedule, "max_steps", default=100, description="Optimizer steps.")
+    batch_size: int = changed(Schedule, "batch_size", default=4, description="Prompts per micro-step (each with num_generations completions).")
+    grad_accum: int = changed(Schedule, "grad_accum", default=1, description="Micro-steps per optimizer step.")
+    warmup_ratio: float = changed(Schedule, "warmup_ratio", default=0.0)
+    lr_scheduler: str = changed(Schedule, "lr_scheduler", default="constant", description="transformers scheduler name (constant, cosine, linear, ...).")
+    seed: int = changed(Schedule, "seed", description="Seed for prompt order and sampling.")
+    gradient_checkpointing: bool = changed(Schedule, "gradient_checkpointing", default=False)
+    save_steps: int = changed(Checkpoints, "save_steps", default=50)
+    logging_steps: int = changed(Checkpoints, "logging_steps", default=1, description="Log, and write a steps.jsonl row, every N steps.")
+
+    method: Literal["full", "lora", "qlora"] | None = OnPolicyConfig.model_fields["method"]
+
+    @field_validator("student")
+    @classmethod
+    def _known_student(cls, name: str | None) -> str | None:
+        if name is not None and name not in STUDENTS:
+            raise ValueError(f"unknown student '{name}' (known: {', '.join(STUDENTS)})")
+        return name
+
+    _known_template = field_validator("template")(known_template)
+
+    @model_validator(mode="after")
+    def _some_reward(self) -> GrpoConfig:
+        if not any(self.weights.values()):
+            raise ValueError("every reward weight is 0: nothing to learn from")
+        return self
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Reward name -> weight, in TRL's order of reward functions."""
+        return {name: getattr(self, f"{name}_weight") for name in REWARDS}
+
+    @property
+    def student_preset(self) -> StudentPreset:
+        return STUDENTS[self.student]
