@@ -23,7 +23,7 @@ from distill.core.paths import Out, check_io, named_paths
 from distill.core.stage import Command, Stage
 from students import resume
 from students.grpo_config import GrpoConfig
-from students.manifest import TrainManifest
+from students.manifest import TrainManifest, after_sft
 from students.onpolicy import _render, load_student, student_folder
 
 
@@ -164,8 +164,6 @@ def _checkpoint_now(trainer) -> None:
 
 
 def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer, result, prompt_stats, steps, elapsed) -> TrainManifest:
-    base = sft.model_dump(mode="json") if sft else {"student": config.student, "model_id": config.student_preset.model_id,
-                                                    "family": config.student_preset.family, "base_model": str(folder)}
     first, last = (steps[0], steps[-1]) if steps else ({}, {})
     grpo = {
         "student_model": str(config.student_model), "prompts": dict(prompt_stats, source=str(config.prompts)),
@@ -176,16 +174,8 @@ def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer
         "completions": sum(row.get("completions", 0) for row in steps), "truncated": sum(row.get("truncated", 0) for row in steps),
         "first_step": first, "last_step": last, "steps_file": "steps.jsonl",
     }
-    return TrainManifest(**{
-        **base, "method": "full", "template": template.name, "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token,
-        "stop_token_ids": stops, "learning_rate": config.learning_rate, "epochs": None, "max_steps": config.max_steps,
-        "batch_size": config.batch_size, "grad_accum": config.grad_accum, "bf16": use_bf16, "packing": False,
-        "data": str(config.prompts), "objective": "grpo", "grpo": grpo,
-        "sft": {"base_model": sft.base_model, "data": sft.data, "metrics": sft.metrics} if sft else None,
-        "metrics": {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 6),
-                    "train_runtime_s": round(elapsed, 2)},
-        "config": config.model_dump(mode="json"),
-    })
+    metrics = {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 6), "train_runtime_s": round(elapsed, 2)}
+    return after_sft(config, sft, folder, template, tokenizer, stops, use_bf16, "grpo", grpo, metrics)
 
 
 def present(summary: dict[str, Any], config: GrpoConfig) -> None:

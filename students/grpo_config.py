@@ -15,12 +15,12 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from students.onpolicy_config import OnPolicyConfig
 from students.presets import STUDENTS, StudentPreset
 from students.templates import known_template
-from students.training_settings import Checkpoints, LoraShape, Schedule, changed
+from students.training_settings import AfterSft, changed
 
 REWARDS = ("accuracy", "format", "language", "length")
 
 
-class GrpoConfig(Schedule, Checkpoints, LoraShape):
+class GrpoConfig(AfterSft):
     """One GRPO run; its schedule, checkpoints and LoRA shape are train's models."""
 
     model_config = ConfigDict(extra="forbid")
@@ -71,17 +71,9 @@ class GrpoConfig(Schedule, Checkpoints, LoraShape):
     use_vllm: bool = Field(default=False, description="Roll out with vLLM (GPU; TRL's use_vllm). Default: TRL's own generation (transformers).")
     vllm_mode: Literal["colocate", "server"] = Field(default="colocate", description="vLLM in this process (colocate) or a `trl vllm-serve` server.")
 
-    # the schedule, checkpoints and LoRA shape are train's (students.training_settings); these defaults differ
-    learning_rate: float = changed(Schedule, "learning_rate", default=1e-6, description="Peak learning rate.")
-    max_steps: int = changed(Schedule, "max_steps", default=100, description="Optimizer steps.")
-    batch_size: int = changed(Schedule, "batch_size", default=4, description="Prompts per micro-step (each with num_generations completions).")
-    grad_accum: int = changed(Schedule, "grad_accum", default=1, description="Micro-steps per optimizer step.")
-    warmup_ratio: float = changed(Schedule, "warmup_ratio", default=0.0)
-    lr_scheduler: str = changed(Schedule, "lr_scheduler", default="constant", description="transformers scheduler name (constant, cosine, linear, ...).")
-    seed: int = changed(Schedule, "seed", description="Seed for prompt order and sampling.")
-    gradient_checkpointing: bool = changed(Schedule, "gradient_checkpointing", default=False)
-    save_steps: int = changed(Checkpoints, "save_steps", default=50)
-    logging_steps: int = changed(Checkpoints, "logging_steps", default=1, description="Log, and write a steps.jsonl row, every N steps.")
+    # the schedule after SFT (students.training_settings.AfterSft), in GRPO's words
+    batch_size: int = changed(AfterSft, "batch_size", description="Prompts per micro-step (each with num_generations completions).")
+    logging_steps: int = changed(AfterSft, "logging_steps", description="Log, and write a steps.jsonl row, every N steps.")
 
     method: Literal["full", "lora", "qlora"] | None = OnPolicyConfig.model_fields["method"]
 

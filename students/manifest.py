@@ -86,3 +86,21 @@ class TrainManifest(BaseModel):
 
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def after_sft(config: Any, sft: TrainManifest | None, folder: Path, template: Any, tokenizer: Any, stops: list[int], use_bf16: bool,
+              objective: str, section: dict[str, Any], metrics: dict[str, Any]) -> TrainManifest:
+    """train.json of a stage that continued a student on prompts (onpolicy, grpo): the SFT run it started
+    from (or the model folder), how it trained, and its own `section` under the objective's name."""
+    from distill.core.config import settings
+
+    base = sft.model_dump(mode="json") if sft else {"student": config.student, "model_id": config.student_preset.model_id,
+                                                    "family": config.student_preset.family, "base_model": str(folder)}
+    return TrainManifest(**{
+        **base, "method": "full", "template": template.name, "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token,
+        "stop_token_ids": stops, "learning_rate": config.learning_rate, "epochs": None, "max_steps": config.max_steps,
+        "batch_size": config.batch_size, "grad_accum": config.grad_accum, "bf16": use_bf16, "packing": False,
+        "data": str(config.prompts), "objective": objective, objective.replace("-", ""): section,
+        "sft": {"base_model": sft.base_model, "data": sft.data, "metrics": sft.metrics} if sft else None,
+        "metrics": metrics, "config": settings(config),
+    })

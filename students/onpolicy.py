@@ -24,13 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill.core.config import settings
 from distill.core.data import input_kind, iter_rows
 from distill.core.errors import InputError, Interrupted
 from distill.core.paths import Out, check_io, named_paths
 from distill.core.stage import Command, Stage
 from students import resume
-from students.manifest import TrainManifest
+from students.manifest import TrainManifest, after_sft
 from students.onpolicy_config import OnPolicyConfig
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
 
@@ -252,8 +251,6 @@ def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer
     totals = trainer.totals
     history = trainer.state.log_history
     kl_key = "reverse_kl" if config.beta == 1 else "divergence"
-    base = sft.model_dump(mode="json") if sft else {"student": config.student, "model_id": config.student_preset.model_id,
-                                                    "family": config.student_preset.family, "base_model": str(folder)}
     onpolicy = {
         "student_model": str(config.student_model), "teacher": config.teacher, "teacher_mode": config.teacher_mode,
         "beta": config.beta, "temperature": config.sampling.temperature, "max_new_tokens": config.sampling.max_tokens,
@@ -265,17 +262,10 @@ def _manifest(config, sft, folder, template, tokenizer, stops, use_bf16, trainer
                          for name in ("sample", "score", "update")},
         f"{kl_key}_curve": [[entry["step"], entry[kl_key]] for entry in history if kl_key in entry],
     }
-    return TrainManifest(**{
-        **base, "method": "full", "template": template.name, "eos_token": tokenizer.eos_token, "pad_token": tokenizer.pad_token,
-        "stop_token_ids": stops, "learning_rate": config.learning_rate, "epochs": None, "max_steps": config.max_steps,
-        "batch_size": config.batch_size, "grad_accum": config.grad_accum, "bf16": use_bf16, "packing": False,
-        "data": str(config.prompts), "objective": "on-policy", "onpolicy": onpolicy,
-        "sft": {"base_model": sft.base_model, "data": sft.data, "metrics": sft.metrics} if sft else None,
-        "metrics": {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 6),
-                    "train_loss_curve": [[e["step"], round(e["loss"], 6)] for e in history if "loss" in e],
-                    "train_runtime_s": round(elapsed, 2)},
-        "config": settings(config),
-    })
+    metrics = {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 6),
+               "train_loss_curve": [[e["step"], round(e["loss"], 6)] for e in history if "loss" in e],
+               "train_runtime_s": round(elapsed, 2)}
+    return after_sft(config, sft, folder, template, tokenizer, stops, use_bf16, "on-policy", onpolicy, metrics)
 
 
 def _served(field: str, value: str, config: OnPolicyConfig) -> bool:

@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 from distill.core.config import read_old_names
 from students.presets import STUDENTS, StudentPreset
 from students.templates import TEMPLATES, known_template
-from students.training_settings import Checkpoints, LoraShape, Schedule, changed
+from students.training_settings import AfterSft, changed
 from teacher.sampling import Layout, NestsSampling, with_defaults
 
 StudentSampling = with_defaults(
@@ -24,7 +24,7 @@ StudentSampling = with_defaults(
     model=None, n=1, temperature=1.0, top_p=1.0, max_tokens=2048)
 
 
-class OnPolicyConfig(NestsSampling, Schedule, Checkpoints, LoraShape):
+class OnPolicyConfig(NestsSampling, AfterSft):
     """One on-policy distillation run; its schedule, checkpoints and LoRA shape are train's models, its
     student's sampling the sampling layer's."""
 
@@ -80,17 +80,9 @@ class OnPolicyConfig(NestsSampling, Schedule, Checkpoints, LoraShape):
     max_prompt_length: int | None = Field(default=None, ge=16, json_schema_extra={"old_flags": ["--max-length"]},
                                           description="Longest prompt in tokens (longer are skipped); default: the preset's sequence length.")
 
-    # the schedule and checkpoints are train's (students.training_settings); these defaults differ
-    learning_rate: float = changed(Schedule, "learning_rate", default=1e-6, description="Peak learning rate.")
-    max_steps: int = changed(Schedule, "max_steps", default=100, description="Optimizer steps.")
-    batch_size: int = changed(Schedule, "batch_size", default=4, description="Prompts sampled per micro-step.")
-    grad_accum: int = changed(Schedule, "grad_accum", default=1, description="Micro-steps per optimizer step.")
-    warmup_ratio: float = changed(Schedule, "warmup_ratio", default=0.0)
-    lr_scheduler: str = changed(Schedule, "lr_scheduler", default="constant", description="transformers scheduler name (constant, cosine, linear, ...).")
-    seed: int = changed(Schedule, "seed", description="Seed for prompt order and sampling (each step's samples are seeded by the step).")
-    gradient_checkpointing: bool = changed(Schedule, "gradient_checkpointing", default=False)
-    save_steps: int = changed(Checkpoints, "save_steps", default=50)
-    logging_steps: int = changed(Checkpoints, "logging_steps", default=1, description="Log the loss and teacher tokens every N steps.")
+    # the schedule after SFT (students.training_settings.AfterSft), in on-policy's words
+    seed: int = changed(AfterSft, "seed", description="Seed for prompt order and sampling (each step's samples are seeded by the step).")
+    logging_steps: int = changed(AfterSft, "logging_steps", description="Log the loss and teacher tokens every N steps.")
 
     method: Literal["full", "lora", "qlora"] | None = Field(
         default=None, json_schema_extra={"switches": {"--lora": "lora", "--qlora": "qlora"}},

@@ -1,5 +1,5 @@
 """The settings both training stages share, as models: the optimizer's schedule, checkpoints and
-logging, and the LoRA adapter's shape. `TrainConfig` and `OnPolicyConfig` are made of them (their
+logging, and the LoRA adapter's shape. `TrainConfig`, `OnPolicyConfig` and `GrpoConfig` are made of them (their
 recipe keys and flags stay flat: `learning_rate`, `--lr`, `--save-steps`); a stage whose defaults
 differ states only the difference, with `changed`.
 """
@@ -59,3 +59,19 @@ class LoraShape(BaseModel):
     lora_targets: list[str] | str = Field(default="all-linear", description="Modules LoRA wraps ('all-linear' or a list of names).")
 
     _all_linear = field_validator("lora_targets")(all_linear)
+
+
+class AfterSft(Schedule, Checkpoints, LoraShape):
+    """The schedule of the stages that continue an SFT student on prompts (onpolicy, grpo): a small constant
+    learning rate, a fixed number of steps, a checkpoint every 50 and a log line every step."""
+
+    learning_rate: float = changed(Schedule, "learning_rate", default=1e-6, description="Peak learning rate.")
+    max_steps: int = changed(Schedule, "max_steps", default=100, description="Optimizer steps.")
+    batch_size: int = changed(Schedule, "batch_size", default=4, description="Prompts sampled per micro-step.")
+    grad_accum: int = changed(Schedule, "grad_accum", default=1, description="Micro-steps per optimizer step.")
+    warmup_ratio: float = changed(Schedule, "warmup_ratio", default=0.0)
+    lr_scheduler: str = changed(Schedule, "lr_scheduler", default="constant", description="transformers scheduler name (constant, cosine, linear, ...).")
+    seed: int = changed(Schedule, "seed", description="Seed for prompt order and sampling.")
+    gradient_checkpointing: bool = changed(Schedule, "gradient_checkpointing", default=False)
+    save_steps: int = changed(Checkpoints, "save_steps", default=50)
+    logging_steps: int = changed(Checkpoints, "logging_steps", default=1)

@@ -45,6 +45,15 @@ def _prompt(sample: Sample) -> str:
     return "\n".join(m["content"] for m in sample.messages if m["role"] != "assistant")
 
 
+# A few bad samples in a large set cost little (a warning says where they are); past this share they would
+# teach the student the failure (stopping mid-thought, never answering), and the run stops.
+FAIL_SHARE = 0.05
+
+
+def _severity(found: list, n: int) -> str:
+    return "fail" if n and len(found) / n > FAIL_SHARE else "warn"
+
+
 def data_checks(samples: list[Sample], benchmarks: list[str], problem_field: str = "problem") -> list[Check]:
     n = len(samples)
     truncated = [s for s in samples if s.finish_reason == "length"]
@@ -62,13 +71,16 @@ def data_checks(samples: list[Sample], benchmarks: list[str], problem_field: str
     checks = [
         judged("data: truncated samples", bool(truncated), f"{len(truncated)} of {n} samples ended at the token limit "
                f"(finish_reason: length){first(truncated)}",
-               "drop them (`distill filter`'s format rule does): trained on, they teach the model to stop mid-thought"),
+               "drop them (`distill filter`'s format rule does): trained on, they teach the model to stop mid-thought",
+               status=_severity(truncated, n)),
         judged("data: reasoning closed", bool(unclosed), f"{len(unclosed)} of {n} samples open {THINK} and never close it{first(unclosed)}",
-               f"drop them: the student would learn to reason without ever reaching {THINK_END} and an answer"),
+               f"drop them: the student would learn to reason without ever reaching {THINK_END} and an answer",
+               status=_severity(unclosed, n)),
         judged("data: general turns", bool(bare), f"{len(bare)} of {n} samples have an answer without a reasoning block{first(bare)}; "
                f"{empty} answers use R1's empty reasoning ({THINK}\\n\\n{THINK_END})",
                "mark non-reasoning records domain: general (train gives them R1's empty block) or write "
-               f"'{THINK}\\n\\n{THINK_END}\\n\\n' before their answers: the served template opens every answer with {THINK}"),
+               f"'{THINK}\\n\\n{THINK_END}\\n\\n' before their answers: the served template opens every answer with {THINK}",
+               status=_severity(bare, n)),
         judged("data: duplicates", bool(duplicates), f"{len(duplicates)} of {n} samples repeat an earlier one"
                + (f"; first {duplicates[0][0]} = {duplicates[0][1]}" if duplicates else ""),
                "drop repeats (`distill filter --rules ...,dedup`): each is trained on once more", status="warn"),
