@@ -144,7 +144,7 @@ def train(report, env, work: Path, prepared: dict, tokens: int, steps: int, meth
     """One `distill train` run; its figures from train.json."""
     run_dir = work / f"run-{tokens}-{method}-{loss}"
     command = [sys.executable, "-m", "cli", "train", "--student", STUDENT, "--base-model", prepared["model"],
-               "--data", prepared["data"][str(tokens)], "--output", str(run_dir), "--max-length", str(tokens),
+               "--data", prepared["data"][str(tokens)], "--output", str(run_dir), "--max-seq-length", str(tokens),
                "--batch-size", "1", "--grad-accum", "1", "--max-steps", str(steps), "--eval-fraction", "0",
                "--logging-steps", "1", "--loss-kernel", loss, "--seed", "0", "--gradient-checkpointing",
                *(["--lora"] if method == "lora" else [])]

@@ -16,20 +16,47 @@ from students.onpolicy_config import OnPolicyConfig
 from students.presets import STUDENTS, StudentPreset
 from students.templates import known_template
 from students.training_settings import AfterSft, changed
+from teacher.sampling import Layout, NestsSampling, with_defaults
 
 REWARDS = ("accuracy", "format", "language", "length")
 
+_RolloutDefaults = with_defaults(
+    "_RolloutDefaults", {"n": "Completions per prompt (the group whose mean is the baseline; at least 2).",
+                         "temperature": "Rollout sampling temperature (above 0).",
+                         "max_tokens": "Longest completion; longer rollouts are cut and counted."},
+    model=None, n=4, temperature=1.0, top_p=1.0, max_tokens=512)  # top_p: TRL's generation samples the full distribution
 
-class GrpoConfig(AfterSft):
-    """One GRPO run; its schedule, checkpoints and LoRA shape are train's models."""
+
+class RolloutSampling(_RolloutDefaults):
+    """The rollouts' sampling settings: a group needs two completions, and rollouts are sampled."""
+
+    @field_validator("n")
+    @classmethod
+    def _group(cls, n: int) -> int:
+        if n < 2:
+            raise ValueError("at least 2 completions per prompt: a group's mean is the baseline")
+        return n
+
+    @field_validator("temperature")
+    @classmethod
+    def _sampled(cls, temperature: float) -> float:
+        if temperature <= 0:
+            raise ValueError("rollouts are sampled: the temperature must be above 0")
+        return temperature
+
+
+class GrpoConfig(NestsSampling, AfterSft):
+    """One GRPO run; its schedule the one after SFT (training_settings.AfterSft), its rollouts' sampling
+    settings the sampling layer's (nested as `sampling`, read under their GRPO names)."""
 
     model_config = ConfigDict(extra="forbid")
+    sampling_layout: ClassVar[Layout] = Layout(keys=("num_generations", "temperature", "max_completion_length"),
+                                               renames={"num_generations": "n", "max_completion_length": "max_tokens"})
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
         "Student, prompts and output": ("student", "student_model", "prompts", "output_dir", "template", "field_problem",
                                         "field_answer"),
         "Rewards": ("accuracy_weight", "format_weight", "language_weight", "length_weight", "length_buffer", "workers"),
-        "Group, KL and sampling": ("num_generations", "max_completion_length", "beta", "epsilon", "loss_type",
-                                   "temperature", "max_prompt_length", "use_vllm", "vllm_mode"),
+        "Group, KL and sampling": ("sampling", "beta", "epsilon", "loss_type", "max_prompt_length", "use_vllm", "vllm_mode"),
         "Schedule": ("learning_rate", "max_steps", "batch_size", "grad_accum", "warmup_ratio", "lr_scheduler",
                      "max_grad_norm", "seed", "gradient_checkpointing", "bf16"),
         "Checkpoints and logging": ("save_steps", "save_total_limit", "logging_steps", "resume", "overwrite"),
@@ -61,12 +88,14 @@ class GrpoConfig(AfterSft):
     length_buffer: float = Field(default=0.25, gt=0, le=1, description="Share of max_completion_length over which the length penalty ramps.")
     workers: int = Field(default=1, ge=1, description="Worker processes grading completions (the verifier never runs in the trainer).")
 
-    num_generations: int = Field(default=4, ge=2, description="Completions per prompt (the group whose mean is the baseline).")
-    max_completion_length: int = Field(default=512, ge=1, description="Longest completion; longer rollouts are cut and counted.")
+    # The rollouts' sampling settings (the sampling layer's; TRL's GRPOTrainer generates the rollouts, so only
+    # these three apply). Recipe keys and flags as before: grpo.num_generations, --temperature, --max-completion-length.
+    sampling: RolloutSampling = Field(default_factory=RolloutSampling, description="How the rollouts are sampled (the sampling layer).",
+                                      json_schema_extra={"flatten": True, "only": ["n", "temperature", "max_tokens"],
+                                                         "names": {"n": "num_generations", "max_tokens": "max_completion_length"}})
     beta: float = Field(default=0.0, ge=0, description="KL coefficient to the starting student (R1 used 0.001); 0 loads no reference model.")
     epsilon: float = Field(default=0.2, gt=0, description="Clipping range of the policy ratio.")
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = Field(default="dapo", description="TRL's loss aggregation (dapo: per active token).")
-    temperature: float = Field(default=1.0, gt=0, description="Rollout sampling temperature.")
     max_prompt_length: int | None = Field(default=None, ge=16, description="Longest prompt in tokens (longer are skipped); default: the preset's sequence length.")
     use_vllm: bool = Field(default=False, description="Roll out with vLLM (GPU; TRL's use_vllm). Default: TRL's own generation (transformers).")
     vllm_mode: Literal["colocate", "server"] = Field(default="colocate", description="vLLM in this process (colocate) or a `trl vllm-serve` server.")
@@ -91,6 +120,18 @@ class GrpoConfig(AfterSft):
         if not any(self.weights.values()):
             raise ValueError("every reward weight is 0: nothing to learn from")
         return self
+
+    @property
+    def num_generations(self) -> int:
+        return self.sampling.n
+
+    @property
+    def temperature(self) -> float:
+        return self.sampling.temperature
+
+    @property
+    def max_completion_length(self) -> int:
+        return self.sampling.max_tokens
 
     @property
     def weights(self) -> dict[str, float]:

@@ -83,9 +83,10 @@ class TrainManifest(BaseModel):
 
     def write(self, path: Path) -> None:
         from distill.core.data import atomic_path
+        from distill.core.secrets import redact
 
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        with atomic_path(path) as tmp:  # redacted: onpolicy's settings hold the teacher's URL, which may carry a key
+            tmp.write_text(redact(json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False)) + "\n", encoding="utf-8")
 
 
 def after_sft(config: Any, sft: TrainManifest | None, folder: Path, template: Any, tokenizer: Any, stops: list[int], use_bf16: bool,

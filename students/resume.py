@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from distill.core.errors import InputError
 from distill.core.paths import write_text
+from distill.core.secrets import redact
 
 SETTINGS = "train-settings.json"
 # How a run is carried out and reported, not what it trains: changing them keeps the run resumable.
@@ -66,7 +67,8 @@ def interrupted(run_dir: Path) -> str:
 
 
 def _settings(config: BaseModel) -> dict[str, Any]:
-    return json.loads(json.dumps(config.model_dump(mode="json", exclude=NOT_TRAINING), default=str))
+    # redacted (a key in onpolicy's base_url is never written), so a re-run compares what the file can hold
+    return json.loads(redact(json.dumps(config.model_dump(mode="json", exclude=NOT_TRAINING), default=str)))
 
 
 def _saved(run_dir: Path) -> dict[str, Any] | None:

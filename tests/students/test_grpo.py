@@ -24,6 +24,23 @@ def test_help_lists_the_reward_weights_group_size_and_kl(distill_cli, monkeypatc
         assert flag in out, flag
 
 
+def test_rollout_settings_nest_the_sampling_layer_under_their_grpo_names(distill_cli):
+    """Issue 25: every config that samples nests the layer; GRPO's keys and flags stay as they were."""
+    from distill.core.config import fingerprint_view
+    from students.grpo_config import GrpoConfig
+
+    config = GrpoConfig(num_generations=3, temperature=0.8, max_completion_length=64)
+    assert (config.sampling.n, config.sampling.temperature, config.sampling.max_tokens) == (3, 0.8, 64)
+    assert (config.num_generations, config.temperature, config.max_completion_length) == (3, 0.8, 64)
+    view = fingerprint_view(config)  # the keys a run directory's finished grpo stage was fingerprinted with
+    assert "sampling" not in view and (view["num_generations"], view["temperature"], view["max_completion_length"]) == (3, 0.8, 64)
+    code, out, err = distill_cli("grpo", "--num-generations", "5", "--temperature", "0.9", "--max-completion-length", "32", "--print-config")
+    assert code == 0, err
+    assert {"n": 5, "temperature": 0.9, "max_tokens": 32}.items() <= yaml.safe_load(out)["sampling"].items()
+    code, _, err = distill_cli("grpo", "--num-generations", "1", "--print-config")
+    assert code == 2 and err.count("\n") == 1 and "'num_generations'" in err, err
+
+
 def _grade(problem: str, answer: str | None, text: str, finish: str = "stop"):
     from distill.core.records import Trace
     from distill.core.verify import VerifyOptions

@@ -45,3 +45,20 @@ def test_train_json_says_learning_rate_and_old_files_still_read(tmp_path):
     manifest.write(path)
     written = json.loads(path.read_text())
     assert written["learning_rate"] == 2e-5 and written["max_seq_length"] == 4096 and "lr" not in written and "max_length" not in written
+
+
+def test_a_key_in_the_onpolicy_teachers_url_is_written_nowhere(tmp_path):
+    """Issue 27: a key written into a URL is a secret; onpolicy's train.json (its config) and train-settings.json
+    (what a re-run must match) hold the URL without it, and the same command still resumes."""
+    from distill.core.config import settings
+    from students import resume
+    from students.onpolicy_config import OnPolicyConfig
+
+    config = OnPolicyConfig(student="qwen-1.5b", student_model="s", prompts="p.jsonl", teacher="t", output_dir=str(tmp_path),
+                            base_url="http://user:KEY0123456789abcdef@127.0.0.1:9/v1?api_key=KEY0123456789abcdef")
+    resume.record(config, tmp_path, fresh=True)
+    TrainManifest(student="qwen-1.5b", config=settings(config)).write(tmp_path / "train.json")
+    for name in ("train.json", resume.SETTINGS):
+        text = (tmp_path / name).read_text()
+        assert "KEY0123456789abcdef" not in text and "127.0.0.1:9/v1" in text, name
+    assert resume._saved(tmp_path) == resume._settings(config)  # the re-run's settings compare equal: it resumes

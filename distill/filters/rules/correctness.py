@@ -3,7 +3,7 @@ that have nothing to check against.
 
 - A record of a domain whose answers no rule can check (`general`: chat, writing, R1's
   non-reasoning data) and without a reference is kept as "not checkable" (counted in the
-  report), or decided by the judge when one is configured (`distill.filters.judge`).
+  report), or decided by the judge when one is configured (`distill.filters.judge_requests`).
 - A record of a checkable domain (math, code, science) without a reference follows
   `no_reference`: reject (the default), keep unchecked, or a majority vote among the problem's
   samples, tallied by the stage before judging (see `distill.filters.majority`)."""

@@ -147,7 +147,7 @@ def judged_verdict(entry: dict[str, Any], options: JudgeOptions) -> Verdict:
 @rule("judge", JudgeOptions, order=75)
 def check_judge(trace: Trace, parts: Parts, config) -> Verdict:
     """Records the rules cannot decide, judged by a model (--judge-model); passes everything without one."""
-    # Records the judge saw get their verdict from the stage (chunks.judge); these are the others.
+    # Records the judge saw get their verdict from the stage (distill.filters.worker.judge); these are the others.
     if config.judge.resolved_policy() == "off":
         return Verdict(passed=True, reason="no judge")
     return Verdict(passed=True, reason="decided by the rules")

@@ -112,13 +112,13 @@ def test_a_hub_id_is_read_through_the_preset(monkeypatch):
     items = [row for _, row in iter_rows(FIXTURES / "openr1.jsonl")]
     asked = []
 
-    def load_dataset(name, split, streaming):
-        asked.append((name, split, streaming))
+    def load_dataset(name, subset=None, *, split, streaming):  # datasets.load_dataset(path, name, ...): a hub subset is its name
+        asked.append((name, subset, split, streaming))
         return datasets.Dataset.from_list(items).to_iterable_dataset()
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     read = list(read_traces("hf:open-r1/OpenR1-Math-220k", TraceLayout(preset="openr1")))
-    assert asked == [("open-r1/OpenR1-Math-220k", "train", True)] and len(read) == 5
+    assert asked == [("open-r1/OpenR1-Math-220k", None, "train", True)] and len(read) == 5
     assert read[0].source["input"] == "hf:open-r1/OpenR1-Math-220k" and read[0].model_extra["problem_type"] == "Algebra"
 
 
