@@ -142,6 +142,7 @@ def run_loop(config: RejectionConfig, sampler: Stage, sampling: BaseModel, selec
     sampled: list[str] | None = None  # None: every prompt (round 1)
     rows: list[dict[str, Any]] = []
     generated = filtered = None
+    written = 0  # by this run: a resumed loop redraws nothing it already has
     outcomes: dict[str, list[dict[str, Any]]] = {}
     for number, high in enumerate(plan, start=1):
         low = plan[number - 2] if number > 1 else 0
@@ -150,6 +151,7 @@ def run_loop(config: RejectionConfig, sampler: Stage, sampling: BaseModel, selec
             ids = work_dir / f"round-{number}.ids"
             write_text(ids, "".join(f"{p}\n" for p in sampled))
         generated = call(SAMPLES, role.redraw(sampling, high, str(ids) if ids else None))
+        written += generated.get("samples_written", 0)
         if filtered is None or generated.get("samples_written"):  # nothing new: the last verdicts stand
             filtered = call(SELECTS, selecting)
             outcomes = read_outcomes(kept_file, rejected_file)
@@ -172,8 +174,9 @@ def run_loop(config: RejectionConfig, sampler: Stage, sampling: BaseModel, selec
     loop = {"rounds": rows, "prompts": len(final), "kept": kept, "dropped_by_difficulty": dropped,
             "short_at_end": sum(1 for entry in final.values() if entry.kept < config.min_kept),
             "completion_tokens": tokens, "completion_tokens_per_kept": round(tokens / kept, 1) if kept else None}
-    # the run's summary shows the whole loop, not its last round
-    whole = {"prompts": len(final), "samples_written": sum(row["drawn"] for row in rows), "completion_tokens": tokens}
+    # the run's summary shows the whole loop, not its last round: every sample drawn, and those this run wrote
+    whole = {"prompts": len(final), "samples_drawn": sum(row["drawn"] for row in rows), "samples_written": written,
+             "completion_tokens": tokens}
     return {**(generated or {}), **whole, "rejection": loop}, {**(filtered or {}), "kept": kept, "rejection": loop}
 
 

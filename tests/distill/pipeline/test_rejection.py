@@ -71,9 +71,10 @@ def test_loop_over_an_endpoint_rounds_budget_and_resume(tmp_path, distill_cli):
         assert stats_rows["q3"]["never_solved"] and stats_rows["q1"]["pass_rate"] == 0.25
         assert stats_rows["q0"]["shortest_correct_id"] == "q0#0" and stats_rows["q0"]["completion_tokens"] == 10
         assert isinstance(stats_rows["q0"]["shortest_correct_chars"], int)  # as `filter --prompt-stats` gives it
-        # the run's summary covers the whole loop (6 prompts, 12 + 6 + 2 samples), not its last round (1 prompt, 2 samples)
+        # the run's summary covers the whole loop (6 prompts, 12 + 6 + 2 samples), not its last round (1 prompt, 2 samples);
+        # this run wrote the 6 the budget stop left (4 of round 2, 2 of round 3)
         whole = json.loads((out / "generate" / "stage.json").read_text())["summary"]
-        assert (whole["prompts"], whole["samples_written"]) == (6, 20), whole
+        assert (whole["prompts"], whole["samples_drawn"], whole["samples_written"]) == (6, 20, 6), whole
 
         # Killed during round 3 (its samples gone, no stage complete): the re-run draws round 3 only.
         traces = out / "generate" / "traces.jsonl"
