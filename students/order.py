@@ -3,8 +3,8 @@
 - `shuffle` (default): the trainer's random sampler over the examples (or packs), as before.
 - `length`: shortest examples first (a length curriculum).
 - `difficulty`: easy prompts first, hard ones last (Light-R1's curriculum), by each prompt's
-  pass rate in a per-prompt statistics file (`filter --prompt-stats`, or a run's
-  filter/prompts.jsonl): `--pass-rates FILE`. A prompt's pass rate is correct / drawn
+  pass rate in a per-prompt statistics file (`filter --prompt-stats`, `distill difficulty` on the
+  student's own samples, or a run's filter/ or difficulty/prompts.jsonl): `--pass-rates FILE`. A prompt's pass rate is correct / drawn
   (distill.core.prompt_stats), the same figure the filter's pass-rate band reads.
 
 `--subset hard` (the `train-hard` stage of a run: Light-R1's second SFT stage, continued from the
@@ -17,29 +17,11 @@ students/dataset.py), levels easy to hard; packs of one level by their mean leng
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from distill.core.data import iter_rows
 from distill.core.errors import InputError
-from distill.core.prompt_stats import in_band, pass_rate
+from distill.core.prompt_stats import in_band, pass_rate, read_pass_rates
 from distill.core.trace_layout import map_row
 from students.dataset import best_fit_packs, prompt_key
-
-
-def pass_rates(path: str) -> dict[str, tuple[int, int]]:
-    """problem_id -> (correct, drawn), from per-prompt statistics rows ({problem_id, correct, drawn, ...})."""
-    if not Path(path).is_file():
-        raise InputError("no such file (per-prompt statistics: `distill filter --prompt-stats FILE`)", where=path, field="pass_rates")
-    rates = {}
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            try:
-                row = json.loads(line)
-                rates[str(row["problem_id"])] = int(row["correct"]), int(row["drawn"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InputError(f"not a per-prompt statistics row ({type(exc).__name__}: {exc})", where=f"{path}:{number}") from None
-    return rates
 
 
 def prompt_rates(config, rates: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
@@ -57,7 +39,7 @@ def prompt_rates(config, rates: dict[str, tuple[int, int]]) -> dict[str, tuple[i
 
 def _counts(config, conversations: list) -> list[tuple[int, int]]:
     """Per conversation, its prompt's (correct, drawn)."""
-    by_prompt = prompt_rates(config, pass_rates(config.pass_rates))
+    by_prompt = prompt_rates(config, read_pass_rates(config.pass_rates))
     out = []
     for conversation in conversations:
         key = prompt_key(conversation)

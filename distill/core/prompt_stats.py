@@ -2,7 +2,8 @@
 separate run (samples drawn, kept, pass rate, correct samples, the shortest correct sample, tokens).
 
 `distill filter --prompt-stats FILE` writes them for any trace file; the rejection loop of
-`distill run` writes them after its last round. Both keep only the prompts whose pass rate lies in
+`distill run` writes them after its last round; `distill difficulty` writes them for a student's
+own samples (distill.difficulty). `write_rows` writes them, `read_pass_rates` reads them back. Both keep only the prompts whose pass rate lies in
 a band (`in_band`: `--pass-rate-min/--pass-rate-max`, the rejection section's keys of the same names).
 A sample counts as correct when the correctness rule passed it; without that rule, when it was kept.
 A prompt's pass rate, for the band and for `train --order difficulty`, is correct / drawn.
@@ -10,7 +11,10 @@ A prompt's pass rate, for the band and for `train --order difficulty`, is correc
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -87,3 +91,33 @@ def is_correct(verdicts: dict[str, Any] | None, kept: bool) -> bool:
     """The correctness rule's verdict; without that rule, whether the sample was kept."""
     verdict = (verdicts or {}).get("correctness")
     return bool(verdict["passed"]) if verdict is not None else kept
+
+
+def write_rows(path: str, stats: Iterable[PromptStats]) -> dict[str, Any]:
+    """The per-prompt rows of `stats` written (atomically) to `path`, one JSON line each; returns what a
+    summary says of them."""
+    from distill.core.paths import write_text
+
+    rows = [entry.row() for entry in stats]
+    write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+    return {"file": path, "prompts": len(rows), "always_solved": sum(r["always_solved"] for r in rows),
+            "never_solved": sum(r["never_solved"] for r in rows)}
+
+
+def read_pass_rates(path: str, field: str = "pass_rates") -> dict[str, tuple[int, int]]:
+    """problem_id -> (correct, drawn), from per-prompt rows ({problem_id, correct, drawn, ...}); `field`: the
+    setting that named the file (for the one-line error)."""
+    from distill.core.errors import InputError
+
+    if not Path(path).is_file():
+        raise InputError("no such file (per-prompt statistics: `distill filter --prompt-stats FILE` or `distill difficulty`)",
+                         where=path, field=field)
+    rates = {}
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            try:
+                row = json.loads(line)
+                rates[str(row["problem_id"])] = int(row["correct"]), int(row["drawn"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InputError(f"not a per-prompt statistics row ({type(exc).__name__}: {exc})", where=f"{path}:{number}") from None
+    return rates

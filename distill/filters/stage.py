@@ -25,7 +25,7 @@ from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_lines
 from distill.core.paths import Out, check_io, named_paths, scratch_dir, write_text
-from distill.core.prompt_stats import PromptStats, is_correct
+from distill.core.prompt_stats import PromptStats, is_correct, write_rows
 from distill.core.stage import Command, Selects, Stage
 from distill.core.trace_layout import PRESETS, trace_rows
 from distill.core.workers import WorkerPool
@@ -243,11 +243,7 @@ def _filter(config: FilterConfig, start: float) -> dict[str, Any]:
         if kept_frames.count:
             summary["logprobs"] = {"file": str(kept_frames.path), "records": kept_frames.count, "tokens": kept_frames.tokens}
         if config.prompt_stats:
-            rows = [entry.row() for entry in per_prompt.values()]
-            write_text(config.prompt_stats, "".join(json.dumps(row) + "\n" for row in rows))
-            summary["prompt_stats"] = {"file": config.prompt_stats, "prompts": len(rows),
-                                       "always_solved": sum(r["always_solved"] for r in rows),
-                                       "never_solved": sum(r["never_solved"] for r in rows)}
+            summary["prompt_stats"] = write_rows(config.prompt_stats, per_prompt.values())
         if config.report:
             write_text(config.report, json.dumps(summary, indent=2) + "\n")
     # The progress bar is transient: this line is what stays on the terminal, and in a run's log.txt.

@@ -29,6 +29,7 @@ STAGE_MODULES = (
     "students.publish",
     "distill.publish_data.stage",
     "distill.evaluate.stage",
+    "distill.difficulty.stage",
     "distill.quickstart.stages",
     "distill.quickstart.onpolicy",
     "distill.quickstart.grpo",

@@ -1,0 +1,1 @@
+"""`distill difficulty`: the student's own pass rate on each training prompt."""
