@@ -85,14 +85,13 @@ def run(config: DifficultyConfig) -> dict[str, Any]:
     check(config)
     problems, ungradable = load_prompts(config)  # bad input fails here, before anything is written
     sampling = config.sampling.model_copy(update={"model": student_model(config.model)})
-    remote = backends.load(sampling.backend).remote
+    if not backends.load(sampling.backend).remote:
+        check_model(sampling.model, "model")
     with lock.hold(config.samples, field="samples"):  # one writer: a second would sample everything again
         sink = TraceSink(Path(config.samples), sampling.info(config.think_prefill))
         held = (sink.state.teacher or {}).get("model")
         if held and held != sampling.model:
             raise InputError(f"holds samples of '{held}', not '{sampling.model}'; write to a new file", where=str(config.samples), field="samples")
-        if not remote:
-            check_model(sampling.model, "model")
         jobs = [job_for(problem, list(range(sampling.n)), config) for problem in problems]
         try:
             sample(sampling, jobs, sink)
