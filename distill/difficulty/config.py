@@ -35,7 +35,7 @@ class DifficultyConfig(NestsSampling, PromptSettings, VerifyOptions):
     model_config = ConfigDict(extra="forbid")
     sampling_layout: ClassVar[Layout] = LAYOUT
     panels: ClassVar[dict[str, tuple[str, ...]]] = {
-        "Inputs and outputs": ("prompts", "output", "samples", "fields", "split", "limit"),
+        "Inputs and outputs": ("student", "prompts", "output", "samples", "fields", "split", "limit"),
         "Prompt": ("system_prompt", "prompt_template", "math_instruction", "general_cot", "general_cot_instruction", "think_prefill"),
         "Grading": ("workers", "timeout", "memory_mb", "float_rounding", "code_timeout", "code_memory_mb", "code_float_tolerance"),
     }
@@ -49,14 +49,20 @@ class DifficultyConfig(NestsSampling, PromptSettings, VerifyOptions):
     fields: FieldMap = Field(default_factory=FieldMap, description="Which input columns hold the prompt, answer, id...")
     split: str = Field(default="train", description="Dataset split to read (datasets and hub ids).")
     limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts.")
+    student: str | None = Field(default=None, description=f"A student preset ({', '.join(STUDENTS)}) whose base model is sampled "
+                                "when no model is given (in a run: train's student, unless train names its base_model).")
     workers: int = Field(default=max(1, (os.cpu_count() or 2) - 1), ge=1, description="Answer-checking worker processes.")
     sampling: StudentSampling = Field(default_factory=StudentSampling, description="The student and how it is sampled (the sampling layer).",
                                       json_schema_extra={"flatten": True, "names": {"n": "k"}, "flags": {"model": ["-m"], "n": ["-k"]}})
 
     @model_validator(mode="after")
     def _defaults(self) -> DifficultyConfig:
+        if self.student is not None and self.student not in STUDENTS:
+            raise ValueError(f"unknown student '{self.student}' (known: {', '.join(STUDENTS)})")
         if not self.sampling.model:
-            raise ValueError("the student to sample is required (difficulty.model, or --model)")
+            if self.student is None:
+                raise ValueError("the student to sample is required (a MODEL, or --student PRESET)")
+            self.sampling.model = self.student  # the preset's base model (distill.difficulty.stage.student_model)
         if not self.output.endswith(".jsonl"):
             raise ValueError(f"output must end in .jsonl (per-prompt rows), got {self.output!r}")
         if self.samples is None:

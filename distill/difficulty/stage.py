@@ -160,8 +160,9 @@ def _served_name(field: str, value: str, config: DifficultyConfig) -> bool:
 STAGES = (
     Stage(
         name="difficulty", section="difficulty", config=DifficultyConfig, run=run, check=check, resumable=True,
-        # The student before training (the quickstart's base, else train's preset) on the prompts generate sampled.
-        reads={"prompts": "prompts", "model": "student_base"}, defaults={"prompts": "generate.prompts", "model": "train.student"},
+        # The student before training (the quickstart's base, else train's base model or preset) on generate's prompts.
+        reads={"prompts": "prompts", "model": "student_base"},
+        defaults={"prompts": "generate.prompts", "model": "train.base_model", "student": "train.student"},
         writes={"output": "prompts.jsonl", "samples": "samples.jsonl"}, produces={"prompt_stats": "prompts.jsonl"}, remote=_served_name,
         operational=("workers", "max_pending", "gpu_memory_utilization", "kv_cache_memory_bytes", "max_num_seqs"),
         command=Command("Sample the student k times per training prompt, grade, write each prompt's pass rate (the rows of "

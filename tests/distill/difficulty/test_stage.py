@@ -125,3 +125,19 @@ def test_the_student_sampled_by_the_engine_graded_and_resumed(tiny_qwen, tmp_pat
     first = (tmp_path / "rates.jsonl").read_text()
     again = run(config)
     assert again["samples_written"] == 0 and again["samples"] == 4 and (tmp_path / "rates.jsonl").read_text() == first
+
+
+def test_a_run_chains_generate_filter_difficulty_train(tmp_path):
+    """difficulty samples train's student before training on generate's prompts; train and train-hard read its rows."""
+    from distill.pipeline.stages import Context, wire
+
+    doc = {"generate": {"prompts": "p.jsonl"}, "train": {"student": "qwen-1.5b"}}
+    ctx = Context(run_dir=tmp_path, stages=["generate", "filter", "difficulty", "train", "train-hard"], doc=doc)
+    values = wire("difficulty", {"k": 8}, ctx)
+    assert values == {"k": 8, "prompts": "p.jsonl", "student": "qwen-1.5b", "output": str(tmp_path / "difficulty" / "prompts.jsonl"),
+                      "samples": str(tmp_path / "difficulty" / "samples.jsonl")}
+    assert DifficultyConfig(**values).model == "qwen-1.5b"  # the preset: its base model is what the engine loads
+    for stage in ("train", "train-hard"):
+        assert wire(stage, {}, ctx)["pass_rates"] == str(tmp_path / "difficulty" / "prompts.jsonl")
+    doc["train"]["base_model"] = "base"  # train's own base overrides the preset's, here too
+    assert wire("difficulty", {}, ctx)["model"] == "base"
