@@ -29,9 +29,12 @@ class FilterSettings(TraceLayout):
                                json_schema_extra={"flags": ["--all-verdicts/--first-rejection"]})
 
     # After every rule (distill.filters.selection): a pass-rate band per prompt, then K samples of each.
-    added: ClassVar[tuple[str, ...]] = ("pass_rate_min", "pass_rate_max", "per_prompt", "select", "select_by", "select_seed")  # fingerprints see them once given
+    added: ClassVar[tuple[str, ...]] = ("pass_rate_min", "pass_rate_max", "per_prompt", "select", "select_by", "select_seed",
+                                        "pass_rates")  # fingerprints see them once given
     pass_rate_min: float = Field(default=0.0, ge=0, le=1, description="Keep only prompts whose pass rate (correct / drawn) is at least this.")
     pass_rate_max: float = Field(default=1.0, ge=0, le=1, description="Keep only prompts whose pass rate (correct / drawn) is at most this.")
+    pass_rates: str | None = Field(default=None, description="Per-prompt rows (`distill difficulty`, the student's own pass rates; or "
+                                   "`--prompt-stats` of another file): the band reads each prompt's pass rate there, not from the samples judged here.")
     per_prompt: int | None = Field(default=None, ge=1, description="Keep at most K of each prompt's kept samples, chosen by --select (default with --select: 1).")
     select: Literal["all", "first", "shortest", "random"] = Field(
         default="all", description="Which samples --per-prompt keeps: all (no selection), the first in input order, the shortest, or random (--select-seed).")

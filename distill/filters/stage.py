@@ -25,7 +25,7 @@ from distill.core.errors import InputError, Interrupted, StageError
 from distill.core.ids import UniqueIds
 from distill.core.jsonl import read_lines
 from distill.core.paths import Out, check_io, named_paths, scratch_dir, write_text
-from distill.core.prompt_stats import PromptStats, is_correct, write_rows
+from distill.core.prompt_stats import PromptStats, is_correct, pass_rate, write_rows
 from distill.core.stage import Command, Selects, Stage
 from distill.core.trace_layout import PRESETS, trace_rows
 from distill.core.workers import WorkerPool
@@ -276,7 +276,7 @@ def select(selector: Selector, path: str, report: Report, kept_out: Output, reje
             if rejected_out is None:
                 continue
             index = selector.prompts[row["problem_id"]]
-            rate = selector.correct[index] / selector.drawn[index]
+            rate = pass_rate(*selector.counts(index))
             reason = (f"pass rate {rate:.3g} outside [{config.pass_rate_min:g}, {config.pass_rate_max:g}]" if by == selection.BAND
                       else f"not among the {config.per_prompt} kept by --select {config.select}")
             row.pop("messages", None)
@@ -287,7 +287,7 @@ def select(selector: Selector, path: str, report: Report, kept_out: Output, reje
 
 STAGES = (
     Stage(
-        name="filter", section="filter", default_run=True, config=FilterConfig, run=run, check=_check_outputs, reads={"input": "traces"},
+        name="filter", section="filter", default_run=True, config=FilterConfig, run=run, check=_check_outputs, reads={"input": "traces", "pass_rates": "prompt_stats"},
         writes={"output": "kept.jsonl", "rejected": "rejected.jsonl", "report": "report.json", "prompt_stats": "prompts.jsonl"},
         produces={"kept": "kept.jsonl", "rejected": "rejected.jsonl", "filter_report": "report.json", "prompt_stats": "prompts.jsonl"},
         # a price changes what the report says the judge cost, not which records are kept

@@ -141,3 +141,6 @@ def test_a_run_chains_generate_filter_difficulty_train(tmp_path):
         assert wire(stage, {}, ctx)["pass_rates"] == str(tmp_path / "difficulty" / "prompts.jsonl")
     doc["train"]["base_model"] = "base"  # train's own base overrides the preset's, here too
     assert wire("difficulty", {}, ctx)["model"] == "base"
+    # before the filter, the filter's band reads the student's rates (filter --pass-rates)
+    ctx.stages = ["generate", "difficulty", "filter", "train"]
+    assert wire("filter", {}, ctx)["pass_rates"] == str(tmp_path / "difficulty" / "prompts.jsonl")

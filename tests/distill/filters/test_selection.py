@@ -105,6 +105,31 @@ def test_pass_rate_band_keeps_the_prompts_inside_it(tmp_path):
     assert report["selection"]["prompts_outside_band"] == 2 and report["kept"] == 2
 
 
+def test_the_band_reads_pass_rates_from_a_file_when_given(tmp_path):
+    """`--pass-rates FILE` (the student's own rates, `distill difficulty`): the band reads them, not the teacher's."""
+    from distill.core.errors import InputError
+    from distill.core.prompt_stats import PromptStats, write_rows
+
+    traces = [make("easy", i, "14", 2 + i) for i in range(4)]  # the teacher: 4/4
+    traces += [make("mid", i, "14" if i < 2 else "13", 2 + i) for i in range(4)]  # 2/4
+    student = {"easy": (0, 4), "mid": (4, 4)}  # the student never solves easy, always mid
+    stats = []
+    for problem_id, (correct, drawn) in student.items():
+        stats.append(PromptStats(problem_id))
+        for i in range(drawn):
+            stats[-1].add(f"{problem_id}#{i}", i < correct, i < correct, None, None)
+    write_rows(str(tmp_path / "rates.jsonl"), stats)
+    report, kept, rejected = filter_file(tmp_path, traces, rules=["format", "correctness"], pass_rate_max=0.5,
+                                         pass_rates=str(tmp_path / "rates.jsonl"))
+    assert [t.id for t in kept] == ["easy#0", "easy#1", "easy#2", "easy#3"]
+    assert sorted(t.id for t in rejected if t.rejected_by == "pass_rate") == ["mid#0", "mid#1"]
+    assert report["selection"]["prompts_outside_band"] == 1 and report["selection"]["pass_rates"] == str(tmp_path / "rates.jsonl")
+    (tmp_path / "rates.jsonl").write_text(json.dumps({"problem_id": "easy", "correct": 0, "drawn": 4}) + "\n")
+    with pytest.raises(InputError, match="prompt 'mid' has no pass rate in"):
+        filter_file(tmp_path / "x", traces, rules=["format", "correctness"], pass_rate_max=0.5, pass_rates=str(tmp_path / "rates.jsonl"))
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["in.jsonl"]  # nothing written
+
+
 def test_shortest_by_characters_when_the_records_count_no_tokens(tmp_path):
     traces = [make("a", 0, "14", 3), make("a", 1, "14", 2)]
     for trace in traces:
