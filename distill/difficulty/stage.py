@@ -141,13 +141,17 @@ def present(summary: dict[str, Any], config: DifficultyConfig) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"difficulty: {summary['model']}, k={summary['k']}", title_justify="left")
-    for column in ("prompts", "samples", "written now", "mean pass rate", "always solved", "never solved", "no reference"):
-        table.add_column(column, justify="right")
+    table = Table(title=f"difficulty: {summary['model']}, k={summary['k']}", title_justify="left", show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
     mean = summary["mean_pass_rate"]
-    table.add_row(f"{summary['graded_prompts']:,}", f"{summary['samples']:,}", f"{summary['samples_written']:,}",
-                  "-" if mean is None else f"{mean:.3f}", f"{summary['always_solved']:,}", f"{summary['never_solved']:,}",
-                  f"{summary['ungradable']:,}")
+    for label, value in (("prompts graded", f"{summary['graded_prompts']:,}"),
+                         ("samples (new this run)", f"{summary['samples']:,} ({summary['samples_written']:,})"),
+                         ("mean pass rate", "-" if mean is None else f"{mean:.3f}"),
+                         ("always solved", f"{summary['always_solved']:,}"), ("never solved", f"{summary['never_solved']:,}"),
+                         ("no reference answer or tests (no row)", f"{summary['ungradable']:,}"),
+                         ("not sampled, longer than the context (no row)", f"{summary['not_sampled']:,}")):
+        table.add_row(label, value)
     console = Console(stderr=True)
     console.print(table)
     console.print(f"per-prompt pass rates in {summary['output']} (samples in {summary['samples_file']})")
