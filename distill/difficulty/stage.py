@@ -100,12 +100,12 @@ def run(config: DifficultyConfig) -> dict[str, Any]:
         stats = grade(config, problems, sampling.n)
         rows = write_rows(config.output, stats.values())
     drawn = sum(entry.drawn for entry in stats.values())
-    return {
-        "model": sampling.model, "k": sampling.n, "prompts": len(problems), "graded_prompts": rows["prompts"],
-        "not_sampled": len(problems) - rows["prompts"], "ungradable": ungradable,
-        "samples": drawn, "samples_written": sink.samples, "correct": sum(entry.correct for entry in stats.values()),
-        "mean_pass_rate": sum(pass_rate(e.correct, e.drawn) for e in stats.values()) / len(stats) if stats else None,
-        "always_solved": rows["always_solved"], "never_solved": rows["never_solved"],
+    return {  # the first figures are what a run's table shows
+        "graded_prompts": rows["prompts"], "samples": drawn,
+        "mean_pass_rate": round(sum(pass_rate(e.correct, e.drawn) for e in stats.values()) / len(stats), 4) if stats else None,
+        "always_solved": rows["always_solved"], "never_solved": rows["never_solved"], "samples_written": sink.samples,
+        "model": sampling.model, "k": sampling.n, "prompts": len(problems), "not_sampled": len(problems) - rows["prompts"],
+        "ungradable": ungradable, "correct": sum(entry.correct for entry in stats.values()),
         "output": config.output, "samples_file": str(config.samples),
     }
 
