@@ -142,6 +142,9 @@ def test_shortest_by_characters_when_the_records_count_no_tokens(tmp_path):
 @pytest.mark.parametrize(("flags", "message"), [
     (["--per-prompt", "0", "--select", "first"], "error: command line: field 'per_prompt': input should be greater than or equal to 1\n"),
     (["--pass-rate-min", "0.8", "--pass-rate-max", "0.2"], "error: command line: value error, pass_rate_min 0.8 > pass_rate_max 0.2: the band is empty\n"),
+    (["--pass-rates", "rates.jsonl", "--pass-rate-min", "0.8", "--pass-rate-max", "0.2"], "pass_rate_min 0.8 > pass_rate_max 0.2: the band is empty\n"),
+    (["--pass-rates", "no-such-rates.jsonl", "--pass-rate-max", "0.5"], "field 'pass_rates': no such file (per-prompt statistics: "
+     "`distill filter --prompt-stats FILE` or `distill difficulty`)\n"),
     (["--select", "shortest"], "field 'completion_tokens': missing: --select shortest measures tokens (give --tokenizer, or --select-by chars)\n"),
     (["--per-prompt", "2"], "--per-prompt 2 keeps 2 of each prompt's samples: say which with --select first|shortest|random\n"),
     (["--max-per-problem", "2", "--per-prompt", "3", "--select", "first"], "--max-per-problem n is --per-prompt n --select first: give one or the other\n"),
