@@ -128,9 +128,19 @@ def render(job: Job, tokenizer: Any) -> str:
     else:  # a model without a chat template gets the bare user turn
         text = "\n\n".join(message["content"] for message in job.messages)
     prefill = job.prefill
+    if job.continuation:  # a completion that opens the way the template already did ("<think>\n") goes on from it, not after a second one
+        return text + prefill[_overlap(text, prefill):]
     if prefill and not text.endswith(prefill) and not text.rstrip().endswith(prefill.strip()):
         text += prefill
     return text
+
+
+def _overlap(text: str, prefill: str) -> int:
+    """How much of `prefill`'s start `text` already ends with (more than whitespace), or 0."""
+    for size in range(min(len(text), len(prefill)), 0, -1):
+        if prefill[:size].strip() and text.endswith(prefill[:size]):
+            return size
+    return 0
 
 
 def stitch(message: dict[str, Any], prefill: str) -> str:
