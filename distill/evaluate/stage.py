@@ -8,7 +8,8 @@ can be evaluated too). Estimators are in `distill.evaluate.metrics`.
 
 Writes into OUTPUT_DIR: NAME.samples.jsonl (every sample with its verdict), NAME.jsonl (one
 row per problem), summary.json and eval_table.md (the table `distill publish` puts in the
-model card).
+model card). With `--think-budget`, budget forcing adds per budget NAME.think-N.jsonl and
+NAME.think-N.samples.jsonl, think_budgets.md and think_budgets.png (`distill.evaluate.think_budget`).
 """
 
 from __future__ import annotations
@@ -128,21 +129,21 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
     traces = list(read_records(raw, Trace))
     elapsed = sink.elapsed()
     speed = {"tokens_per_s": sink.tokens / elapsed if elapsed > 0 else 0.0} if sink.samples else {}
-    budgets, more, kept = [], {}, [raw]
+    budgets, more, sampled = [], {}, [raw]
     if config.think_budget:  # budget forcing: the same problems again, the reasoning cut at each budget
         try:
             forced, budget_files = think_budget.sample_budgets(config, jobs, _settings_hash(config))
         finally:
             if not keep_engine:
                 release(config.sampling)
-        kept += budget_files
+        sampled += budget_files
         kinds = {name: bench.kind for name, bench in benches.items()}
         budgets = think_budget.score({budget: grade_samples(samples, kinds, config) for budget, samples in forced.items()}, config, kinds)
         more = {"think_budgets": {"answer_tokens": config.answer_tokens, "answer_prefix": config.answer_prefix, "rows": budgets}}
     summary = score_and_write(traces, list(benches), config, speed, benches, more)
     if budgets:
         think_budget.write(budgets, summary, out)
-    for path in kept:  # the sampling files, kept until every result is written (a re-run resumes from them)
+    for path in sampled:  # the sampling files, kept until every result is written (a re-run resumes from them)
         path.unlink(missing_ok=True)
     print_summary(summary)
     if budgets:
