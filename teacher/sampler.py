@@ -121,16 +121,30 @@ def render(job: Job, tokenizer: Any) -> str:
 
     R1-distill templates already open the response with "<think>\\n"; others get it appended
     here, so the model always continues inside its reasoning (DeepSeek's advice: without it
-    R1 sometimes skips thinking).
+    R1 sometimes skips thinking). A completion to continue starts with that opening too: it
+    follows the template's, not a second one.
     """
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(job.messages, add_generation_prompt=True, tokenize=False)
     else:  # a model without a chat template gets the bare user turn
         text = "\n\n".join(message["content"] for message in job.messages)
     prefill = job.prefill
+    if job.continuation:  # a completion that opens the way the template already did ("<think>\n") goes on from it, not after a second one
+        return text + prefill[_overlap(text, prefill):]
     if prefill and not text.endswith(prefill) and not text.rstrip().endswith(prefill.strip()):
         text += prefill
     return text
+
+
+_OPENING_MAX = 64  # a template opens the response with a short tag ("<think>\n"): no need to look further back
+
+
+def _overlap(text: str, prefill: str) -> int:
+    """How much of `prefill`'s start `text` already ends with (more than whitespace), or 0."""
+    for size in range(min(len(text), len(prefill), _OPENING_MAX), 0, -1):
+        if prefill[:size].strip() and text.endswith(prefill[:size]):
+            return size
+    return 0
 
 
 def stitch(message: dict[str, Any], prefill: str) -> str:

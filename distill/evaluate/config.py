@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from distill.core.data import FieldMap
 from distill.core.r1_format import MATH_INSTRUCTION
@@ -63,14 +63,42 @@ class EvalConfig(EvalSettings):
     """One `distill eval` run (the `eval` section of a recipe)."""
 
     sampling_layout: ClassVar[Layout] = Layout(renames=LAYOUT.renames, merged=LAYOUT.merged, keys=("model", *LAYOUT.keys))
-    added: ClassVar[tuple[str, ...]] = ("since", "until", "shuffle_seed", "student")  # fingerprints see them once given
+    # fingerprints see them once given
+    added: ClassVar[tuple[str, ...]] = ("since", "until", "shuffle_seed", "student", "think_budget", "answer_tokens", "answer_prefix")
 
     benchmarks: list[str] = Field(min_length=1, description=f"Benchmark names: {names_help()}; or files: problem/answer, or GPQA's or LiveCodeBench's public layout.", json_schema_extra={"flags": ["--benchmark", "-b"]})
     since: str | None = Field(default="2024-08", description="LiveCodeBench: first contest month or day kept (YYYY-MM[-DD]; the R1 paper's window starts 2024-08).")
     until: str | None = Field(default="2025-01", description="LiveCodeBench: last contest month or day kept (the R1 paper's window ends 2025-01).")
     shuffle_seed: int = Field(default=0, description="GPQA: seed of the option order (recorded in summary.json).")
     student: str | None = Field(default=None, description="The R1-Distill base or student preset this model was trained from, for the published row beside it (default: read from train.json next to the model).")
+    think_budget: list[int] = Field(default_factory=list, description="Budget forcing (s1): also sample with the reasoning cut at each N thinking tokens "
+                                    "(closed with </think> and the answer prefix, then answered); a table and a chart of accuracy against budget.")
+    answer_tokens: int = Field(default=1024, ge=1, description="With --think-budget: most tokens of the answer written after the reasoning is closed.")
+    answer_prefix: str = Field(default="Final Answer: ", description="With --think-budget: what follows </think> when the budget closes the reasoning "
+                               "(s1's; a sample that closed it by itself goes on as it would have).")
     output_dir: Path | None = Field(default=None, description="Folder for per-problem results, samples, summary.json and eval_table.md (default: eval/<model name>).", json_schema_extra={"flags": ["-o"]})
+
+    @field_validator("think_budget", mode="before")
+    @classmethod
+    def _budgets(cls, value: Any, info: ValidationInfo) -> list[int]:
+        """Whole numbers of tokens >= 1, no larger than max_tokens; in increasing order (the table's and the chart's)."""
+        items = [] if value is None else value.split(",") if isinstance(value, str) else value if isinstance(value, list | tuple) else [value]
+        budgets = set()
+        for item in items:
+            text = str(item).strip()
+            try:
+                if isinstance(item, bool):
+                    raise ValueError
+                budgets.add(int(text))  # not 1.5, not "abc", not true
+            except ValueError:
+                raise ValueError(f"a think budget is a whole number of tokens, got {text!r}") from None
+        sampling = info.data.get("sampling")
+        for budget in sorted(budgets):
+            if budget < 1:
+                raise ValueError(f"a think budget must be at least 1 token, got {budget}")
+            if sampling is not None and budget > sampling.max_tokens:
+                raise ValueError(f"think budget {budget} is larger than max_tokens ({sampling.max_tokens}): raise --max-tokens or lower the budget")
+        return sorted(budgets)
 
     @model_validator(mode="after")
     def _defaults(self) -> EvalConfig:
@@ -80,6 +108,9 @@ class EvalConfig(EvalSettings):
             self.sampling.backend = "llamacpp"  # a GGUF file is served by llama.cpp, as its users run it
         if self.output_dir is None:
             self.output_dir = Path("eval") / Path(self.model.rstrip("/")).name
+        if self.think_budget and (self.sampling.backend == "llamacpp" or (self.sampling.backend == "openai" and self.sampling.api == "chat")):
+            # the answer step continues the model's own text, which a chat endpoint cannot (llama.cpp is served through one)
+            raise ValueError("--think-budget needs the vllm backend, or the openai backend with api: completions")
         return self
 
     @property

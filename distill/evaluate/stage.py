@@ -8,7 +8,8 @@ can be evaluated too). Estimators are in `distill.evaluate.metrics`.
 
 Writes into OUTPUT_DIR: NAME.samples.jsonl (every sample with its verdict), NAME.jsonl (one
 row per problem), summary.json and eval_table.md (the table `distill publish` puts in the
-model card).
+model card). With `--think-budget`, budget forcing adds per budget NAME.think-N.jsonl and
+NAME.think-N.samples.jsonl, think_budgets.md and think_budgets.png (`distill.evaluate.think_budget`).
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from distill.core.paths import Out, check_io, named_paths
 from distill.core.records import Trace, sample_id
 from distill.core.stage import Command, Stage
 from distill.core.verify.options import CodeOptions
-from distill.evaluate import benchmarks, paper_table
+from distill.evaluate import benchmarks, paper_table, think_budget
 from distill.evaluate.benchmarks import KNOWN, benchmark_name, k_for
-from distill.evaluate.config import EvalConfig
+from distill.evaluate.config import EvalConfig, EvalSettings
 from distill.evaluate.report import markdown_table, print_summary
 from teacher import backends
 from teacher.prompts import PromptSettings, job_for
-from teacher.sampler import sample
+from teacher.sampler import release, sample
 from teacher.sink import TraceSink
 
 # ---------------------------------------------------------------------------- scoring
@@ -105,7 +106,7 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
     if len(set(names)) < len(names):
         raise InputError("two benchmarks share a name; rename one file", field="benchmarks")
     out = config.output_dir
-    files = [out / f"{name}{suffix}" for name in names for suffix in (".jsonl", ".samples.jsonl")]
+    files = [out / f"{name}{suffix}" for name in names for suffix in (".jsonl", ".samples.jsonl")] + think_budget.outputs(config, names)
     check_io([Out(out, "output_dir", kind="dir"), *(Out(path, "output_dir") for path in [*files, out / "summary.json", out / "eval_table.md", out / paper_table.FILE])],
              named_paths(config, skip=("output_dir",)))
     if not backends.load(config.sampling.backend).remote:
@@ -122,32 +123,83 @@ def run(config: EvalConfig, keep_engine: bool = False) -> dict[str, Any]:
     raw = out / f".samples-{_settings_hash(config)}.jsonl"
     sink = TraceSink(raw, config.sampling.info(prompt.think_prefill), side=bool(config.sampling.logprobs))
     try:
-        sample(config.sampling, jobs, sink, keep_engine=keep_engine)
+        sample(config.sampling, jobs, sink, keep_engine=keep_engine or bool(config.think_budget))
     except KeyboardInterrupt:
         raise Interrupted(f"{sink.written} samples written to {raw}; re-run the same command to resume") from None
     traces = list(read_records(raw, Trace))
     elapsed = sink.elapsed()
     speed = {"tokens_per_s": sink.tokens / elapsed if elapsed > 0 else 0.0} if sink.samples else {}
-    summary = score_and_write(traces, list(benches), config, speed, benches)
-    raw.unlink(missing_ok=True)
+    budgets, more, sampled = [], {}, [raw]
+    if config.think_budget:  # budget forcing: the same problems again, the reasoning cut at each budget
+        try:
+            forced, budget_files = think_budget.sample_budgets(config, jobs, _settings_hash(config))
+        finally:
+            if not keep_engine:
+                release(config.sampling)
+        sampled += budget_files
+        kinds = {name: bench.kind for name, bench in benches.items()}
+        budgets = think_budget.score({budget: grade_samples(samples, kinds, config) for budget, samples in forced.items()}, config, kinds)
+        more = {"think_budgets": {"answer_tokens": config.answer_tokens, "answer_prefix": config.answer_prefix, "rows": budgets}}
+    summary = score_and_write(traces, list(benches), config, speed, benches, more)
+    if budgets:
+        think_budget.write(budgets, summary, out)
+    for path in sampled:  # the sampling files, kept until every result is written (a re-run resumes from them)
+        path.unlink(missing_ok=True)
     print_summary(summary)
+    if budgets:
+        think_budget.show(budgets, summary)
     return summary
 
 
 def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig, speed: dict[str, Any] | None = None,
-                    loaded: dict[str, benchmarks.Benchmark] | None = None) -> dict[str, Any]:
+                    loaded: dict[str, benchmarks.Benchmark] | None = None, more: dict[str, Any] | None = None) -> dict[str, Any]:
     """Grade samples whose problem ids are 'BENCHMARK/ID', write the result files, return the summary.
 
     `speed`: sampling figures of this run (tokens_per_s), kept in the summary as they are.
     `loaded`: the benchmarks as loaded (their kind and what the summary records of them); without it, answer benchmarks.
+    `more`: further sections of summary.json (the think budgets' figures).
     """
     from distill.core.data import write_records
+
+    kinds = {name: loaded[name].kind if loaded else "answer" for name in names}
+    graded = grade_samples(traces, kinds, config)
+    summary: dict[str, Any] = {
+        "model": config.model,
+        "backend": config.sampling.backend,
+        "k": k_for(config.k, ""),
+        "temperature": config.sampling.temperature,
+        "top_p": config.sampling.top_p,
+        "max_tokens": config.sampling.max_tokens,
+        "seed": config.sampling.seed,
+        **(speed or {}),
+        "benchmarks": {},
+    }
+    out = config.output_dir
+    for name, samples in graded.items():
+        k = k_for(config.k, name)
+        problem_rows = score_problems(samples, k, config.delimiters, kinds[name])
+        write_records(out / f"{name}.samples.jsonl", samples)
+        with atomic_path(out / f"{name}.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in problem_rows), encoding="utf-8")
+        info = loaded[name].info if loaded else {}
+        summary["benchmarks"][name] = summarise(problem_rows, k) | {"kind": kinds[name], **info, "results": f"{name}.jsonl"}
+    summary.update(more or {})
+    paper_table.write_for_run(summary, config.model, getattr(config, "student", None), out)
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(out / "eval_table.md") as tmp:
+        tmp.write_text(markdown_table([summary]) + "\n", encoding="utf-8")
+    return summary
+
+
+def grade_samples(traces: list[Trace], kinds: dict[str, str], config: EvalSettings) -> dict[str, list[Trace]]:
+    """Samples whose problem ids are 'BENCHMARK/ID' with their verdicts, per benchmark (of `kinds`: name -> kind),
+    their ids without the benchmark's name."""
     from distill.core.r1_format import DELIMITER_PRESETS
     from distill.core.verify import VerifyOptions, grade
 
-    kinds = {name: loaded[name].kind if loaded else "answer" for name in names}
     options = VerifyOptions(timeout=config.timeout, **config.model_dump(include=set(CodeOptions.model_fields)))
-    graded: dict[str, list[Trace]] = {name: [] for name in names}
+    graded: dict[str, list[Trace]] = {name: [] for name in kinds}
 
     def keep(trace: Trace, verdict) -> None:
         name, problem_id = trace.problem_id.split("/", 1)
@@ -163,36 +215,15 @@ def score_and_write(traces: list[Trace], names: list[str], config: EvalConfig, s
             keep(trace, verdict)
     for trace, verdict in _progress(grade(by_verifier, workers=config.workers, delimiters=config.delimiters, options=options), len(by_verifier), "grading"):
         keep(trace, verdict)
+    return graded
 
-    summary: dict[str, Any] = {
-        "model": config.model,
-        "backend": config.sampling.backend,
-        "k": k_for(config.k, ""),
-        "temperature": config.sampling.temperature,
-        "top_p": config.sampling.top_p,
-        "max_tokens": config.sampling.max_tokens,
-        "seed": config.sampling.seed,
-        **(speed or {}),
-        "benchmarks": {},
-    }
-    out = config.output_dir
-    for name, samples in graded.items():
-        by_problem: dict[str, list[Trace]] = {}
-        for trace in samples:
-            by_problem.setdefault(trace.problem_id, []).append(trace)
-        k = k_for(config.k, name)
-        problem_rows = [score_problem(sorted(s, key=lambda t: t.sample_index), k, config.delimiters, kinds[name]) for s in by_problem.values()]
-        write_records(out / f"{name}.samples.jsonl", samples)
-        with atomic_path(out / f"{name}.jsonl") as tmp:
-            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in problem_rows), encoding="utf-8")
-        info = loaded[name].info if loaded else {}
-        summary["benchmarks"][name] = summarise(problem_rows, k) | {"kind": kinds[name], **info, "results": f"{name}.jsonl"}
-    paper_table.write_for_run(summary, config.model, getattr(config, "student", None), out)
-    with atomic_path(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    with atomic_path(out / "eval_table.md") as tmp:
-        tmp.write_text(markdown_table([summary]) + "\n", encoding="utf-8")
-    return summary
+
+def score_problems(samples: list[Trace], k: int, delimiters: str, kind: str) -> list[dict[str, Any]]:
+    """One row per problem (`score_problem`) of one benchmark's graded samples, in the order the problems first appear."""
+    by_problem: dict[str, list[Trace]] = {}
+    for trace in samples:
+        by_problem.setdefault(trace.problem_id, []).append(trace)
+    return [score_problem(sorted(s, key=lambda t: t.sample_index), k, delimiters, kind) for s in by_problem.values()]
 
 
 def _settings_hash(config: EvalConfig) -> str:
@@ -221,7 +252,8 @@ def _named(field: str, value: str, config: EvalConfig) -> bool:
 
 
 def present(summary: dict[str, Any], config: EvalConfig) -> None:
-    print(f"results in {config.output_dir} (summary.json, eval_table.md, per-problem JSONL); "
+    budgets = f", {think_budget.TABLE} and {think_budget.CHART}" if summary.get("think_budgets") else ""
+    print(f"results in {config.output_dir} (summary.json, eval_table.md, per-problem JSONL{budgets}); "
           + ", ".join(f"{name} pass@1 {100 * b['pass@1']:.1f}" for name, b in summary["benchmarks"].items()))
 
 
