@@ -25,6 +25,7 @@ from students import resume
 from students.grpo_config import GrpoConfig
 from students.manifest import TrainManifest, after_sft
 from students.onpolicy import _render, load_student, student_folder
+from students.training_settings import bf16_in_use
 
 
 def _check(config: GrpoConfig) -> None:
@@ -101,7 +102,7 @@ def run(config: GrpoConfig, callbacks: list | None = None) -> dict[str, Any]:
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder), template, pad, where=str(folder))
     rows, prompt_stats = load_problems(config, tokenizer, config.max_prompt_length or config.student_preset.max_length)
 
-    use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    use_bf16, _ = bf16_in_use(config.bf16)
     model, method, trained_on = load_student(config, folder, sft, torch.bfloat16 if use_bf16 else torch.float32)
     stops = sft.stop_token_ids if sft and sft.stop_token_ids else stop_token_ids(tokenizer, template, model.config.eos_token_id)
     args = GRPOConfig(

@@ -32,6 +32,7 @@ from students import resume
 from students.manifest import TrainManifest, after_sft
 from students.onpolicy_config import OnPolicyConfig
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
+from students.training_settings import bf16_in_use
 
 
 def student_folder(path: str) -> tuple[Path, TrainManifest | None]:
@@ -184,7 +185,7 @@ def run(config: OnPolicyConfig, callbacks: list | None = None) -> dict[str, Any]
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder), template, _pad_token(config, sft), where=str(folder))
     prompts, prompt_stats = load_prompts(config, tokenizer, config.max_prompt_length)
 
-    use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    use_bf16, _ = bf16_in_use(config.bf16)
     dtype = torch.bfloat16 if use_bf16 else torch.float32
     if config.base_url:
         teacher = ServerTeacher(config.base_url, config.teacher, config.api_key_env, config.request_timeout, config.max_retries)

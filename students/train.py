@@ -68,6 +68,7 @@ from students.mixture import Drawn, describe, mix
 from students.planner import GIB
 from students.report import plan_report, summary_table
 from students.templates import TEMPLATES, prepare_tokenizer, stop_token_ids
+from students.training_settings import bf16_in_use
 
 # ---------------------------------------------------------------------------- cheap checks
 
@@ -204,7 +205,8 @@ def run(config: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     from students.trainer import build_trainer
 
     overrides = context_overrides(config, base_config, max_length)
-    use_bf16 = config.bf16 if config.bf16 is not None else bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    use_bf16, overruled = bf16_in_use(config.bf16)
+    warnings += [overruled] if overruled else []
     train_set, eval_set, collator = datasets(train_examples, eval_examples, levels, config.packing, max_length, tokenizer)
     # under sequence parallelism `sp` GPUs share each sequence: the data-parallel degree is world / sp
     data_parallel = max(1, world_size() // config.sequence_parallel)
