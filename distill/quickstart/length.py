@@ -103,7 +103,7 @@ def length_verdicts(rows: list[dict[str, Any]]) -> list[str]:
         accuracy = (f"accuracy {100 * a['accuracy']:.1f}% vs {100 * b['accuracy']:.1f}% "
                     + (f"(within noise, ±{100 * noise:.1f})" if abs(diff) <= noise else
                        f"({'+' if diff > 0 else '-'}{100 * abs(diff):.1f} points, beyond noise ±{100 * noise:.1f})"))
-        length = (f"; mean answer {a['mean_tokens']:.1f} vs {b['mean_tokens']:.1f} tokens ({a['mean_tokens'] / b['mean_tokens'] - 1:+.0%})"
+        length = (f"; mean answer {a['mean_tokens']:.1f} vs {b['mean_tokens']:.1f} tokens ({a['mean_tokens'] / b['mean_tokens'] - 1:+.1%})"
                   if a.get("mean_tokens") and b.get("mean_tokens") else "")
         lines.append(f"{what}: {accuracy}{length}, on {a['training_tokens']:,} vs {b['training_tokens']:,} training tokens.")
     return lines

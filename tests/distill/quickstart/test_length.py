@@ -36,5 +36,5 @@ def test_verdicts_compare_accuracy_and_answer_length_beyond_noise_or_not():
         return {"model": model, "accuracy": accuracy, "accuracy_stderr": 0.01, "mean_tokens": tokens, "training_tokens": trained}
 
     lines = length_verdicts([row(ALL, 0.60, 40.0, 1000), row(SHORTEST, 0.60, 30.0, 400), row(UNSOLVED, 0.50, 44.0, 400)])
-    assert "within noise" in lines[0] and "30.0 vs 40.0 tokens (-25%)" in lines[0]
+    assert "within noise" in lines[0] and "30.0 vs 40.0 tokens (-25.0%)" in lines[0]
     assert "-10.0 points, beyond noise" in lines[1] and "400 vs 400 training tokens" in lines[1]
