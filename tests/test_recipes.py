@@ -54,7 +54,7 @@ def test_r1_recipe_prints_its_resolved_config(name, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("name", sorted(R1) + ["quickstart", "deploy"])
+@pytest.mark.parametrize("name", sorted(R1) + ["quickstart", "deploy", "quickstart-length"])
 def test_recipe_dry_run_validates_every_stage(name, tmp_path):
     result = invoke("run", str(RECIPES / f"{name}.yaml"), "-o", str(tmp_path / "run"), "--dry-run")
     assert result.exit_code == 0, result.output
@@ -100,3 +100,18 @@ def test_r1_recipes_carry_the_papers_data_recipe(name):
     # the non-reasoning share of train's mixture, the user's general data named in a commented line
     assert "# data: [{path: kept, weight: 0.75}, {path: data/general.jsonl, weight: 0.25}]" in text
     assert "YOUR non-reasoning data" in text
+
+
+def test_length_recipe_wires_its_three_students(tmp_path):
+    """Shortest per prompt from the filter section; the unsolved arm measured on train's student, matched to the shortest arm."""
+    result = invoke("run", str(RECIPES / "quickstart-length.yaml"), "-o", str(tmp_path / "run"), "--print-config")
+    assert result.exit_code == 0, result.output
+    doc, run_dir = yaml.safe_load(result.output), str((tmp_path / "run").resolve())
+    assert (doc["filter-shortest"]["per_prompt"], doc["filter-shortest"]["select"]) == (1, "shortest")
+    assert doc["train-shortest"]["data"] == f"{run_dir}/filter-shortest/kept.jsonl"
+    assert doc["difficulty-trained"]["sampling"]["model"] == f"{run_dir}/train/final"
+    unsolved = doc["train-unsolved"]
+    assert unsolved["rates"] == f"{run_dir}/difficulty-trained/prompts.jsonl"
+    assert unsolved["matched"] == f"{run_dir}/filter-shortest/kept.jsonl" and unsolved["kept"] == f"{run_dir}/filter/kept.jsonl"
+    for arm in ("train", "train-shortest", "train-unsolved"):
+        assert doc[arm]["base_model"] == f"{run_dir}/teacher/student-base"

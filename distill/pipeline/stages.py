@@ -33,6 +33,7 @@ STAGE_MODULES = (
     "distill.quickstart.stages",
     "distill.quickstart.onpolicy",
     "distill.quickstart.grpo",
+    "distill.quickstart.length",
 )
 # Sections a recipe may hold besides the stages' own.
 META_SECTIONS = ("name", "description", "run", "rejection")

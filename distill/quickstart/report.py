@@ -81,6 +81,10 @@ def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
     ]
     if any(r.get("teacher_tokens") for r in rows):  # what each student cost in teacher tokens (beyond-SFT recipes)
         columns.append(("teacher tokens (prompt + completion)", "---:", lambda r: _tokens(r.get("teacher_tokens"))))
+    if any(r.get("training_tokens") for r in rows):  # what each student was trained on, and how long it answers
+        columns.append(("training samples", "---:", lambda r: f"{r['training_samples']:,}"))
+        columns.append(("training tokens", "---:", lambda r: f"{r['training_tokens']:,}"))
+        columns.append(("mean answer tokens", "---:", lambda r: f"{r['mean_tokens']:.1f}" if r.get("mean_tokens") else "-"))
     if any(r.get("tokens_per_s") for r in rows) and any(r.get("size_mb") for r in rows):
         columns.append(("tokens/s", "---:", lambda r: f"{r['tokens_per_s']:.0f}" if r.get("tokens_per_s") else "-"))
         columns.append(("file size", "---:", lambda r: f"{r['size_mb']:.1f} MiB" if r.get("size_mb") else "-"))

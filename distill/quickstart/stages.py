@@ -132,6 +132,7 @@ def evaluate_models(models: dict[str, str], config: EvalSettings, benchmarks: li
                 "accuracy_stderr": figures["pass@1_stderr"],
                 "mixing": mixing_rate(samples, language),
                 "no_answer": figures["no_answer"],
+                "mean_tokens": figures.get("mean_tokens"),
                 "tokens_per_s": summary.get("tokens_per_s"),
             })
     return rows
