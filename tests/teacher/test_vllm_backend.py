@@ -51,7 +51,7 @@ def run(config: GenerateConfig) -> dict:
 
 
 def ids_of(path: Path) -> list[str]:
-    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+    return [json.loads(line)["id"] for line in path.read_text().split("\n") if line]
 
 
 def test_generates_r1_form_records_and_skips_too_long_prompts(make_config, tmp_path):
@@ -184,7 +184,7 @@ def test_resume_after_a_crash_between_frame_and_line(make_config, tmp_path):
     summary = run(make_config(prompts, out, logprobs=3))
     assert summary["samples_written"] == 8 - 3
     index = logprobs.scan(side)
-    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    ids = [json.loads(line)["id"] for line in out.read_text().split("\n") if line]
     assert len(ids) == len(set(ids)) == 8 and index.torn == 0
     assert [record_id for record_id, *_ in index.order] == ids  # one frame per record, no orphans, same order
 

@@ -51,7 +51,7 @@ def test_rows_are_the_verifiers_pass_rates_and_nothing_is_sampled_again(tmp_path
     _write_samples(config, {"What is 1+1?": ["2", "2", "2"], "What is 2+3?": ["5", "4", "6"]})
     summary = run(config)  # every sample is there: the engine is never loaded
     assert summary["samples_written"] == 0 and summary["samples"] == 6 and summary["prompts"] == 2 and summary["ungradable"] == 1
-    rows = [json.loads(line) for line in (tmp_path / "rates.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "rates.jsonl").read_text().split("\n") if line]
     assert [(r["drawn"], r["correct"], r["pass_rate"], r["always_solved"], r["never_solved"]) for r in rows] == [
         (3, 3, 1.0, True, False), (3, 1, 0.3333, False, False)]
     assert rows[0]["completion_tokens"] == 21 and rows[0]["shortest_correct_tokens"] == 7
@@ -65,7 +65,7 @@ def test_samples_of_another_model_or_a_larger_k(tmp_path):
     config = DifficultyConfig(model=str(_model(tmp_path)), prompts=str(_prompts(tmp_path)), output=str(tmp_path / "rates.jsonl"), k=2, workers=1)
     _write_samples(config, {"What is 1+1?": ["2", "3", "2"], "What is 2+3?": ["5", "5", "1"]})
     run(config)  # a file with more samples than k: the first k of each prompt count
-    assert [json.loads(line)["correct"] for line in (tmp_path / "rates.jsonl").read_text().splitlines()] == [1, 2]
+    assert [json.loads(line)["correct"] for line in (tmp_path / "rates.jsonl").read_text().split("\n") if line] == [1, 2]
     other = tmp_path / "other"
     other.mkdir()
     with pytest.raises(InputError, match="holds samples of"):
@@ -116,7 +116,7 @@ def test_the_student_sampled_by_the_engine_graded_and_resumed(tiny_qwen, tmp_pat
     samples = list(read_records(config.samples, Trace))
     assert summary["samples_written"] == 4 and len(samples) == 4 and {s.sample_index for s in samples} == {0, 1}
     assert all(s.teacher["model"] == str(tiny_qwen) and s.teacher["temperature"] == 0.6 and s.completion_tokens for s in samples)
-    rows = [json.loads(line) for line in (tmp_path / "rates.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "rates.jsonl").read_text().split("\n") if line]
     assert [r["problem_id"] for r in rows] == [p.problem_id for p in read_problems(config.prompts)][:2]
     for row in rows:
         mine = [s for s in samples if s.problem_id == row["problem_id"]]

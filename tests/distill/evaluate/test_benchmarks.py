@@ -111,7 +111,7 @@ def test_gpqa_end_to_end_grades_each_form(stand_in, tmp_path, distill_cli):
     code, _, err = distill_cli("eval", "stand-in", "-b", GPQA, "--backend", "openai", "--base-url", stand_in.url, "--k", "4",
                                "-o", out, "--workers", "1")
     assert code == 0, err
-    samples = [json.loads(line) for line in (out / "gpqa_diamond.samples.jsonl").read_text().splitlines()]
+    samples = [json.loads(line) for line in (out / "gpqa_diamond.samples.jsonl").read_text().split("\n") if line]
     assert len(samples) == 16
     for sample in samples:
         final = sample["completion"].split("</think>")[1]
@@ -173,9 +173,9 @@ def test_lcb_grading_in_the_sandbox_functional_and_stdin(tmp_path):
         _code_trace(call, 1, "class Solution:\n    def multiplyTwo(self, a: int, b: int) -> int:\n        return a + b"),
     ]
     summary = score_and_write(traces, ["livecodebench"], settings.model_copy(update={"k": 2}), loaded={"livecodebench": bench})
-    rows = {r["problem_id"]: r for r in map(json.loads, (tmp_path / "out" / "livecodebench.jsonl").read_text().splitlines())}
+    rows = {r["problem_id"]: r for r in map(json.loads, (tmp_path / "out" / "livecodebench.jsonl").read_text().split("\n")[:-1])}
     assert rows["abc999_a"]["correct"] == 1 and rows["3999"]["correct"] == 1
-    samples = [json.loads(line) for line in (tmp_path / "out" / "livecodebench.samples.jsonl").read_text().splitlines()]
+    samples = [json.loads(line) for line in (tmp_path / "out" / "livecodebench.samples.jsonl").read_text().split("\n") if line]
     verdicts = {(s["problem_id"], s["sample_index"]): s["verdicts"]["correctness"]["passed"] for s in samples}
     assert verdicts == {("abc999_a", 0): True, ("abc999_a", 1): False, ("3999", 0): True, ("3999", 1): False}
     assert summary["benchmarks"]["livecodebench"]["pass@1"] == 0.5 and summary["benchmarks"]["livecodebench"]["since"] == "2024-08"

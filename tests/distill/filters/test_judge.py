@@ -144,7 +144,7 @@ def test_a_rerun_asks_nothing_and_an_interrupted_run_resumes(tmp_path):
             run_filter(tmp_path, records(), failing.url, concurrency=1)
     finally:
         failing.close()
-    assert len((tmp_path / "cache.jsonl").read_text().splitlines()) == 2  # what was answered is kept
+    assert len((tmp_path / "cache.jsonl").read_text().split("\n")[:-1]) == 2  # what was answered is kept
     assert not (tmp_path / "kept.jsonl").exists()  # outputs appear whole or not at all
     server = JudgeServer()
     try:

@@ -12,15 +12,13 @@ from distill.core.records import Trace
 from distill.filters.config import FilterConfig
 from distill.filters.stage import run
 
-from ...conftest import vllm_server
-
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def judge_url(tiny_qwen, tmp_path_factory):
-    with vllm_server(tiny_qwen, "judge", tmp_path_factory.mktemp("judge") / "server.log", max_model_len=2048) as url:
-        yield url
+@pytest.fixture
+def judge_url(tiny_server):
+    """The session's vLLM server (tests/conftest.py), which also answers to the name `judge`."""
+    return tiny_server
 
 
 def test_a_served_model_judges_what_the_rules_cannot(judge_url, tmp_path):
@@ -42,7 +40,7 @@ def test_a_served_model_judges_what_the_rules_cannot(judge_url, tmp_path):
     rejected = list(read_records(config.rejected)) if (tmp_path / "rej.jsonl").stat().st_size else []
     assert all(t.rejected_by == "judge" for t in rejected)
     assert sum(t.reason.startswith("undecided: ") for t in rejected) == judge["undecided"]
-    cached = (tmp_path / "cache.jsonl").read_text().splitlines()
+    cached = (tmp_path / "cache.jsonl").read_text().split("\n")[:-1]
     assert len(cached) == 4
     assert run(config)["judge"]["asked"] == 0  # a re-run asks nothing
 

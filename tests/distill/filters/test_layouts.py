@@ -170,7 +170,7 @@ def test_inspect_reads_every_layout_and_shows_carried_columns(preset):
 
 def test_the_delimiters_are_detected_from_the_data_when_not_given(tmp_path, capfd):
     # A ShareGPT file whose completions use <think> tags (not Sky-T1's markers, the preset's default)
-    rows = [json.loads(line) for line in (FIXTURES / "sharegpt.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (FIXTURES / "sharegpt.jsonl").read_text().split("\n") if line]
     for row in rows:
         reply = row["conversations"][-1]
         reply["value"] = (reply["value"].replace("<|begin_of_thought|>", "<think>").replace("<|end_of_thought|>", "</think>")

@@ -27,9 +27,9 @@ def test_the_band_drops_the_kept_samples_of_prompts_outside_it(tmp_path, section
     kept.parent.mkdir()
     kept.write_text("".join(json.dumps({"id": s["id"], "problem_id": p}) + "\n" for p, samples in found.items() for s in samples if s["kept"]))
     count = _write_prompt_stats(RejectionConfig(**section), stats(found), str(kept))
-    rows = {r["problem_id"]: r for r in map(json.loads, (kept.parent / "prompts.jsonl").read_text().splitlines())}
+    rows = {r["problem_id"]: r for r in map(json.loads, (kept.parent / "prompts.jsonl").read_text().split("\n")[:-1])}
     assert {p for p, r in rows.items() if r["dropped"]} == dropped
-    assert {json.loads(line)["problem_id"] for line in kept.read_text().splitlines()} == {"easy", "mid", "hard"} - dropped
+    assert {json.loads(line)["problem_id"] for line in kept.read_text().split("\n") if line} == {"easy", "mid", "hard"} - dropped
     assert count == sum(sum(s["kept"] for s in found[p]) for p in dropped)
 
 

@@ -107,7 +107,7 @@ def write_recipe(path: Path, model: Path, prompts: Path, **rejection) -> Path:
 
 
 def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
 
 
 @pytest.mark.slow

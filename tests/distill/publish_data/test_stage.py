@@ -110,7 +110,7 @@ def test_card_parses_as_hub_dataset_card_and_states_the_run(published, filtered)
 
 
 def test_license_from_flag_else_unknown(filtered, tmp_path):
-    rows = [json.loads(line) for line in filtered["kept"].read_text().splitlines()]
+    rows = [json.loads(line) for line in filtered["kept"].read_text().split("\n") if line]
     plain = tmp_path / "kept.jsonl"
     plain.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "source"}) + "\n" for row in rows))
     assert run(PublishDataConfig(input=str(plain), output=tmp_path / "a", license="cc-by-4.0"))["license"] == "cc-by-4.0"
@@ -155,7 +155,7 @@ def test_push_goes_through_the_recording_stand_in(filtered, tmp_path, monkeypatc
 
 def test_refusals_leave_everything_as_it_was(filtered, tmp_path):
     rejected = tmp_path / "rejected.jsonl"
-    row = json.loads(filtered["kept"].read_text().splitlines()[0])
+    row = json.loads(filtered["kept"].read_text().split("\n")[:-1][0])
     rejected.write_text(json.dumps({**row, "rejected_by": "language"}) + "\n")
     with pytest.raises(InputError, match="rejected record"):
         run(PublishDataConfig(input=str(rejected), output=tmp_path / "x"))
@@ -232,7 +232,7 @@ def test_distill_reads_the_published_folder_back(published, filtered):
 
 
 def _rows_of(filtered, problems: int) -> list[dict]:
-    rows = [json.loads(line) for line in filtered["kept"].read_text().splitlines()]
+    rows = [json.loads(line) for line in filtered["kept"].read_text().split("\n") if line]
     wanted = list(dict.fromkeys(row["problem_id"] for row in rows))[:problems]
     return [row for row in rows if row["problem_id"] in wanted]
 
